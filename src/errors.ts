@@ -1,0 +1,99 @@
+/**
+ * memwire's error classes. Every thrown error is a MemwireError with a stable `code`:
+ *
+ *   UsageError        the caller's mistake (bad size, bad name, closed handle): fix the call.
+ *     ClosedError     a method of a handle that was closed or disposed.
+ *   SystemError       a C call failed: carries `call`, `errno`, `errnoName` and the arguments.
+ *     NotSupportedError  the call failed with EOPNOTSUPP / ENOSYS: the kernel or device lacks it.
+ *   CorruptionError   shared memory another process can write holds a value that cannot be
+ *                     right (bad magic, out-of-range offset, impossible state). Names the region.
+ *   TimeoutError      a bounded wait ran out (e.g. a region that never finished initialising).
+ *
+ * Two helpers build every SystemError: `checkSyscall` for calls that return -1 (or NULL) and set
+ * errno, `errnoError` for calls that return an errno value directly.
+ */
+import { errno as lastErrno, libc } from '../ffi/libc.js';
+import { errnoName } from './errno-names.js';
+
+export class MemwireError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+export class UsageError extends MemwireError {
+  constructor(message: string, code = 'ERR_MEMWIRE_USAGE') {
+    super(code, message);
+  }
+}
+
+export class ClosedError extends UsageError {
+  constructor(what: string) {
+    super(`${what} is closed`, 'ERR_MEMWIRE_CLOSED');
+  }
+}
+
+export type CallArgs = Readonly<Record<string, string | number | bigint | boolean | null>>;
+
+export class SystemError extends MemwireError {
+  readonly call: string;
+  readonly errno: number;
+  readonly errnoName: string;
+  readonly args: CallArgs;
+  constructor(call: string, errno: number, args: CallArgs = {}, code = 'ERR_MEMWIRE_SYSTEM') {
+    const name = errnoName(errno);
+    const shown = Object.entries(args)
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : String(v)}`)
+      .join(', ');
+    super(code, `${call}(${shown}) failed: ${name} (errno ${errno}): ${describeErrno(errno)}`);
+    this.call = call;
+    this.errno = errno;
+    this.errnoName = name;
+    this.args = args;
+  }
+}
+
+export class NotSupportedError extends SystemError {
+  constructor(call: string, errno: number, args: CallArgs = {}) {
+    super(call, errno, args, 'ERR_MEMWIRE_NOT_SUPPORTED');
+  }
+}
+
+export class CorruptionError extends MemwireError {
+  readonly region: string;
+  constructor(region: string, detail: string) {
+    super('ERR_MEMWIRE_CORRUPT', `shared memory ${JSON.stringify(region)} is corrupt: ${detail}`);
+    this.region = region;
+  }
+}
+
+export class TimeoutError extends MemwireError {
+  constructor(message: string) {
+    super('ERR_MEMWIRE_TIMEOUT', message);
+  }
+}
+
+const EOPNOTSUPP = 95;
+const ENOSYS = 38;
+
+function describeErrno(errno: number): string {
+  return (libc.strerror(errno) as string | null) ?? 'unknown error';
+}
+
+/** The SystemError (or NotSupportedError) for a call that returned this errno. */
+export function errnoError(call: string, errno: number, args: CallArgs = {}): SystemError {
+  return errno === EOPNOTSUPP || errno === ENOSYS
+    ? new NotSupportedError(call, errno, args)
+    : new SystemError(call, errno, args);
+}
+
+/**
+ * For calls that return -1 and set errno: reads errno at once and throws, or returns the result.
+ */
+export function checkSyscall(call: string, result: number, args: CallArgs = {}): number {
+  if (result === -1) throw errnoError(call, lastErrno(), args);
+  return result;
+}
