@@ -30,8 +30,11 @@ VERBOSE=${MEMWIRE_RXE_VERBOSE:-0}
 APT_PACKAGES=(qemu-system-x86 busybox-static kmod iproute2 rdma-core ibverbs-utils ibverbs-providers
   libibverbs-dev librdmacm-dev rdmacm-utils perftest)
 # What the initramfs loads before it can mount the host's root (9p over virtio-pci, overlayfs)
-# and talk on the output ports (virtio_console). Dependencies are resolved by modprobe.
-INITRAMFS_MODULES=(virtio_pci 9pnet_virtio 9p overlay virtio_console)
+# and talk on the output ports (virtio_console); then, in the background while it mounts, the
+# RDMA stack. Dependencies are resolved by modprobe on the host. (insmod of modules carried in the
+# initramfs is cheaper under TCG than modprobe reading them through 9p.)
+BOOT_MODULES=(virtio_pci 9pnet_virtio 9p overlay virtio_console)
+RDMA_MODULES=(veth rdma_rxe ib_uverbs rdma_ucm)
 
 T0=${EPOCHREALTIME/./}
 say() { printf 'rxe-vm: %s\n' "$*" >&2; }
@@ -89,9 +92,14 @@ ensure_packages() {
 # The kernel package linux-image-amd64 depends on, e.g. linux-image-6.1.0-28-amd64 -> 6.1.0-28-amd64.
 resolve_kver() {
   if [[ -n ${MEMWIRE_RXE_KVER:-} ]]; then echo "$MEMWIRE_RXE_KVER"; return; fi
-  local pkg
+  # apt-cache takes ~0.8 s: remember its answer until the package lists change.
+  local key pkg
+  key=$(stat -c '%Y' /var/lib/apt/lists /var/lib/apt/lists/*Packages* 2>/dev/null | md5sum | cut -c1-16)
+  if [[ -f $CACHE/kver.$key ]]; then cat "$CACHE/kver.$key"; return; fi
   pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: linux-image-\([0-9].*-amd64\)$/\1/p' | head -1)
-  if [[ -z $pkg ]]; then
+  if [[ -n $pkg ]]; then
+    rm -f "$CACHE"/kver.*; echo "$pkg" >"$CACHE/kver.$key"
+  else
     # No apt lists (or no network): fall back to the newest complete cache.
     pkg=$(ls -1d "$CACHE"/*/.complete 2>/dev/null | sed 's|/.complete$||; s|.*/||' | sort -V | tail -1)
   fi
@@ -102,14 +110,15 @@ resolve_kver() {
 # Finds the compressed payload inside a bzImage and writes the uncompressed ELF vmlinux,
 # the way the kernel's scripts/extract-vmlinux does.
 extract_vmlinux() {
-  local in=$1 out=$2 spec magic tool off
-  for spec in $'\x1f\x8b\x08:gzip -dc' $'\xfd7zXZ\x00:xz -dc' $'\x28\xb5\x2f\xfd:zstd -dcq' \
-              $'\x02\x21\x4c\x18:lz4 -dc' $'\x5d\x00\x00\x00:xz -dc --format=lzma'; do
-    magic=${spec%%:*}; tool=${spec#*:}
+  local in=$1 out=$2 spec hex tool off
+  for spec in '\x1f\x8b\x08:gzip -dc' '\xfd\x37\x7a\x58\x5a\x00:xz -dc' '\x28\xb5\x2f\xfd:zstd -dcq' \
+              '\x02\x21\x4c\x18:lz4 -dc' '\x5d\x00\x00\x00:xz -dc --format=lzma'; do
+    hex=${spec%%:*}; tool=${spec#*:}
     command -v "${tool%% *}" >/dev/null || continue
-    for off in $(LC_ALL=C grep -obUaP -- "$(printf '%s' "$magic" | od -An -tx1 | sed 's/ /\\x/g')" "$in" 2>/dev/null | cut -d: -f1 | head -5); do
+    for off in $(LC_ALL=C grep -obUaP -- "$hex" "$in" 2>/dev/null | cut -d: -f1 | head -5); do
+      # The payload is followed by other data, so the decompressor complains at the end: ignore it.
       tail -c "+$((off + 1))" "$in" | $tool >"$out.tmp" 2>/dev/null || true
-      if [[ $(head -c 4 "$out.tmp" 2>/dev/null | od -An -tx1 | tr -d ' ') == 7f454c46 ]]; then
+      if [[ $(head -c 4 "$out.tmp" 2>/dev/null | od -An -tx1 | tr -d ' \n') == 7f454c46 ]]; then
         mv "$out.tmp" "$out"; return 0
       fi
     done
@@ -120,7 +129,8 @@ extract_vmlinux() {
 # Has the ELF a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY = 18)? Then QEMU can boot it directly.
 has_pvh_note() {
   command -v readelf >/dev/null || return 0   # cannot tell: try it
-  readelf -n "$1" 2>/dev/null | grep -A0 -E '^\s+Xen\s' | grep -qE '0x00000012|PHYS32'
+  local notes; notes=$(readelf -n "$1" 2>/dev/null) || return 1
+  grep -E '^\s+Xen\s' <<<"$notes" | grep -qE '\(0x00000012\)|PHYS32_ENTRY'
 }
 
 prepare_kernel() {
@@ -167,33 +177,42 @@ write_cpio() {
     hdr("TRAILER!!!", 0, 0); print "\0" x 512;'
 }
 
+# modules_for DIR KVER NAMES...: the .ko paths modprobe would insmod, in order, each once.
+modules_for() {
+  local dir=$1 kver=$2 out; shift 2
+  out=$(modprobe -d "$dir" -S "$kver" --show-depends -a "$@" 2>&1) || host_fail "modprobe --show-depends $*: $out"
+  awk '$1 == "insmod" && !seen[$2]++ { print $2 }' <<<"$out"
+}
+
 prepare_initramfs() {
-  local kdir=$1 kver=$2 list key out work line mod i=0
-  list=$(modprobe -d "$kdir/root" -S "$kver" --show-depends "${INITRAMFS_MODULES[@]}" 2>&1) ||
-    host_fail "modprobe --show-depends: $list"
-  key=$( { cat "$SELF_DIR/initramfs-init"; echo "$list"; sha256sum /bin/busybox; } | sha256sum | cut -c1-16)
+  local kdir=$1 kver=$2 boot rdma key out work mod name i=0
+  boot=$(modules_for "$kdir/root" "$kver" "${BOOT_MODULES[@]}")
+  rdma=$(modules_for "$kdir/root" "$kver" "${RDMA_MODULES[@]}" | grep -vxF -f <(echo "$boot") || true)
+  key=$( { cat "$SELF_DIR/initramfs-init"; echo "$boot" "$rdma"; sha256sum /bin/busybox; } | sha256sum | cut -c1-16)
   out="$kdir/initramfs-$key.cpio"
   [[ -f $out ]] && { echo "$out"; return 0; }
   work=$(mktemp -d "$CACHE/initramfs.XXXXXX")
-  mkdir -p "$work/mods"
+  add_module() {   # GROUP PATH: copied (uncompressed) as mods/GROUP/NN-name.ko, NN = load order
+    i=$((i + 1)); name=$(printf '%02d-%s' "$i" "$(basename "$2")"); name=${name%.xz}; name=${name%.zst}
+    mkdir -p "$work/mods/$1"
+    case $2 in
+      *.ko.xz) xz -dc "$2" >"$work/mods/$1/$name" ;;
+      *.ko.zst) zstd -dcq "$2" >"$work/mods/$1/$name" ;;
+      *) cp "$2" "$work/mods/$1/$name" ;;
+    esac
+    printf '%s\t%s\n' "mods/$1/$name" "$work/mods/$1/$name"
+  }
   {
-    printf '%s\t%s\n' bin dir dev dir proc dir sys dir mods dir
+    printf '%s\t%s\n' bin dir dev dir proc dir sys dir mods dir mods/boot dir mods/rdma dir
     printf '%s\t%s\n' init "$SELF_DIR/initramfs-init" bin/busybox /bin/busybox bin/sh link:busybox
-    while read -r kind mod _; do
-      [[ $kind == insmod ]] || continue
-      i=$((i + 1))
-      local name; name=$(printf '%02d-%s' "$i" "$(basename "${mod%.xz}")")
-      case $mod in
-        *.ko.xz) xz -dc "$mod" >"$work/mods/$name" ;;
-        *.ko.zst) zstd -dcq "$mod" >"$work/mods/$name" ;;
-        *) cp "$mod" "$work/mods/$name" ;;
-      esac
-      printf '%s\t%s\n' "mods/$name" "$work/mods/$name"
-    done <<<"$list"
-  } | write_cpio >"$out.tmp" || { rm -rf "$work"; host_fail "building the initramfs"; }
+    for mod in $boot; do add_module boot "$mod"; done
+    for mod in $rdma; do add_module rdma "$mod"; done
+  } >"$work/list" || { rm -rf "$work"; host_fail "collecting the initramfs modules"; }
+  write_cpio <"$work/list" >"$out.tmp" || { rm -rf "$work"; host_fail "building the initramfs"; }
   rm -rf "$work"
+  find "$kdir" -maxdepth 1 -name "initramfs-*.cpio" -mmin +60 -delete   # stale builds of an older init script
   mv "$out.tmp" "$out"
-  info "built ${out#"$ROOT"/} ($i modules)"
+  info "built ${out#"$ROOT"/} ($(wc -w <<<"$boot $rdma") modules)"
   echo "$out"
 }
 
@@ -237,6 +256,7 @@ cleanup() {
     kill "$p" 2>/dev/null || true
   done
   if [[ -s $RUN/console.log ]]; then cp "$RUN/console.log" "$CACHE/last-console.log" 2>/dev/null || true; fi
+  if [[ $VERBOSE == 1 && -s $RUN/qemu.log ]]; then say "qemu said:"; cat "$RUN/qemu.log" >&2; fi
   rm -rf "$RUN"
   exit "$rc"
 }
@@ -250,6 +270,7 @@ NODE_BIN=$(command -v node 2>/dev/null || true)
 GUEST_PATH="$ROOT/node_modules/.bin"
 [[ -n $NODE_BIN ]] && GUEST_PATH+=":$(dirname "$(readlink -f "$NODE_BIN")"):$(dirname "$NODE_BIN")"
 GUEST_PATH+=":${PATH}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+GUEST_PATH=$(tr ':' '\n' <<<"$GUEST_PATH" | awk 'NF && !seen[$0]++' | paste -sd:)
 {
   echo '# generated by scripts/rxe/run.sh'
   envq() { printf 'export %s=%q\n' "$1" "$2"; }
@@ -271,15 +292,9 @@ GUEST_PATH+=":${PATH}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
   printf 'cd -- %q || exit 126\n' "$ROOT"
   printf 'exec'; printf ' %q' "$@"; printf '\n'
 } >"$SHARE/job.sh"
-cat >"$SHARE/config" <<EOF
-KVER=$KVER
-MODROOT=$KDIR/root
-PROJECT=$ROOT
-MTU=$MTU
-CMD_TIMEOUT=$CMD_TIMEOUT
-SETUP_TIMEOUT=$SETUP_TIMEOUT
-VERBOSE=$VERBOSE
-EOF
+printf '%s\n' "$ROOT" >"$SHARE/project"   # read by the initramfs (busybox sh): a plain line
+printf '%s=%q\n' KVER "$KVER" MODROOT "$KDIR/root" PROJECT "$ROOT" MTU "$MTU" \
+  CMD_TIMEOUT "$CMD_TIMEOUT" SETUP_TIMEOUT "$SETUP_TIMEOUT" VERBOSE "$VERBOSE" >"$SHARE/config"
 
 # --------------------------------------------------------------------------------------------
 # Boot. Output ports: the guest command's stdout and stderr go to two virtio-serial ports whose
@@ -291,17 +306,18 @@ cat "$RUN/err.fifo" >&2 & CAT_PIDS+=($!)
 
 NINEP="security_model=none,multidevs=remap"
 APPEND="console=ttyS0 quiet loglevel=4 panic=-1 reboot=t mitigations=off tsc=reliable no_timer_check"
-APPEND+=" memwire.project=$ROOT"
+APPEND+=" ${MEMWIRE_RXE_KERNEL_ARGS:-}"
+qarg() { printf '%s' "${1//,/,,}"; }   # a path inside a QEMU option: commas doubled
 QEMU=(qemu-system-x86_64
-  -name memwire-rxe -machine pc -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM"
+  -name memwire-rxe -machine "${MEMWIRE_RXE_MACHINE:-pc}" -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM"
   -nodefaults -no-user-config -display none -vga none -no-reboot -nic none
   -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
-  -serial "file:$RUN/console.log"
+  -serial "file:$(qarg "$RUN/console.log")"
   -fsdev "local,id=fsroot,path=/,readonly=on,$NINEP"
   -device virtio-9p-pci,fsdev=fsroot,mount_tag=hostroot
-  -fsdev "local,id=fsproj,path=$ROOT,$NINEP"
+  -fsdev "local,id=fsproj,path=$(qarg "$ROOT"),$NINEP"
   -device virtio-9p-pci,fsdev=fsproj,mount_tag=project
-  -fsdev "local,id=fsrun,path=$SHARE,$NINEP"
+  -fsdev "local,id=fsrun,path=$(qarg "$SHARE"),$NINEP"
   -device virtio-9p-pci,fsdev=fsrun,mount_tag=rxerun
   -add-fd fd=3,set=1 -add-fd fd=4,set=2
   -chardev file,id=gout,path=/dev/fdset/1,append=on
@@ -334,6 +350,7 @@ rc=0; wait_for booted "$BOOT_TIMEOUT" || rc=$?
 if ((rc)); then
   show_logs
   ((rc == 2)) && die $EXIT_BOOT "guest did not boot within ${BOOT_TIMEOUT}s"
+  [[ -s $RUN/console.log ]] || die $EXIT_HOST "qemu exited at once (see what it said above)"
   die $EXIT_BOOT "guest stopped before it booted"
 fi
 info "guest booted ($(cat "$SHARE/booted"))"
@@ -357,7 +374,10 @@ if ((rc == 2)); then
 elif ((rc)); then
   show_logs; die $EXIT_GUEST_LOST "guest stopped during the command without reporting its status"
 fi
-STATUS=$(cat "$SHARE/status")
+STATUS=
+for _ in $(seq 1 20); do   # the file may be created a moment before it is written
+  STATUS=$(cat "$SHARE/status" 2>/dev/null || true); [[ -n $STATUS ]] && break; sleep 0.1
+done
 [[ $STATUS =~ ^[0-9]+$ ]] || die $EXIT_GUEST_LOST "guest reported a bad status '$STATUS'"
 info "command exited with $STATUS; waiting for the guest to power off"
 
