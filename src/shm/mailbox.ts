@@ -29,6 +29,8 @@ export class Mailbox {
   readonly #region: SharedRegion;
   #sent = 0;
   #taken = 0;
+  // The payload prefix last read, kept so tryTake() does not allocate a view per message.
+  #readView: Uint8Array;
 
   /** A mailbox at data byte `byteOffset` (64-aligned) of `region`, holding up to `capacity` bytes. */
   constructor(region: SharedRegion, byteOffset: number, capacity: number) {
@@ -43,6 +45,7 @@ export class Mailbox {
     this.capacity = capacity;
     this.#words = region.view('int32', byteOffset, MB_PAYLOAD / 4);
     this.#payload = region.view('uint8', byteOffset + MB_PAYLOAD, capacity);
+    this.#readView = this.#payload;
     this.#sequence = region.futex(byteOffset + MB_SEQUENCE);
     this.#consumed = region.futex(byteOffset + MB_CONSUMED);
     // Resume counting where the shared counters are (a mailbox may be attached to late).
@@ -87,7 +90,8 @@ export class Mailbox {
       throw new CorruptionError(this.#region.name, `mailbox message length ${length} exceeds capacity ${this.capacity}`);
     }
     if (length > into.length) throw new UsageError(`receive buffer of ${into.length} bytes is smaller than the ${length}-byte message`);
-    into.set(this.#payload.subarray(0, length));
+    if (this.#readView.length !== length) this.#readView = this.#payload.subarray(0, length);
+    into.set(this.#readView);
     this.#taken = (this.#taken + 1) | 0;
     Atomics.store(words, MB_CONSUMED / 4, this.#taken);
     if (Atomics.load(words, MB_WRITER_WAITING / 4) !== 0) this.#consumed.wake(1);

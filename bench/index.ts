@@ -1,0 +1,66 @@
+/**
+ * `memwire bench <name> [--quick] [--json] [flags]`: the benchmark programs, one per pattern.
+ * Each measures memwire and its anchor in the same run and reports ratio = memwire / anchor.
+ *
+ * runBench(name, argv) takes the arguments after the name and returns the exit code: 0 when the
+ * bench ran (a missed target is reported, not an error), 1 when it failed, 2 for an unknown name
+ * or a bad flag. With --json the last line of stdout is one JSON object; progress goes to stderr.
+ */
+import { flagHelp, FlagError, printReport, type BenchReport, type FlagSpec } from './common.js';
+
+interface BenchEntry {
+  description: string;
+  load(): Promise<{ FLAGS: FlagSpec; run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> }>;
+}
+
+const BENCHES: Record<string, BenchEntry> = {
+  'ffi-call': {
+    description: 'ns per call of a trivial C function through the FFI backend, vs a JS call',
+    load: () => import('./ffi-call.js'),
+  },
+  'region-pingpong': {
+    description: 'one-way latency through a SharedRegion between two processes, vs UCX shm and a Unix socket',
+    load: () => import('./region-pingpong.js'),
+  },
+};
+
+export const benchNames: string[] = Object.keys(BENCHES);
+
+function listing(): string {
+  const width = Math.max(...benchNames.map((n) => n.length));
+  return [
+    'usage: memwire bench <name> [--quick] [--json] [flags]   (memwire bench <name> --help for its flags)',
+    '',
+    'benches:',
+    ...benchNames.map((name) => `  ${name.padEnd(width)}  ${BENCHES[name].description}`),
+  ].join('\n');
+}
+
+export async function runBench(name: string, argv: string[]): Promise<number> {
+  if (name === 'list' || name === 'help' || name === '--help' || name === '-h') {
+    console.log(listing());
+    return 0;
+  }
+  const entry = Object.hasOwn(BENCHES, name) ? BENCHES[name] : undefined;
+  if (!entry) {
+    console.error(`memwire bench: unknown bench ${JSON.stringify(name)}\n\n${listing()}`);
+    return 2;
+  }
+  const bench = await entry.load();
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(`usage: memwire bench ${name} [flags]\n${entry.description}\n\nflags:\n${flagHelp(bench.FLAGS)}`);
+    return 0;
+  }
+  try {
+    const { report, json } = await bench.run(argv);
+    printReport(report, json);
+    return 0;
+  } catch (error) {
+    if (error instanceof FlagError) {
+      console.error(`memwire bench ${name}: ${error.message}\n\nflags:\n${flagHelp(bench.FLAGS)}`);
+      return 2;
+    }
+    console.error(`memwire bench ${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return 1;
+  }
+}

@@ -1,0 +1,504 @@
+/**
+ * Bench `region-pingpong`: one-way latency of a message bounced between two processes through a
+ * SharedRegion (a ping and a pong Mailbox), against two anchors measured in the same run:
+ *
+ *  - `ucx-posix`: UCX's `ucx_perftest -t tag_lat` over POSIX shared memory (UCX_TLS=posix,self,
+ *    server and client on 127.0.0.1). It prints one-way latency (round trip / 2) as a percentile
+ *    column whose rank `-R` sets: we run it with -R 50 and compare our p50 with its "50.0%ile"
+ *    column (its "typical" latency), and with -R 99 and compare our p99 with "99.0%ile". UCX
+ *    takes that percentile over its last 2048 iterations (TIMING_QUEUE_SIZE in libperf), so it is
+ *    always asked for more than 2048; we take ours over every measured iteration.
+ *  - `<runtime>-uds`: a Unix-domain-socket echo between this process and a plain JS child of the
+ *    same runtime (Node's, or Bun's, own IPC).
+ *
+ * Both memwire processes busy-poll (tryPut/tryTake: no FFI call per message, as UCX polls) on
+ * different cores: this thread and each peer are pinned to two different CPUs (and ucx_perftest
+ * gets the same two with -c). The sizes are interleaved — for each size memwire, then UDS, then
+ * UCX — so drifting noise hits all three alike. Each iteration is timed with one
+ * process.hrtime.bigint() (its cost, printed in the notes, is inside memwire's and UDS's numbers;
+ * UCX times with the TSC).
+ *
+ * Clean-up: the region's name is unlinked as soon as the peer has mapped it, so nothing stays in
+ * /dev/shm even if both processes are killed; peers are killed on any failure and at exit, and
+ * leave on their own when this process dies (the JS peers notice; ucx_perftest runs under
+ * `timeout -s KILL`, a little longer than the measurement's limit).
+ */
+import { unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runtimeName, selfCommand } from '../ffi/runtime.js';
+import { Mailbox, SharedRegion } from '../src/index.js';
+import {
+  allowedCpus,
+  COMMON_FLAGS,
+  findExecutable,
+  freePort,
+  isListening,
+  judgeTargets,
+  makeRow,
+  newReport,
+  nowNs,
+  parseFlags,
+  Peer,
+  percentiles,
+  pinThread,
+  progress,
+  sizeLabel,
+  timerCostNs,
+  withTimeout,
+  type BenchReport,
+  type FlagSpec,
+  type Row,
+  type Target,
+} from './common.js';
+import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
+
+export const FLAGS: FlagSpec = {
+  ...COMMON_FLAGS,
+  iterations: { kind: 'count', help: 'measured round trips per size (default 200000, --quick 20000; fewer above 4 KiB)' },
+  warmup: { kind: 'count', help: 'warm-up round trips per size (default a tenth of the iterations)' },
+  sizes: { kind: 'sizes', help: 'message sizes (default 64,256,1KiB,4KiB,16KiB,64KiB)' },
+  timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 20)' },
+  'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor' },
+  'no-uds': { kind: 'boolean', help: 'skip the Unix-domain-socket anchor' },
+  'no-pin': { kind: 'boolean', help: 'do not pin the two sides to two CPUs' },
+};
+
+const DEFAULT_SIZES = [64, 256, 1024, 4096, 16384, 65536];
+/** UCX computes its percentile over this many last iterations; ask for more than that. */
+const UCX_TIMING_QUEUE = 2048;
+const UCX_TLS = 'posix,self';
+const ANCHOR_UCX = 'ucx-posix';
+const ANCHOR_UDS = `${runtimeName}-uds`;
+
+/** This thread's CPUs before any pinning, restored at the end. */
+const allowedCpusBefore = allowedCpus();
+
+interface Latency {
+  /** One-way latency in µs. */
+  p50: number;
+  p99: number;
+}
+
+interface Plan {
+  sizes: number[];
+  iterations: (size: number) => number;
+  warmup: (size: number) => number;
+  timeoutMs: number;
+  /** Unmeasured round trips before the first size, so neither side is still being compiled. */
+  prime: number;
+  cpus: [number, number] | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// memwire: SharedRegion + two Mailboxes
+
+/**
+ * The measured loop, kept small and monomorphic. Per round trip: one put, one take (each a
+ * TypedArray.set and an Atomics.store), one timer read. `guard` runs every 2^16 polls (one round
+ * trip in ~10^4, and within about a millisecond of a stall): it throws on timeout or a dead peer.
+ */
+function pingPongLoop(
+  ping: Mailbox,
+  pong: Mailbox,
+  message: Uint8Array,
+  reply: Uint8Array,
+  warmup: number,
+  samples: Float64Array,
+  guard: () => void,
+): void {
+  const last = message.length - 1;
+  let polls = 0;
+  let prev = process.hrtime.bigint();
+  for (let i = -warmup; i < samples.length; i++) {
+    // Stamp both ends of the message so the echo is checked to be this one, whole.
+    message[0] = i;
+    message[last] = ~i;
+    while (!ping.tryPut(message)) if ((++polls & 0xffff) === 0) guard();
+    let length: number;
+    while ((length = pong.tryTake(reply)) < 0) if ((++polls & 0xffff) === 0) guard();
+    const now = process.hrtime.bigint();
+    if (i >= 0) samples[i] = Number(now - prev) / 2;
+    prev = now;
+    if (length !== message.length || reply[0] !== message[0] || reply[last] !== message[last]) {
+      throw new Error(`echo mismatch at iteration ${i}: ${length} bytes back for ${message.length}, first byte ${reply[0]} for ${message[0]}`);
+    }
+  }
+}
+
+class RegionPingPong {
+  readonly #region: SharedRegion;
+  readonly #peer: Peer;
+  readonly #ping: Mailbox;
+  readonly #pong: Mailbox;
+  readonly #reply: Uint8Array;
+
+  private constructor(region: SharedRegion, peer: Peer, capacity: number) {
+    this.#region = region;
+    this.#peer = peer;
+    this.#ping = new Mailbox(region, PING_OFFSET, capacity);
+    this.#pong = new Mailbox(region, pongOffset(capacity), capacity);
+    this.#reply = new Uint8Array(capacity);
+  }
+
+  /** Create the region, start the peer, wait until it has attached; then unlink the name. */
+  static async start(capacity: number, cpus: [number, number] | null): Promise<RegionPingPong> {
+    const name = `bench.pingpong.${process.pid}.${Math.random().toString(36).slice(2, 10)}`;
+    const region = SharedRegion.create(name, regionBytes(capacity));
+    let peer: Peer | undefined;
+    try {
+      const script = fileURLToPath(new URL('./region-pingpong-peer.js', import.meta.url));
+      peer = Peer.start('region-pingpong peer', selfCommand(script, [name, String(capacity), String(process.pid)]));
+      if (cpus) pinThread(peer.pid, [cpus[1]]);
+      const control = region.view('int32', 0, 16);
+      await peer.waitFor('attaching to the region', () => Atomics.load(control, CONTROL_READY) !== 0, 15_000);
+      // Both processes have it mapped: the name is no longer needed, and without it nothing
+      // can be left in /dev/shm whatever happens next.
+      region.unlink();
+      return new RegionPingPong(region, peer, capacity);
+    } catch (error) {
+      if (peer) await peer.stop();
+      region.dispose();
+      throw error;
+    }
+  }
+
+  /** One-way latencies in ns (round trip / 2) of `iterations` round trips of `size` bytes. */
+  measure(size: number, iterations: number, warmup: number, timeoutMs: number): Float64Array {
+    const message = new Uint8Array(size).fill(0x5a);
+    const samples = new Float64Array(iterations);
+    const peer = this.#peer;
+    const deadline = nowNs() + BigInt(Math.round(timeoutMs * 1e6));
+    const guard = () => {
+      if (!peer.isRunningNow()) throw new Error(`${peer.label} died during the ${sizeLabel(size)} round trips${peer.stderr ? `: ${peer.stderr.trim()}` : ''}`);
+      if (nowNs() > deadline) throw new Error(`memwire ${sizeLabel(size)} round trips did not finish within ${timeoutMs} ms`);
+    };
+    pingPongLoop(this.#ping, this.#pong, message, this.#reply, warmup, samples, guard);
+    return samples;
+  }
+
+  /**
+   * Tell the peer to leave, wait for it (boundedly), kill it if need be; dispose the region.
+   * Never throws: it runs in `finally` blocks, where it must not hide the error being handled.
+   */
+  async close(): Promise<void> {
+    try {
+      if (this.#peer.isRunningNow()) {
+        const stop = new Uint8Array(0);
+        const deadline = Date.now() + 2000;
+        while (!this.#ping.tryPut(stop) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+        await this.#peer.waitExit(5000).catch(() => undefined); // a stuck peer is killed below
+      }
+    } finally {
+      await this.#peer.stop();
+      this.#region.dispose();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anchor: Unix-domain-socket echo in the same runtime
+
+class UdsPingPong {
+  readonly #socket: Socket;
+  readonly #peer: Peer;
+
+  private constructor(socket: Socket, peer: Peer) {
+    this.#socket = socket;
+    this.#peer = peer;
+  }
+
+  static async start(cpus: [number, number] | null): Promise<UdsPingPong> {
+    const path = join(tmpdir(), `memwire-bench-${process.pid}-${Math.random().toString(36).slice(2, 10)}.sock`);
+    const server: Server = createServer();
+    let peer: Peer | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, resolve);
+      });
+      const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+      const script = fileURLToPath(new URL('./uds-pingpong-peer.js', import.meta.url));
+      peer = Peer.start('uds-pingpong peer', selfCommand(script, [path]));
+      if (cpus) pinThread(peer.pid, [cpus[1]]);
+      const exited = peer.exited.then((exit) => {
+        throw new Error(`uds-pingpong peer exited before connecting (code ${exit.code}, signal ${exit.signal})`);
+      });
+      const socket = await withTimeout(Promise.race([accepted, exited]), 15_000, 'uds-pingpong peer connecting');
+      socket.setNoDelay(true);
+      return new UdsPingPong(socket, peer);
+    } catch (error) {
+      if (peer) await peer.stop();
+      throw error;
+    } finally {
+      // The connection is made (or failed): the listening socket and its path go now.
+      server.close();
+      try {
+        unlinkSync(path);
+      } catch {
+        // never created, or already gone
+      }
+    }
+  }
+
+  /** One-way latencies in ns (round trip / 2), each round trip one `size`-byte write echoed whole. */
+  measure(size: number, iterations: number, warmup: number, timeoutMs: number): Promise<Float64Array> {
+    const socket = this.#socket;
+    const message = Buffer.alloc(size, 0x5a);
+    const samples = new Float64Array(iterations);
+    return new Promise<Float64Array>((resolve, reject) => {
+      let i = -warmup;
+      let received = 0;
+      let prev = process.hrtime.bigint();
+      const finish = (error?: Error) => {
+        clearTimeout(timer);
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        if (error) reject(error);
+        else resolve(samples);
+      };
+      const onData = (chunk: Buffer) => {
+        received += chunk.length;
+        if (received < size) return;
+        if (received > size) return finish(new Error(`uds echo overran: ${received} bytes for ${size}`));
+        received = 0;
+        const now = process.hrtime.bigint();
+        if (i >= 0) samples[i] = Number(now - prev) / 2;
+        prev = now;
+        if (++i >= iterations) return finish();
+        socket.write(message);
+      };
+      const onClose = () => finish(new Error('uds-pingpong peer closed the connection'));
+      const timer = setTimeout(() => finish(new Error(`uds ${sizeLabel(size)} round trips did not finish within ${timeoutMs} ms`)), timeoutMs);
+      socket.on('data', onData);
+      socket.once('close', onClose);
+      socket.write(message);
+    });
+  }
+
+  /** Close the connection (the peer leaves on it), wait boundedly, kill if need be. Never throws. */
+  async close(): Promise<void> {
+    try {
+      this.#socket.end();
+      await this.#peer.waitExit(5000).catch(() => undefined); // a stuck peer is killed below
+    } finally {
+      this.#socket.destroy();
+      await this.#peer.stop();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anchor: UCX ucx_perftest tag_lat over POSIX shared memory
+
+/** The percentile (µs, one-way) from `ucx_perftest -f` output run with -R `rank`. */
+export function parseUcxPercentile(output: string, rank: number, iterations: number): number {
+  const column = `${rank.toFixed(1)}%ile`;
+  if (!output.includes(column)) throw new Error(`ucx_perftest printed no "${column}" column: ${output.trim().split('\n').slice(-3).join(' | ')}`);
+  // "   <iterations>   <percentile>   <average>   <overall>   <MB/s avg> ..." (Final: prefix without -f)
+  let found: number | undefined;
+  for (const line of output.split('\n')) {
+    const match = /^\s*(?:Final:)?\s*(\d+)\s+(\d+(?:\.\d+)?)\s+\d+(?:\.\d+)?\s+\d+(?:\.\d+)?/.exec(line);
+    if (match && Number(match[1]) === iterations) found = Number(match[2]);
+  }
+  if (found === undefined) throw new Error(`no result line for ${iterations} iterations in ucx_perftest's output`);
+  return found;
+}
+
+async function ucxPercentile(
+  exe: string,
+  size: number,
+  iterations: number,
+  warmup: number,
+  rank: number,
+  cpus: [number, number] | null,
+  timeoutMs: number,
+): Promise<number> {
+  const env = { ...process.env, UCX_TLS };
+  const port = await freePort();
+  // The server would wait for a client for ever: bound both programs' lives.
+  const lifetimeSeconds = timeoutMs / 1000 + 15;
+  const server = Peer.start('ucx_perftest server', [exe, '-p', String(port), ...(cpus ? ['-c', String(cpus[1])] : [])], {
+    env,
+    captureStderr: true,
+    lifetimeSeconds,
+  });
+  try {
+    await server.waitFor(`listening on port ${port}`, () => isListening(port), 10_000);
+    const client = Peer.start(
+      'ucx_perftest client',
+      [
+        exe, '127.0.0.1', '-p', String(port), '-t', 'tag_lat', '-s', String(size), '-n', String(iterations), '-w', String(warmup),
+        '-R', String(rank), '-f', ...(cpus ? ['-c', String(cpus[0])] : []),
+      ],
+      { env, captureStderr: true, lifetimeSeconds },
+    );
+    try {
+      const output = await client.finish(timeoutMs);
+      await server.waitExit(5000);
+      return parseUcxPercentile(output, rank, iterations);
+    } finally {
+      await client.stop();
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+async function measureUcx(exe: string, size: number, iterations: number, warmup: number, plan: Plan): Promise<Latency> {
+  // Enough iterations to fill UCX's percentile window with measured ones.
+  const n = Math.max(iterations, 2 * UCX_TIMING_QUEUE);
+  const p50 = await ucxPercentile(exe, size, n, warmup, 50, plan.cpus, plan.timeoutMs);
+  const p99 = await ucxPercentile(exe, size, n, warmup, 99, plan.cpus, plan.timeoutMs);
+  return { p50, p99 };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function toLatency(samplesNs: Float64Array): Latency {
+  const [p50, p99] = percentiles(samplesNs, [50, 99]);
+  return { p50: p50 / 1000, p99: p99 / 1000 };
+}
+
+function makePlan(argv: readonly string[], report: BenchReport) {
+  const flags = parseFlags(argv, FLAGS);
+  const quick = flags.boolean.has('quick');
+  const fixedIterations = flags.count.get('iterations');
+  const fixedWarmup = flags.count.get('warmup');
+  const base = quick ? 20_000 : 200_000;
+  // Above 4 KiB a round trip costs more, so fewer are run (never fewer than 4096) unless fixed.
+  const iterations = (size: number) => Math.max(1, fixedIterations ?? Math.max(2 * UCX_TIMING_QUEUE, Math.round(base * Math.min(1, 4096 / size))));
+  const warmup = (size: number) => fixedWarmup ?? Math.max(500, Math.round(iterations(size) / 10));
+  const available = allowedCpus();
+  let cpus: [number, number] | null = null;
+  if (flags.boolean.has('no-pin')) {
+    report.notes.push('not pinned (--no-pin): the scheduler places both sides');
+  } else if (available.length >= 2) {
+    cpus = [available[0], available[1]];
+  } else {
+    report.notes.push(`only ${available.length} CPU available: both sides spin on one core, so latency is scheduler time slices, not messaging`);
+  }
+  const plan: Plan = {
+    sizes: [...new Set(flags.sizes.get('sizes') ?? DEFAULT_SIZES)],
+    iterations,
+    warmup,
+    timeoutMs: (flags.seconds.get('timeout') ?? (quick ? 20 : 120)) * 1000,
+    prime: quick ? 50_000 : 200_000,
+    cpus,
+  };
+  return { plan, flags };
+}
+
+export async function run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
+  const report = newReport('region-pingpong');
+  const { plan, flags } = makePlan(argv, report);
+  const useUds = !flags.boolean.has('no-uds');
+  let ucxExe: string | null = null;
+  if (!flags.boolean.has('no-ucx')) {
+    ucxExe = findExecutable('ucx_perftest');
+    if (!ucxExe) {
+      const message = 'ucx_perftest is not installed (Debian package ucx-utils): the ucx-posix anchor is missing, its anchor and ratio are null';
+      progress(message);
+      report.notes.push(message);
+    }
+  }
+
+  const timerNs = timerCostNs();
+  const capacity = Math.max(...plan.sizes);
+  const memwire = new Map<number, Latency>();
+  const uds = new Map<number, Latency>();
+  const ucx = new Map<number, Latency | null>();
+
+  if (plan.cpus) pinThread(0, [plan.cpus[0]]);
+  let region: RegionPingPong | undefined;
+  let socket: UdsPingPong | undefined;
+  try {
+    progress(`region-pingpong: sizes ${plan.sizes.map(sizeLabel).join(', ')}; ${plan.cpus ? `CPUs ${plan.cpus.join(' and ')}` : 'not pinned'}`);
+    region = await RegionPingPong.start(capacity, plan.cpus);
+    if (useUds) socket = await UdsPingPong.start(plan.cpus);
+    // Prime both sides' JITs before the first size is measured (its own warm-up is short).
+    const primeStarted = Date.now();
+    const primeSize = Math.min(64, capacity);
+    region.measure(primeSize, plan.prime, 0, plan.timeoutMs);
+    await socket?.measure(primeSize, Math.ceil(plan.prime / 20), 0, plan.timeoutMs);
+    progress(`primed: ${plan.prime} memwire round trips${socket ? ` and ${Math.ceil(plan.prime / 20)} socket ones` : ''}, ${Date.now() - primeStarted} ms`);
+    for (const size of plan.sizes) {
+      const n = plan.iterations(size);
+      const w = plan.warmup(size);
+      const label = sizeLabel(size);
+      let started = Date.now();
+      memwire.set(size, toLatency(region.measure(size, n, w, plan.timeoutMs)));
+      progress(`${label}: memwire, ${n} round trips + ${w} warm-up, ${Date.now() - started} ms`);
+      if (socket) {
+        started = Date.now();
+        uds.set(size, toLatency(await socket.measure(size, n, w, plan.timeoutMs)));
+        progress(`${label}: ${ANCHOR_UDS}, ${Date.now() - started} ms`);
+      }
+      if (ucxExe) {
+        started = Date.now();
+        try {
+          ucx.set(size, await measureUcx(ucxExe, size, n, w, plan));
+          progress(`${label}: ${ANCHOR_UCX} (ucx_perftest, UCX_TLS=${UCX_TLS}), ${Date.now() - started} ms`);
+        } catch (error) {
+          const message = `ucx_perftest failed for ${label}, its anchor is null: ${(error as Error).message}`;
+          progress(message);
+          report.notes.push(message);
+          ucx.set(size, null);
+        }
+      }
+    }
+  } finally {
+    // Each step runs even if one before it throws.
+    try {
+      await socket?.close();
+    } finally {
+      try {
+        await region?.close();
+      } finally {
+        if (plan.cpus) pinThread(0, allowedCpusBefore);
+      }
+    }
+  }
+
+  const rows: Row[] = [];
+  const anchors: [string, Map<number, Latency | null>][] = [];
+  if (!flags.boolean.has('no-ucx')) anchors.push([ANCHOR_UCX, ucx]);
+  if (useUds) anchors.push([ANCHOR_UDS, uds]);
+  // With both anchors switched off, memwire's numbers still get one row set, anchored on nothing.
+  if (anchors.length === 0) anchors.push(['none', new Map()]);
+  for (const [anchorName, results] of anchors) {
+    for (const size of plan.sizes) {
+      const ours = memwire.get(size);
+      if (!ours) continue;
+      const theirs = results.get(size) ?? null;
+      rows.push(makeRow(sizeLabel(size), 'p50', 'us', 'lower', ours.p50, theirs?.p50 ?? null, anchorName));
+      rows.push(makeRow(sizeLabel(size), 'p99', 'us', 'lower', ours.p99, theirs?.p99 ?? null, anchorName));
+    }
+  }
+  report.rows = rows;
+
+  const targets: Target[] = [];
+  if (plan.sizes.includes(64)) {
+    if (!flags.boolean.has('no-ucx')) {
+      targets.push({ case: '64B', metric: 'p50', anchorName: ANCHOR_UCX, maxRatio: 1.5, text: '64 B p50 within 1.5× of UCX over POSIX shared memory' });
+    }
+    if (useUds) {
+      targets.push({ case: '64B', metric: 'p50', anchorName: ANCHOR_UDS, maxRatio: 0.2, text: `64 B p50 at least 5× faster than ${ANCHOR_UDS}` });
+    }
+  }
+  report.targets = judgeTargets(rows, targets);
+  report.notes.unshift(
+    `one-way latency = round trip / 2; p50 and p99 over the measured round trips after warm-up (${plan.sizes
+      .map((s) => `${sizeLabel(s)}: ${plan.iterations(s)}+${plan.warmup(s)}`)
+      .join(', ')})`,
+    `memwire: two processes, one SharedRegion with a ping and a pong Mailbox, both busy-polling tryPut/tryTake${plan.cpus ? `, pinned to CPUs ${plan.cpus.join(' and ')}` : ''}`,
+    ...(ucxExe
+      ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column (-R 50, "typical"), p99 vs its 99.0%ile column (-R 99), both over its last ${UCX_TIMING_QUEUE} iterations`]
+      : []),
+    ...(useUds ? [`${ANCHOR_UDS}: ${runtimeName} net socket echo over a Unix domain socket with a ${runtimeName} child process`] : []),
+    `timer: one process.hrtime.bigint() per round trip costs ${timerNs.toFixed(0)} ns here (≈${(timerNs / 2).toFixed(0)} ns of each one-way number)`,
+  );
+  return { report, json: flags.boolean.has('json') };
+}
