@@ -13,7 +13,8 @@ import { createServer } from 'node:net';
 import { availableParallelism, arch, hostname, loadavg, release, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { backend, openLibrary } from '../ffi/backend.js';
+import { backend, type NativeFn } from '../ffi/backend.js';
+import { libc } from '../ffi/libc.js';
 import { runtimeName, runtimeVersion } from '../ffi/runtime.js';
 import { platform } from '../src/index.js';
 
@@ -305,20 +306,10 @@ export function collectVersions(): Record<string, string | null> {
 
 // cpu_set_t is 1024 bits on glibc.
 const CPU_SET_BYTES = 128;
-let affinityFns: { set: (pid: number, size: number, mask: Uint8Array) => number; get: (pid: number, size: number, mask: Uint8Array) => number } | null | undefined;
+let affinityFns: { set: NativeFn; get: NativeFn } | undefined;
 
 function affinity() {
-  if (affinityFns === undefined) {
-    try {
-      const libc = openLibrary('libc');
-      affinityFns = {
-        set: libc.bind({ name: 'sched_setaffinity', c: 'int sched_setaffinity(pid_t pid, size_t cpusetsize, const cpu_set_t *mask)', returns: 'i32', args: ['i32', 'u64', 'buf'] }),
-        get: libc.bind({ name: 'sched_getaffinity', c: 'int sched_getaffinity(pid_t pid, size_t cpusetsize, cpu_set_t *mask)', returns: 'i32', args: ['i32', 'u64', 'buf'] }),
-      };
-    } catch {
-      affinityFns = null;
-    }
-  }
+  affinityFns ??= { set: libc.sched_setaffinity, get: libc.sched_getaffinity };
   return affinityFns;
 }
 

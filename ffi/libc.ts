@@ -31,6 +31,12 @@ export const LIBC = {
   getrlimit: { name: 'getrlimit', c: 'int getrlimit(int resource, struct rlimit *rlim)', returns: 'i32', args: ['i32', 'buf'] },
   statvfs: { name: 'statvfs', c: 'int statvfs(const char *path, struct statvfs *buf)', returns: 'i32', args: ['cstr', 'buf'] },
   gnu_get_libc_version: { name: 'gnu_get_libc_version', c: 'const char *gnu_get_libc_version(void)', returns: 'cstr', args: [] },
+  sched_setaffinity: { name: 'sched_setaffinity', c: 'int sched_setaffinity(pid_t pid, size_t cpusetsize, const cpu_set_t *mask)', returns: 'i32', args: ['i32', 'u64', 'buf'] },
+  sched_getaffinity: { name: 'sched_getaffinity', c: 'int sched_getaffinity(pid_t pid, size_t cpusetsize, cpu_set_t *mask)', returns: 'i32', args: ['i32', 'u64', 'buf'] },
+  // poll() on one descriptor, run off-thread (callAsync) to wait for a completion/CM channel;
+  // fcntl() is variadic, declared with its one integer argument (passed the same way on x86_64).
+  poll: { name: 'poll', c: 'int poll(struct pollfd *fds, nfds_t nfds, int timeout)', returns: 'i32', args: ['ptr', 'u64', 'i32'] },
+  fcntl: { name: 'fcntl', c: 'int fcntl(int fd, int cmd, long arg)', returns: 'i32', args: ['i32', 'i32', 'i64'] },
 } as const satisfies Record<string, FnDecl>;
 
 // Linux x86_64 constants (asm-generic / glibc headers).
@@ -73,6 +79,14 @@ export const libc: Bound = Object.fromEntries(
 
 export function errno(): number {
   return backend.errno();
+}
+
+/**
+ * poll() off the calling thread; `pollfdAddress` is a struct pollfd that must stay valid until
+ * the promise settles. Bounded by `timeoutMs` so the helper thread is never parked for long.
+ */
+export function pollAsync(pollfdAddress: number, count: number, timeoutMs: number) {
+  return lib.callAsync(LIBC.poll, [pollfdAddress, count, timeoutMs]);
 }
 
 /**
