@@ -22,6 +22,18 @@ const BENCHES: Record<string, BenchEntry> = {
     description: 'one-way latency through a SharedRegion between two processes, vs UCX shm and a Unix socket',
     load: () => import('./region-pingpong.js'),
   },
+  'shmem-lock': {
+    description: 'ShmemPool global lock: uncontended pair and contended hand-off between 2 processes, vs a C robust pthread mutex',
+    load: () => import('./shmem-lock.js'),
+  },
+  'shmem-signal': {
+    description: 'ShmemPool signal one-way latency between 2 processes, vs a C futex ping-pong',
+    load: () => import('./shmem-signal.js'),
+  },
+  'shmem-alloc': {
+    description: 'ShmemPool malloc+free pairs per second, 1 and 2 processes, 64 B–64 KiB (no anchor)',
+    load: () => import('./shmem-alloc.js'),
+  },
 };
 
 export const benchNames: string[] = Object.keys(BENCHES);

@@ -72,6 +72,7 @@ function probeLibrary(path: string): void {
 interface Worker {
   onmessage: ((event: MessageEvent) => void) | null;
   postMessage(message: unknown): void;
+  ref?(): void;
   unref?(): void;
 }
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -93,11 +94,13 @@ async function acquireWorker(): Promise<{ worker: Worker; busy: boolean }> {
     const idle = workerPool.find((w) => !w.busy);
     if (idle) {
       idle.busy = true;
+      idle.worker.ref?.();
       return idle;
     }
     if (workerPool.length < MAX_WORKERS) {
+      // A worker with a call in flight keeps the process alive (as koffi's pool work does under
+      // Node); an idle one does not hold the process open.
       const entry = { worker: new WorkerCtor(workerUrl()), busy: true };
-      entry.worker.unref?.();
       workerPool.push(entry);
       return entry;
     }
@@ -107,6 +110,7 @@ async function acquireWorker(): Promise<{ worker: Worker; busy: boolean }> {
 
 function releaseWorker(entry: { worker: Worker; busy: boolean }): void {
   entry.busy = false;
+  entry.worker.unref?.();
   waitingForWorker.shift()?.();
 }
 

@@ -3,6 +3,7 @@
  *
  *   UsageError        the caller's mistake (bad size, bad name, closed handle): fix the call.
  *     ClosedError     a method of a handle that was closed or disposed.
+ *     OwnershipError  a non-owner wrote, freed or transferred a shmem pool block.
  *   SystemError       a C call failed: carries `call`, `errno`, `errnoName` and the arguments.
  *     NotSupportedError  the call failed with EOPNOTSUPP / ENOSYS: the kernel or device lacks it.
  *   CorruptionError   shared memory another process can write holds a value that cannot be
@@ -33,6 +34,28 @@ export class UsageError extends MemwireError {
 export class ClosedError extends UsageError {
   constructor(what: string) {
     super(`${what} is closed`, 'ERR_MEMWIRE_CLOSED');
+  }
+}
+
+/**
+ * A process that does not own a pool block tried to write, free or give it away (seed 003's
+ * ownership: memwire's own, see src/shmem/pool.ts).
+ */
+export class OwnershipError extends UsageError {
+  constructor(message: string) {
+    super(message, 'ERR_MEMWIRE_NOT_OWNER');
+  }
+}
+
+/**
+ * The other end of a channel is gone: its process died or closed its endpoint (postbox/). `peer`
+ * names it. Messages already placed for it are dropped and their memory reclaimed.
+ */
+export class PeerGoneError extends MemwireError {
+  readonly peer: string;
+  constructor(peer: string, detail: string) {
+    super('ERR_MEMWIRE_PEER_GONE', `peer ${JSON.stringify(peer)} is gone: ${detail}`);
+    this.peer = peer;
   }
 }
 

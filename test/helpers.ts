@@ -10,43 +10,78 @@ export function uniqueName(label: string): string {
   return `test.${label}.${process.pid}.${counter++}.${Date.now().toString(36)}`;
 }
 
-const CHILD = fileURLToPath(new URL('../dist/test/fixtures/child.js', import.meta.url));
-
 export interface Child {
   process: ChildProcess;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolves when the child prints `line` on stdout. */
+  /** Resolves when the child prints `line` on stdout; rejects if it exits first or times out. */
   waitFor(line: string, timeoutMs?: number): Promise<void>;
+  /** Resolves with what `test` finds in the stdout lines so far (re-run on each output). */
+  waitForMatch(test: (lines: string[]) => string | undefined, what: string, timeoutMs?: number): Promise<string>;
+  stdout(): string;
   stderr(): string;
 }
 
-export function startChild(scenario: string, region: string, ...args: string[]): Child {
-  const [exe, ...argv] = selfCommand(CHILD, [scenario, region, ...args]);
+/**
+ * Start test/fixtures/<fixture>.ts (built into dist/) in a process of the runtime under test.
+ */
+export function startFixture(fixture: string, args: readonly (string | number)[]): Child {
+  const script = fileURLToPath(new URL(`../dist/test/fixtures/${fixture}.js`, import.meta.url));
+  const [exe, ...argv] = selfCommand(script, args.map(String));
   const child = spawn(exe, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  const listeners: (() => void)[] = [];
+  let exited = false;
+  const listeners = new Set<() => void>();
   child.stdout!.on('data', (d) => {
     out += String(d);
-    listeners.forEach((l) => l());
+    for (const l of listeners) l();
   });
   child.stderr!.on('data', (d) => (err += String(d)));
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
+    child.on('exit', (code, signal) => {
+      exited = true;
+      resolve({ code, signal });
+      for (const l of listeners) l();
+    }),
   );
+  const waitForMatch = (test: (lines: string[]) => string | undefined, what: string, timeoutMs = 20_000) =>
+    new Promise<string>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        listeners.delete(check);
+      };
+      const check = () => {
+        const found = test(out.split('\n'));
+        if (found !== undefined) {
+          done();
+          resolve(found);
+        } else if (exited) {
+          done();
+          reject(new Error(`${fixture} ${args[0] ?? ''} exited before printing ${what}; stderr: ${err}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${fixture} ${args[0] ?? ''} did not print ${what} in ${timeoutMs} ms; stderr: ${err}`));
+      }, timeoutMs);
+      listeners.add(check);
+      check();
+    });
   return {
     process: child,
     exit,
+    stdout: () => out,
     stderr: () => err,
-    waitFor(line, timeoutMs = 20_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => out.split('\n').includes(line) && (clearTimeout(timer), resolve());
-        const timer = setTimeout(() => reject(new Error(`child did not print ${line} in ${timeoutMs} ms; stderr: ${err}`)), timeoutMs);
-        listeners.push(check);
-        check();
-      });
+    waitForMatch,
+    waitFor: async (line, timeoutMs) => {
+      await waitForMatch((lines) => (lines.includes(line) ? line : undefined), line, timeoutMs);
     },
   };
+}
+
+/** A scenario of test/fixtures/child.ts against a region. */
+export function startChild(scenario: string, region: string, ...args: string[]): Child {
+  return startFixture('child', [scenario, region, ...args]);
 }
 
 /** Wait for a child to exit, failing (and killing it) after a timeout. */

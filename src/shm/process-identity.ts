@@ -7,8 +7,8 @@ import { errno, libc } from '../../ffi/libc.js';
 
 const ESRCH = 3;
 
-/** The start time of a process, or undefined when it does not exist (or /proc is unreadable). */
-export function processStartTime(pid: number): bigint | undefined {
+/** State (field 3) and start time (field 22) from /proc/<pid>/stat; undefined if unreadable. */
+function readStat(pid: number): { state: string; startTime: bigint } | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
@@ -18,7 +18,12 @@ export function processStartTime(pid: number): bigint | undefined {
   // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const start = rest[22 - 3];
-  return start === undefined ? undefined : BigInt(start);
+  return start === undefined ? undefined : { state: rest[0], startTime: BigInt(start) };
+}
+
+/** The start time of a process, or undefined when it does not exist (or /proc is unreadable). */
+export function processStartTime(pid: number): bigint | undefined {
+  return readStat(pid)?.startTime;
 }
 
 export const selfPid: number = libc.getpid() as number;
@@ -31,7 +36,10 @@ export const selfStartTime: bigint = processStartTime(selfPid) ?? 0n;
 export function isProcessAlive(pid: number, startTime: bigint): boolean {
   if (pid <= 0) return false;
   if ((libc.kill(pid, 0) as number) === -1 && errno() === ESRCH) return false;
-  if (startTime === 0n) return true;
-  const now = processStartTime(pid);
-  return now === undefined || now === startTime;
+  const stat = readStat(pid);
+  if (stat === undefined) return true; // kill() says it exists; /proc cannot tell more
+  // A zombie (killed, not yet reaped by its parent) holds nothing any more, and its parent may
+  // be the very process waiting on something it held.
+  if (stat.state === 'Z' || stat.state === 'X') return false;
+  return startTime === 0n || stat.startTime === startTime;
 }

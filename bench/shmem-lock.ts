@@ -1,0 +1,160 @@
+/**
+ * Bench `shmem-lock`: ShmemPool's global locks (seed 003) against a C anchor measured in the same
+ * run, a PTHREAD_PROCESS_SHARED + PTHREAD_MUTEX_ROBUST mutex in shared memory
+ * (bench/c/robust-mutex.c, built with gcc into .cache/bench/ by this bench).
+ *
+ *  - `uncontended acquire+release`: one process, setLock + clearLock pairs in batches; ns per
+ *    pair, p50 over batches (C: pthread_mutex_lock + unlock).
+ *  - `contended hand-off`: two processes. Per iteration this process holds the lock; the peer
+ *    announces it is about to acquire and blocks in setLock; we keep holding for `--hold` µs
+ *    (so it really sleeps in the kernel, past its spin), read the clock, release, and spin until
+ *    the peer, now the holder, stores an acknowledgment. The sample is that interval: release →
+ *    the waiter running as holder. The C program runs the very same protocol with fork().
+ *
+ * Both sides are pinned to two different CPUs when there are two. Target: contended hand-off
+ * p50 ≤ 2× the C robust mutex.
+ */
+import { ShmemPool } from '../src/index.js';
+import {
+  allowedCpus,
+  COMMON_FLAGS,
+  judgeTargets,
+  makeRow,
+  newReport,
+  nowNs,
+  parseFlags,
+  type Peer,
+  percentiles,
+  pinThread,
+  progress,
+  type BenchReport,
+  type FlagSpec,
+} from './common.js';
+import { CONTROL_ACK, CONTROL_BYTES, CONTROL_HELD, CONTROL_READY, CONTROL_WAITING } from './shmem-control.js';
+import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
+
+export const FLAGS: FlagSpec = {
+  ...COMMON_FLAGS,
+  iterations: { kind: 'count', help: 'contended hand-offs measured (default 20000; --quick 3000)' },
+  warmup: { kind: 'count', help: 'contended hand-offs not measured (default 2000; --quick 500)' },
+  pairs: { kind: 'count', help: 'uncontended pairs per batch (default 1000000; --quick 200000)' },
+  batches: { kind: 'count', help: 'uncontended batches (default 21; --quick 7)' },
+  hold: { kind: 'count', help: 'µs the holder keeps the lock after the waiter announced itself (default 50)' },
+  'no-pin': { kind: 'boolean', help: 'do not pin the two processes to two CPUs' },
+};
+
+const ANCHOR = 'c-robust-mutex';
+const CONTENDED = 'contended hand-off (2 processes)';
+const UNCONTENDED = 'uncontended acquire+release';
+
+function uncontended(pool: ShmemPool, id: number, pairs: number, batches: number): number {
+  const perPair = new Float64Array(batches);
+  for (let b = -2; b < batches; b++) {
+    const start = nowNs();
+    for (let i = 0; i < pairs; i++) {
+      pool.setLock(id);
+      pool.clearLock(id);
+    }
+    if (b >= 0) perPair[b] = Number(nowNs() - start) / pairs;
+  }
+  return percentiles(perPair, [50])[0];
+}
+
+function contended(pool: ShmemPool, id: number, control: Int32Array, peer: Peer, iterations: number, warmup: number, holdUs: number): Float64Array {
+  const samples = new Float64Array(iterations);
+  const holdNs = BigInt(holdUs * 1000);
+  let spins = 0;
+  const guard = () => {
+    if ((++spins & 0xfffff) === 0 && !peer.isRunningNow()) throw new Error(`${peer.label} died${peer.stderr ? `: ${peer.stderr}` : ''}`);
+  };
+  for (let i = 0; i < iterations + warmup; i++) {
+    if (i > 0) {
+      pool.setLock(id);
+      Atomics.store(control, CONTROL_HELD, i);
+    }
+    while (Atomics.load(control, CONTROL_WAITING) !== i) guard();
+    const until = nowNs() + holdNs;
+    while (nowNs() < until);
+    const t0 = nowNs();
+    pool.clearLock(id);
+    while (Atomics.load(control, CONTROL_ACK) !== i) guard();
+    const t1 = nowNs();
+    if (i >= warmup) samples[i - warmup] = Number(t1 - t0) / 1000;
+  }
+  return samples;
+}
+
+export async function run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
+  const flags = parseFlags(argv, FLAGS);
+  const quick = flags.boolean.has('quick');
+  const iterations = Math.max(1, flags.count.get('iterations') ?? (quick ? 3000 : 20_000));
+  const warmup = flags.count.get('warmup') ?? (quick ? 500 : 2000);
+  const pairs = Math.max(1, flags.count.get('pairs') ?? (quick ? 200_000 : 1_000_000));
+  const batches = Math.max(1, flags.count.get('batches') ?? (quick ? 7 : 21));
+  const holdUs = flags.count.get('hold') ?? 50;
+  const report = newReport('shmem-lock');
+  const available = allowedCpus();
+  const before = available;
+  const cpus: [number, number] | null = !flags.boolean.has('no-pin') && available.length >= 2 ? [available[0], available[1]] : null;
+  if (!cpus) report.notes.push('not pinned: the scheduler places both processes');
+
+  // memwire
+  const pool = ShmemPool.create(benchPoolName('shmem-lock'), { heapBytes: 64 << 10, maxMembers: 4, maxLocks: 4 });
+  let ours: { uncontendedNs: number; p50: number; p99: number };
+  let peer: Peer | undefined;
+  try {
+    if (cpus) pinThread(0, [cpus[0]]);
+    const id = pool.reserveLock();
+    progress(`shmem-lock: ${batches} batches of ${pairs} uncontended pairs`);
+    const uncontendedNs = uncontended(pool, id, pairs, batches);
+    const controlOffset = pool.malloc(CONTROL_BYTES, { owners: [] });
+    const control = pool.region.view('int32', controlOffset, CONTROL_BYTES / 4);
+    control.fill(-1);
+    Atomics.store(control, CONTROL_READY, 0);
+    pool.setLock(id);
+    Atomics.store(control, CONTROL_HELD, 0);
+    peer = startPoolPeer('lock-b', pool.name, [controlOffset, id, iterations + warmup], cpus ? cpus[1] : null);
+    await peer.waitFor('joining the pool', () => Atomics.load(control, CONTROL_READY) === 1, 15_000);
+    progress(`shmem-lock: ${iterations} contended hand-offs (+${warmup} warm-up), hold ${holdUs} µs`);
+    const [p50, p99] = percentiles(contended(pool, id, control, peer, iterations, warmup, holdUs), [50, 99]);
+    await peer.finish(15_000);
+    ours = { uncontendedNs, p50, p99 };
+  } finally {
+    await peer?.stop();
+    pool.dispose();
+    if (cpus) pinThread(0, before);
+  }
+
+  // The C anchor
+  let anchor: { uncontendedNs: number; p50: number; p99: number } | null = null;
+  const built = buildC('robust-mutex', ['-pthread']);
+  if ('error' in built) {
+    report.notes.push(`the C anchor could not be built (${built.error}): anchor and ratio are null`);
+  } else {
+    try {
+      progress('shmem-lock: the C robust mutex, same protocol');
+      const u = await runC<{ p50ns: number }>('robust-mutex uncontended', [built.path, 'uncontended', String(pairs), String(batches)], 120_000);
+      const c = await runC<{ p50us: number; p99us: number }>(
+        'robust-mutex contended',
+        [built.path, 'contended', String(iterations), String(warmup), String(holdUs), String(cpus?.[0] ?? -1), String(cpus?.[1] ?? -1)],
+        120_000,
+      );
+      anchor = { uncontendedNs: u.p50ns, p50: c.p50us, p99: c.p99us };
+    } catch (error) {
+      report.notes.push(`the C anchor failed (${(error as Error).message}): anchor and ratio are null`);
+    }
+  }
+
+  report.rows.push(makeRow(UNCONTENDED, 'p50', 'ns', 'lower', ours.uncontendedNs, anchor?.uncontendedNs ?? null, ANCHOR));
+  report.rows.push(makeRow(CONTENDED, 'p50', 'us', 'lower', ours.p50, anchor?.p50 ?? null, ANCHOR));
+  report.rows.push(makeRow(CONTENDED, 'p99', 'us', 'lower', ours.p99, anchor?.p99 ?? null, ANCHOR));
+  report.targets = judgeTargets(report.rows, [
+    { case: CONTENDED, metric: 'p50', anchorName: ANCHOR, maxRatio: 2, text: 'contended hand-off p50 within 2× of a C robust process-shared mutex' },
+  ]);
+  report.notes.unshift(
+    `${UNCONTENDED}: ShmemPool setLock + clearLock (one compareExchange, one exchange, no FFI call), ns per pair, p50 over ${batches} batches of ${pairs}`,
+    `${CONTENDED}: release → the waiter (asleep in futex after its spin) running as the new holder, seen through an acknowledgment word; ${iterations} samples after ${warmup} warm-up, holder keeps the lock ${holdUs} µs after the waiter announced itself${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
+    `${ANCHOR}: pthread_mutex_t with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST in MAP_SHARED memory, two processes (fork), the same protocol (bench/c/robust-mutex.c, gcc -O2)`,
+  );
+  return { report, json: flags.boolean.has('json') };
+}

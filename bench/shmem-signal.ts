@@ -1,0 +1,129 @@
+/**
+ * Bench `shmem-signal`: one-way latency of ShmemPool's signal() / waitSignal() (seed 003,
+ * claims 27–28) between two processes, against a C futex ping-pong measured in the same run
+ * (bench/c/futex-pingpong.c, built with gcc into .cache/bench/ by this bench).
+ *
+ * This process signals the peer and waits for its answer; the peer waits and signals back. Each
+ * round trip is timed here; one-way = round trip / 2. Two memwire cases:
+ *
+ *  - `one-way signal, waiter sleeps (spin 0)`: waitSignal({ spin: 0 }): every wait goes to the
+ *    kernel, as every wait of the C anchor does — the like-for-like comparison, and the target.
+ *  - `one-way signal, default wait (spin, then sleep)`: waitSignal() as users call it; with both
+ *    sides busy, most answers arrive while the waiter still spins.
+ *
+ * Both sides are pinned to two different CPUs when there are two. Target: the spin-0 p50 ≤ 2×
+ * the C futex ping-pong.
+ */
+import { ShmemPool } from '../src/index.js';
+import {
+  allowedCpus,
+  COMMON_FLAGS,
+  judgeTargets,
+  makeRow,
+  newReport,
+  nowNs,
+  parseFlags,
+  percentiles,
+  pinThread,
+  progress,
+  type BenchReport,
+  type FlagSpec,
+  type Peer,
+} from './common.js';
+import { CONTROL_BYTES, CONTROL_READY } from './shmem-control.js';
+import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
+
+export const FLAGS: FlagSpec = {
+  ...COMMON_FLAGS,
+  iterations: { kind: 'count', help: 'round trips measured per case (default 50000; --quick 5000)' },
+  warmup: { kind: 'count', help: 'round trips not measured per case (default 5000; --quick 1000)' },
+  'no-pin': { kind: 'boolean', help: 'do not pin the two processes to two CPUs' },
+};
+
+const ANCHOR = 'c-futex-pingpong';
+const SLEEPING = 'one-way signal, waiter sleeps (spin 0)';
+const DEFAULT = 'one-way signal, default wait (spin, then sleep)';
+
+async function measure(spin: number, iterations: number, warmup: number, cpus: [number, number] | null): Promise<{ p50: number; p99: number }> {
+  const pool = ShmemPool.create(benchPoolName('shmem-signal'), { heapBytes: 64 << 10, maxMembers: 4, maxLocks: 2 });
+  let peer: Peer | undefined;
+  try {
+    const controlOffset = pool.malloc(CONTROL_BYTES, { owners: [] });
+    const control = pool.region.view('int32', controlOffset, CONTROL_BYTES / 4);
+    control.fill(0);
+    const total = iterations + warmup;
+    peer = startPoolPeer('signal-b', pool.name, [controlOffset, pool.me, total, spin], cpus ? cpus[1] : null);
+    await peer.waitFor('joining the pool', () => Atomics.load(control, CONTROL_READY) === 1, 15_000);
+    const other = pool.members().find((m) => !m.self);
+    if (!other) throw new Error('the peer is not a member');
+    const samples = new Float64Array(iterations);
+    const options = { spin, timeoutMs: 10_000 };
+    for (let i = 0; i < total; i++) {
+      const t0 = nowNs();
+      pool.signal(other.id);
+      if (pool.waitSignal(options) !== 1) throw new Error(`round trip ${i}: no single answer from ${peer.label}${peer.stderr ? `: ${peer.stderr}` : ''}`);
+      const t1 = nowNs();
+      if (i >= warmup) samples[i - warmup] = Number(t1 - t0) / 2000;
+    }
+    await peer.finish(15_000);
+    const [p50, p99] = percentiles(samples, [50, 99]);
+    return { p50, p99 };
+  } finally {
+    await peer?.stop();
+    pool.dispose();
+  }
+}
+
+export async function run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
+  const flags = parseFlags(argv, FLAGS);
+  const quick = flags.boolean.has('quick');
+  const iterations = Math.max(1, flags.count.get('iterations') ?? (quick ? 5000 : 50_000));
+  const warmup = flags.count.get('warmup') ?? (quick ? 1000 : 5000);
+  const report = newReport('shmem-signal');
+  const before = allowedCpus();
+  const cpus: [number, number] | null = !flags.boolean.has('no-pin') && before.length >= 2 ? [before[0], before[1]] : null;
+  if (!cpus) report.notes.push('not pinned: the scheduler places both processes');
+
+  let sleeping: { p50: number; p99: number };
+  let spinning: { p50: number; p99: number };
+  try {
+    if (cpus) pinThread(0, [cpus[0]]);
+    progress(`shmem-signal: ${iterations} round trips (+${warmup}) with spin 0`);
+    sleeping = await measure(0, iterations, warmup, cpus);
+    progress(`shmem-signal: ${iterations} round trips (+${warmup}) with the default spin`);
+    spinning = await measure(2000, iterations, warmup, cpus);
+  } finally {
+    if (cpus) pinThread(0, before);
+  }
+
+  let anchor: { p50: number; p99: number } | null = null;
+  const built = buildC('futex-pingpong');
+  if ('error' in built) {
+    report.notes.push(`the C anchor could not be built (${built.error}): anchor and ratio are null`);
+  } else {
+    try {
+      progress('shmem-signal: the C futex ping-pong');
+      const c = await runC<{ p50us: number; p99us: number }>(
+        'futex-pingpong',
+        [built.path, String(iterations), String(warmup), String(cpus?.[0] ?? -1), String(cpus?.[1] ?? -1)],
+        120_000,
+      );
+      anchor = { p50: c.p50us, p99: c.p99us };
+    } catch (error) {
+      report.notes.push(`the C anchor failed (${(error as Error).message}): anchor and ratio are null`);
+    }
+  }
+
+  for (const [name, ours] of [[SLEEPING, sleeping], [DEFAULT, spinning]] as const) {
+    report.rows.push(makeRow(name, 'p50', 'us', 'lower', ours.p50, anchor?.p50 ?? null, ANCHOR));
+    report.rows.push(makeRow(name, 'p99', 'us', 'lower', ours.p99, anchor?.p99 ?? null, ANCHOR));
+  }
+  report.targets = judgeTargets(report.rows, [
+    { case: SLEEPING, metric: 'p50', anchorName: ANCHOR, maxRatio: 2, text: 'one-way signal latency (waiter asleep in the kernel) within 2× of a C futex ping-pong' },
+  ]);
+  report.notes.unshift(
+    `one-way = round trip / 2, ${iterations} round trips after ${warmup} warm-up per case; signal() adds 1 to the receiver's counter and calls FUTEX_WAKE only if it sleeps${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
+    `${ANCHOR}: two processes (fork), atomic increment + FUTEX_WAKE, FUTEX_WAIT with no spin, words in MAP_SHARED memory (bench/c/futex-pingpong.c, gcc -O2)`,
+  );
+  return { report, json: flags.boolean.has('json') };
+}

@@ -1,0 +1,135 @@
+/**
+ * The member table: every process that opens a pool claims a slot with its pid and start time,
+ * so "all processes" means the live members, a dead one is recognised even after its pid is
+ * reused, and owners, lock holders and message receivers are named by slot.
+ *
+ * A slot goes FREE → CLAIMING (compareExchange: one claimant wins) → LIVE (after pid, start time
+ * and a new generation are written) → LEAVING (the member itself on dispose, or a reaper that
+ * found its process dead: compareExchange, so one reaper wins) → FREE (after its blocks, inbox
+ * and owner bits are cleaned up under the allocator's lock, in pool.ts).
+ */
+import { UsageError } from '../errors.js';
+import { isProcessAlive, selfPid, selfStartTime } from '../shm/process-identity.js';
+import type { MemberId, PoolContext } from './context.js';
+import {
+  GEN_MASK,
+  MEMBER_CLAIMING,
+  MEMBER_FREE,
+  MEMBER_LEAVING,
+  MEMBER_LIVE,
+  M_GEN,
+  M_INBOX,
+  M_INBOX_WAITERS,
+  M_PID,
+  M_SIGNALS,
+  M_SIGNAL_WAITERS,
+  M_START_HI,
+  M_START_LO,
+  M_STATE,
+  lockTagOf,
+} from './layout.js';
+
+export interface MemberInfo {
+  readonly id: MemberId;
+  readonly pid: number;
+  /** Whether this is the calling process. */
+  readonly self: boolean;
+}
+
+/** Claim a free slot for this process; false when every slot is taken. Sets ctx.slot/gen/me. */
+export function claimSlot(ctx: PoolContext): boolean {
+  const w = ctx.w;
+  for (let slot = 0; slot < ctx.maxMembers; slot++) {
+    const base = ctx.memberBase(slot);
+    if (Atomics.load(w, base + M_STATE / 4) !== MEMBER_FREE) continue;
+    if (Atomics.compareExchange(w, base + M_STATE / 4, MEMBER_FREE, MEMBER_CLAIMING) !== MEMBER_FREE) continue;
+    Atomics.store(w, base + M_PID / 4, selfPid);
+    Atomics.store(w, base + M_START_LO / 4, Number(selfStartTime & 0xffffffffn) | 0);
+    Atomics.store(w, base + M_START_HI / 4, Number(selfStartTime >> 32n) | 0);
+    let gen = (Atomics.load(w, base + M_GEN / 4) + 1) & GEN_MASK;
+    if (gen === 0) gen = 1;
+    Atomics.store(w, base + M_GEN / 4, gen);
+    Atomics.store(w, base + M_INBOX / 4, 0);
+    Atomics.store(w, base + M_INBOX_WAITERS / 4, 0);
+    Atomics.store(w, base + M_SIGNAL_WAITERS / 4, 0);
+    Atomics.store(w, base + M_SIGNALS / 4, 0); // a new member starts with no signal pending
+    ctx.slot = slot;
+    ctx.gen = gen;
+    ctx.lockTag = lockTagOf(slot, gen);
+    ctx.me = (gen << 6) | slot;
+    // Ordering point: identity is visible before the slot says LIVE.
+    Atomics.store(w, base + M_STATE / 4, MEMBER_LIVE);
+    return true;
+  }
+  return false;
+}
+
+export function slotPid(ctx: PoolContext, slot: number): number {
+  return Atomics.load(ctx.w, ctx.memberBase(slot) + M_PID / 4);
+}
+
+/** Whether the process in a slot still runs: pid + start time, and not a zombie (isProcessAlive). */
+export function slotProcessAlive(ctx: PoolContext, slot: number): boolean {
+  const w = ctx.w;
+  const base = ctx.memberBase(slot);
+  const pid = Atomics.load(w, base + M_PID / 4);
+  const start = (BigInt(Atomics.load(w, base + M_START_HI / 4) >>> 0) << 32n) | BigInt(Atomics.load(w, base + M_START_LO / 4) >>> 0);
+  return isProcessAlive(pid, start);
+}
+
+export function isLiveSlot(ctx: PoolContext, slot: number): boolean {
+  return Atomics.load(ctx.w, ctx.memberBase(slot) + M_STATE / 4) === MEMBER_LIVE;
+}
+
+/** Slots that are LIVE in the table (dead processes included until reaped). */
+export function liveSlots(ctx: PoolContext): number[] {
+  const slots: number[] = [];
+  for (let slot = 0; slot < ctx.maxMembers; slot++) if (isLiveSlot(ctx, slot)) slots.push(slot);
+  return slots;
+}
+
+/** Move LIVE slots whose process is dead to LEAVING; returns those this call won. */
+export function markDead(ctx: PoolContext): number[] {
+  const won: number[] = [];
+  for (const slot of liveSlots(ctx)) {
+    if (slot === ctx.slot || slotProcessAlive(ctx, slot)) continue;
+    if (Atomics.compareExchange(ctx.w, ctx.memberBase(slot) + M_STATE / 4, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE) won.push(slot);
+  }
+  return won;
+}
+
+/** This process starts leaving: its slot goes LIVE → LEAVING. */
+export function markLeaving(ctx: PoolContext): boolean {
+  return Atomics.compareExchange(ctx.w, ctx.memberBase(ctx.slot) + M_STATE / 4, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE;
+}
+
+/** The last step of leaving or reaping (after the clean-up): the slot may be claimed again. */
+export function freeSlot(ctx: PoolContext, slot: number): void {
+  const base = ctx.memberBase(slot);
+  Atomics.store(ctx.w, base + M_INBOX / 4, 0);
+  Atomics.store(ctx.w, base + M_STATE / 4, MEMBER_FREE);
+}
+
+/** Owner masks (lo, hi) of a list of MemberIds, each checked to name a live member. */
+export function maskOf(ctx: PoolContext, members: readonly MemberId[]): [number, number] {
+  if (!Array.isArray(members)) throw new UsageError('owners must be an array of MemberIds');
+  let lo = 0;
+  let hi = 0;
+  for (const id of members) {
+    const slot = ctx.slotOf(id);
+    if (slot < 32) lo |= 1 << slot;
+    else hi |= 1 << (slot - 32);
+  }
+  return [lo, hi];
+}
+
+/** MemberIds of the slots in an owner mask. */
+export function membersOfMask(ctx: PoolContext, lo: number, hi: number): MemberId[] {
+  const ids: MemberId[] = [];
+  for (let slot = 0; slot < ctx.maxMembers; slot++) {
+    const bit = slot < 32 ? lo & (1 << slot) : hi & (1 << (slot - 32));
+    if (bit !== 0) ids.push(ctx.idOfSlot(slot));
+  }
+  return ids;
+}
+
