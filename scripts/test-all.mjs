@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// The README's test command runs this (after the build): the same shm suite on Node (koffi)
-// and on Bun (bun:ffi), the Deno smoke test, then a check that /dev/shm holds no memwire object
-// of ours. Prints one closing line: "total: N passed, N failed, N skipped". Exit 0 only if every
-// part ran at least one test and none failed.
+// The README's test command runs this (after the build): the same suite on Node (koffi) and on
+// Bun (bun:ffi), the Deno smoke test, then a check that /dev/shm holds no memwire object of ours.
+// Prints one closing line: "total: N passed, N failed, N skipped". Exit 0 only if every part ran
+// at least one test and none failed.
+//
+// Arguments pick parts: `node`, `bun`, `deno` (the default set), and `rxe-node`, `rxe-bun` — the
+// rxe tier (vitest.rxe.config.ts), which needs an RDMA device: `npm run test:rxe` runs those
+// inside the Soft-RoCE guest (scripts/rxe/run.sh).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,27 +18,32 @@ rmSync(reports, { recursive: true, force: true });
 mkdirSync(reports, { recursive: true });
 
 const DENO_FLAGS = ['--allow-ffi', '--allow-read', '--allow-write', '--allow-env', '--allow-sys', '--allow-run', '--allow-net'];
-const only = process.argv.slice(2); // e.g. `node scripts/test-all.mjs node` runs one part
+const only = process.argv.slice(2);
+const DEFAULT_PARTS = ['node', 'bun', 'deno'];
+
+const vitestPart = (name, runtimeCmd, config, env) => ({
+  name,
+  cmd: [...runtimeCmd, bin('vitest'), 'run', ...config, '--reporter=default', '--reporter=json', `--outputFile.json=${join(reports, `${name}.json`)}`],
+  env,
+  json: join(reports, `${name}.json`),
+});
+const RXE_CONFIG = ['--config', 'vitest.rxe.config.ts'];
 
 const parts = [
-  {
-    name: 'node',
-    cmd: [process.execPath, bin('vitest'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${join(reports, 'node.json')}`],
-    env: { MEMWIRE_EXPECT_RUNTIME: 'node', MEMWIRE_EXPECT_BACKEND: 'koffi' },
-    json: join(reports, 'node.json'),
-  },
-  {
-    name: 'bun',
-    cmd: [bin('bun'), '--bun', bin('vitest'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${join(reports, 'bun.json')}`],
-    env: { MEMWIRE_EXPECT_RUNTIME: 'bun', MEMWIRE_EXPECT_BACKEND: 'bun:ffi' },
-    json: join(reports, 'bun.json'),
-  },
+  vitestPart('node', [process.execPath], [], { MEMWIRE_EXPECT_RUNTIME: 'node', MEMWIRE_EXPECT_BACKEND: 'koffi' }),
+  vitestPart('bun', [bin('bun'), '--bun'], [], { MEMWIRE_EXPECT_RUNTIME: 'bun', MEMWIRE_EXPECT_BACKEND: 'bun:ffi' }),
   {
     name: 'deno',
     cmd: [bin('deno'), 'run', ...DENO_FLAGS, join(root, 'test', 'deno', 'smoke.mjs')],
     env: {},
   },
-].filter((p) => only.length === 0 || only.includes(p.name));
+  vitestPart('rxe-node', [process.execPath], RXE_CONFIG, { MEMWIRE_EXPECT_RUNTIME: 'node', MEMWIRE_EXPECT_BACKEND: 'koffi' }),
+  vitestPart('rxe-bun', [bin('bun'), '--bun'], RXE_CONFIG, { MEMWIRE_EXPECT_RUNTIME: 'bun', MEMWIRE_EXPECT_BACKEND: 'bun:ffi' }),
+].filter((p) => (only.length ? only.includes(p.name) : DEFAULT_PARTS.includes(p.name)));
+if (only.some((name) => !parts.some((p) => p.name === name))) {
+  console.error(`test-all: unknown part in ${only.join(' ')}; parts: node bun deno rxe-node rxe-bun`);
+  process.exit(2);
+}
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const lines = [];
@@ -63,7 +72,7 @@ for (const part of parts) {
   if (run.status !== 0 && counts.failed === 0) counts.failed = 1; // e.g. a failing global teardown
   if (counts.passed === 0 && counts.failed === 0) counts.failed = 1; // a part that ran no test failed
   for (const k of Object.keys(totals)) totals[k] += counts[k];
-  lines.push(`  ${part.name.padEnd(5)} ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped (exit ${run.status ?? run.signal})`);
+  lines.push(`  ${part.name.padEnd(8)} ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped (exit ${run.status ?? run.signal})`);
 }
 
 const prefix = `memwire.u${process.getuid()}.`;
