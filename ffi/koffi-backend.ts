@@ -66,7 +66,9 @@ export const koffiBackend: FfiBackend = {
   },
   fnFromPointer(address: number, returns: CType, args: readonly CType[]): NativeFn {
     const proto = koffi.proto(prototype(`memwire_fnptr_${protoCount++}`, returns, args));
-    return koffi.decode(address, koffi.pointer(proto)) as NativeFn;
+    // decode(address, proto) makes a callable of the function AT address; decoding with
+    // koffi.pointer(proto) would instead read a pointer stored there (and yields a BigInt).
+    return koffi.decode(address, proto) as NativeFn;
   },
   view(address: number, length: number): ArrayBuffer {
     return koffi.view(address, length) as ArrayBuffer;

@@ -18,6 +18,30 @@ export {
   UsageError,
 } from './errors.js';
 export { platform } from './platform.js';
+// RDMA verbs (libibverbs through FFI): see src/verbs/.
+export { listDevices } from './verbs/device.js';
+export type { DeviceInfo, NodeType, TransportType } from './verbs/device.js';
+export { Context } from './verbs/context.js';
+export type { ContextOptions, DeviceAttributes, GidEntry, GidType, LinkLayer, PortAttributes, PortState } from './verbs/context.js';
+export { ProtectionDomain } from './verbs/protection-domain.js';
+export { MemoryRegion } from './verbs/memory-region.js';
+export type { MemoryAccess, RawMemory, Registrable, RemoteMemory, SizedMemory } from './verbs/memory-region.js';
+export { Completion, CompletionQueue } from './verbs/completion-queue.js';
+export type { CompletionQueueOptions, CompletionRecord } from './verbs/completion-queue.js';
+export { DEFAULT_QKEY, QueuePair } from './verbs/queue-pair.js';
+export { AddressHandle } from './verbs/address-handle.js';
+export type { AddressHandleOptions } from './verbs/address-handle.js';
+export type {
+  ConnectOptions, QueuePairEndpoint, InitOptions, QueuePairOptions, QueuePairState, RecvRequest, RtrOptions, RtsOptions,
+  QueuePairType, SendOpcode, SendRequest, Sge,
+} from './verbs/queue-pair.js';
+export { connectQueuePairs, decodeEndpoint, encodeEndpoint } from './verbs/connect.js';
+export {
+  completionError, FlushedError, LocalLengthError, LocalProtectionError, NoDeviceError, RemoteAccessError,
+  RemoteOperationError, RetryExceededError, WorkCompletionError,
+} from './verbs/errors.js';
+export { liveVerbsObjects } from './verbs/live.js';
+export type { LiveVerbsObjects } from './verbs/live.js';
 // The shared-memory node API (seed 003): see src/shmem/.
 export { ShmemPool } from './shmem/pool.js';
 export type { MallocOptions, PoolCreateOptions, PoolOpenOptions, PoolStats } from './shmem/pool.js';
@@ -28,3 +52,5 @@ export type { LockStatus, LockWaitOptions, SetLockResult, TestLockResult } from 
 export type { Comparison, SignalWaitOptions } from './shmem/signals.js';
 export type { HeapStats } from './shmem/heap.js';
 export { OwnershipError } from './errors.js';
+export { CmConnection, CmListener, ConnectionError, rdmaConnect, MAX_ACCEPT_PRIVATE_DATA, MAX_CONNECT_PRIVATE_DATA } from './verbs/rdma-cm.js';
+export type { CmConnectionOptions, ConnectTarget, ListenOptions } from './verbs/rdma-cm.js';

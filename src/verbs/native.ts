@@ -1,0 +1,85 @@
+/**
+ * Native scratch memory for the verbs objects and the helpers that read and write C structs in
+ * it. Structs handed to libibverbs (work requests, SGE lists, work completions, attribute
+ * structs) live in anonymous mmap'd pages made once per object, never in per-call JS buffers:
+ * their addresses are fixed, the hot path only writes numbers into them through a DataView.
+ *
+ * Also: the two helpers that turn a verbs failure into a SystemError (verbs functions return
+ * NULL and set errno, or return an errno value directly).
+ */
+import { backend } from '../../ffi/backend.js';
+import { errno as lastErrno, libc, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../ffi/libc.js';
+import { errnoError, type CallArgs, type SystemError } from '../errors.js';
+
+const PAGE = 4096;
+const TWO_32 = 0x1_0000_0000;
+
+/** A block of zeroed native memory (anonymous mmap) with a DataView over it. Internal. */
+export class NativeBlock {
+  readonly address: number;
+  readonly size: number;
+  readonly view: DataView;
+  readonly bytes: Uint8Array;
+  #mapped: boolean;
+
+  constructor(size: number, what: string) {
+    const length = Math.max(PAGE, Math.ceil(size / PAGE) * PAGE);
+    const address = libc.mmap(0, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) as number;
+    if (address === -1) throw errnoError('mmap', lastErrno(), { length, for: what });
+    this.address = address;
+    this.size = length;
+    const buffer = backend.view(address, length);
+    this.view = new DataView(buffer);
+    this.bytes = new Uint8Array(buffer);
+    this.#mapped = true;
+  }
+
+  /**
+   * Unmap. Only called once nothing native can touch the block (its object is destroyed) and the
+   * views above never escaped the owning object.
+   */
+  free(): void {
+    if (!this.#mapped) return;
+    this.#mapped = false;
+    libc.munmap(this.address, this.size);
+  }
+}
+
+/** Write a pointer (or any integer below 2^53) as a little-endian u64, without a BigInt. */
+export function setU64(view: DataView, offset: number, value: number): void {
+  view.setUint32(offset, value >>> 0, true);
+  view.setUint32(offset + 4, Math.floor(value / TWO_32) >>> 0, true);
+}
+
+/** Read a little-endian u64 that is known to be below 2^53 (a pointer, a size). */
+export function getU64(view: DataView, offset: number): number {
+  return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * TWO_32;
+}
+
+/** Write a u64 given as a number (a safe integer) or a bigint. */
+export function setU64Any(view: DataView, offset: number, value: number | bigint): void {
+  if (typeof value === 'bigint') view.setBigUint64(offset, BigInt.asUintN(64, value), true);
+  else setU64(view, offset, value);
+}
+
+/** For verbs that return a pointer, or NULL with errno set. */
+export function checkPointer(call: string, result: number, args: CallArgs = {}): number {
+  if (!result) throw errnoError(call, lastErrno() || 5 /* EIO if the library left none */, args);
+  return result;
+}
+
+/** For verbs that return 0, or an errno value (positive), or -1 with errno set. */
+export function checkStatus(call: string, result: number, args: CallArgs = {}): void {
+  if (result === 0) return;
+  throw statusError(call, result, args);
+}
+
+export function statusError(call: string, result: number, args: CallArgs = {}): SystemError {
+  const code = result > 0 ? result : lastErrno() || -result;
+  return errnoError(call, code, args);
+}
+
+/** Format an address for messages. */
+export function hex(address: number): string {
+  return `0x${address.toString(16)}`;
+}

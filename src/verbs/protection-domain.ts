@@ -1,0 +1,115 @@
+/**
+ * ProtectionDomain (struct ibv_pd): the parent of memory regions, address handles and queue
+ * pairs. dispose() destroys its queue pairs, then its address handles, then deregisters its
+ * memory regions, then frees the PD.
+ */
+import { ClosedError } from '../errors.js';
+import { AddressHandle, type AddressHandleOptions } from './address-handle.js';
+import type { Context } from './context.js';
+import { loadVerbs } from './device.js';
+import { countLive } from './live.js';
+import { MemoryRegion, type MemoryAccess, type Registrable } from './memory-region.js';
+import { checkPointer, checkStatus, hex } from './native.js';
+import { QueuePair, type QueuePairOptions } from './queue-pair.js';
+
+export class ProtectionDomain {
+  readonly context: Context;
+  #handle: number;
+  readonly #mrs = new Set<MemoryRegion>();
+  readonly #qps = new Set<QueuePair>();
+  readonly #ahs = new Set<AddressHandle>();
+
+  /** @internal use context.allocPd(). */
+  constructor(context: Context, contextHandle: number) {
+    this.context = context;
+    this.#handle = checkPointer('ibv_alloc_pd', loadVerbs().ibv_alloc_pd(contextHandle) as number, { device: context.device.name });
+    countLive('pds', 1);
+  }
+
+  /** The struct ibv_pd address. ClosedError once disposed. */
+  get handle(): number {
+    if (!this.#handle) throw new ClosedError('protection domain');
+    return this.#handle;
+  }
+
+  get disposed(): boolean {
+    return this.#handle === 0;
+  }
+
+  /**
+   * Register memory for the NIC (ibv_reg_mr). `target` is an ArrayBuffer, a TypedArray/Buffer/
+   * DataView, a SharedRegion (its data area), or `{ address, length }` for raw native memory.
+   * Access defaults to local write only (least privilege): ask for `remoteRead`, `remoteWrite`
+   * or `remoteAtomic` explicitly. The region keeps the JS memory reachable until it is disposed.
+   */
+  registerMemory(target: Registrable, access?: MemoryAccess): MemoryRegion {
+    const mr = new MemoryRegion(this, this.handle, target, access);
+    this.#mrs.add(mr);
+    return mr;
+  }
+
+  /** Create a queue pair (RC by default) whose completions go to the given CQs. */
+  createQueuePair(options: QueuePairOptions): QueuePair {
+    const qp = QueuePair.create(this, this.handle, options);
+    this.#qps.add(qp);
+    return qp;
+  }
+
+  /** An address handle for UD sends to `gid` (ibv_create_ah). */
+  createAddressHandle(options: AddressHandleOptions): AddressHandle {
+    const ah = new AddressHandle(this, this.handle, options);
+    this.#ahs.add(ah);
+    return ah;
+  }
+
+  /** @internal */
+  adopt(qp: QueuePair): void {
+    this.#qps.add(qp);
+  }
+
+  /** @internal */
+  forget(child: MemoryRegion | QueuePair | AddressHandle): void {
+    if (child instanceof MemoryRegion) this.#mrs.delete(child);
+    else if (child instanceof AddressHandle) this.#ahs.delete(child);
+    else this.#qps.delete(child);
+  }
+
+  /** @internal dispose the queue pairs only (the context does this before its CQs). */
+  disposeQueuePairs(): void {
+    let firstError: unknown;
+    for (const qp of [...this.#qps]) {
+      try {
+        qp.dispose();
+      } catch (error) {
+        firstError ??= error;
+      }
+    }
+    if (firstError) throw firstError;
+  }
+
+  /** Destroy the queue pairs, deregister the memory regions, free the PD. Idempotent. */
+  dispose(): void {
+    const handle = this.#handle;
+    if (!handle) return;
+    let firstError: unknown;
+    const attempt = (fn: () => void) => {
+      try {
+        fn();
+      } catch (error) {
+        firstError ??= error;
+      }
+    };
+    attempt(() => this.disposeQueuePairs());
+    for (const ah of [...this.#ahs]) attempt(() => ah.dispose());
+    for (const mr of [...this.#mrs]) attempt(() => mr.dispose());
+    this.#handle = 0;
+    attempt(() => checkStatus('ibv_dealloc_pd', loadVerbs().ibv_dealloc_pd(handle) as number, { pd: hex(handle) }));
+    countLive('pds', -1);
+    this.context.forget(this);
+    if (firstError) throw firstError;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
