@@ -45,6 +45,10 @@ if (only.some((name) => !parts.some((p) => p.name === name))) {
   process.exit(2);
 }
 
+const prefix = `memwire.u${process.getuid()}.`;
+const shmObjects = () => readdirSync('/dev/shm').filter((e) => e.startsWith(prefix));
+const before = new Set(shmObjects()); // another program's objects are not the suite's leaks
+
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const lines = [];
 for (const part of parts) {
@@ -75,8 +79,7 @@ for (const part of parts) {
   lines.push(`  ${part.name.padEnd(8)} ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped (exit ${run.status ?? run.signal})`);
 }
 
-const prefix = `memwire.u${process.getuid()}.`;
-const left = readdirSync('/dev/shm').filter((e) => e.startsWith(prefix));
+const left = shmObjects().filter((e) => !before.has(e));
 if (left.length) {
   lines.push(`  /dev/shm still holds ${left.join(', ')}`);
   totals.failed++;
