@@ -6,7 +6,7 @@
  *   shmem-peer.js <role> <pool> <parent pid> <control offset> [role args...]
  *
  *   lock-b <lock id> <total>       the waiter of the contended hand-off (bench shmem-lock)
- *   signal-b <parent member> <total> <spin>   echo every signal back (bench shmem-signal)
+ *   signal-b <parent member> <total> <spin> <async 0|1>   echo every signal back (bench shmem-signal)
  *   alloc <size> <window>          malloc/free churn until told to stop (bench shmem-alloc)
  */
 import { ShmemPool } from '../src/index.js';
@@ -42,11 +42,11 @@ try {
       break;
     }
     case 'signal-b': {
-      const [parent, total, spin] = rest.map(Number);
+      const [parent, total, spin, useAsync] = rest.map(Number);
       Atomics.store(control, CONTROL_READY, 1);
       const options = { spin, timeoutMs: 10_000 };
       for (let i = 0; i < total; ) {
-        const got = pool.waitSignal(options);
+        const got = useAsync ? await pool.waitSignalAsync(options) : pool.waitSignal(options);
         if (got === 0) {
           guard();
           spins |= 0xfffff; // check the parent at once

@@ -10,6 +10,9 @@
  *    kernel, as every wait of the C anchor does — the like-for-like comparison, and the target.
  *  - `one-way signal, default wait (spin, then sleep)`: waitSignal() as users call it; with both
  *    sides busy, most answers arrive while the waiter still spins.
+ *  - `one-way signal, async waiter sleeps (spin 0)`: waitSignalAsync({ spin: 0 }) on both sides:
+ *    the futex wait runs off the main thread (libuv's pool under koffi, a Worker under Bun), so
+ *    this is the wake latency of FutexWord.waitAsync, the event-loop-friendly path.
  *
  * Both sides are pinned to two different CPUs when there are two. Target: the spin-0 p50 ≤ 2×
  * the C futex ping-pong.
@@ -43,8 +46,9 @@ export const FLAGS: FlagSpec = {
 const ANCHOR = 'c-futex-pingpong';
 const SLEEPING = 'one-way signal, waiter sleeps (spin 0)';
 const DEFAULT = 'one-way signal, default wait (spin, then sleep)';
+const ASYNC = 'one-way signal, async waiter sleeps (spin 0)';
 
-async function measure(spin: number, iterations: number, warmup: number, cpus: [number, number] | null): Promise<{ p50: number; p99: number }> {
+async function measure(spin: number, iterations: number, warmup: number, cpus: [number, number] | null, useAsync = false): Promise<{ p50: number; p99: number }> {
   const pool = ShmemPool.create(benchPoolName('shmem-signal'), { heapBytes: 64 << 10, maxMembers: 4, maxLocks: 2 });
   let peer: Peer | undefined;
   try {
@@ -52,7 +56,7 @@ async function measure(spin: number, iterations: number, warmup: number, cpus: [
     const control = pool.region.view('int32', controlOffset, CONTROL_BYTES / 4);
     control.fill(0);
     const total = iterations + warmup;
-    peer = startPoolPeer('signal-b', pool.name, [controlOffset, pool.me, total, spin], cpus ? cpus[1] : null);
+    peer = startPoolPeer('signal-b', pool.name, [controlOffset, pool.me, total, spin, useAsync ? 1 : 0], cpus ? cpus[1] : null);
     await peer.waitFor('joining the pool', () => Atomics.load(control, CONTROL_READY) === 1, 15_000);
     const other = pool.members().find((m) => !m.self);
     if (!other) throw new Error('the peer is not a member');
@@ -61,7 +65,8 @@ async function measure(spin: number, iterations: number, warmup: number, cpus: [
     for (let i = 0; i < total; i++) {
       const t0 = nowNs();
       pool.signal(other.id);
-      if (pool.waitSignal(options) !== 1) throw new Error(`round trip ${i}: no single answer from ${peer.label}${peer.stderr ? `: ${peer.stderr}` : ''}`);
+      const answers = useAsync ? await pool.waitSignalAsync(options) : pool.waitSignal(options);
+      if (answers !== 1) throw new Error(`round trip ${i}: no single answer from ${peer.label}${peer.stderr ? `: ${peer.stderr}` : ''}`);
       const t1 = nowNs();
       if (i >= warmup) samples[i - warmup] = Number(t1 - t0) / 2000;
     }
@@ -79,6 +84,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const quick = flags.boolean.has('quick');
   const iterations = Math.max(1, flags.count.get('iterations') ?? (quick ? 5000 : 50_000));
   const warmup = flags.count.get('warmup') ?? (quick ? 1000 : 5000);
+  // An async wake costs tens of µs (a helper thread wakes, then the event loop runs): fewer rounds.
+  const asyncIterations = Math.max(1, Math.floor(iterations / 5));
   const report = newReport('shmem-signal');
   const before = allowedCpus();
   const cpus: [number, number] | null = !flags.boolean.has('no-pin') && before.length >= 2 ? [before[0], before[1]] : null;
@@ -86,12 +93,15 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
 
   let sleeping: { p50: number; p99: number };
   let spinning: { p50: number; p99: number };
+  let asynchronous: { p50: number; p99: number };
   try {
     if (cpus) pinThread(0, [cpus[0]]);
     progress(`shmem-signal: ${iterations} round trips (+${warmup}) with spin 0`);
     sleeping = await measure(0, iterations, warmup, cpus);
     progress(`shmem-signal: ${iterations} round trips (+${warmup}) with the default spin`);
     spinning = await measure(2000, iterations, warmup, cpus);
+    progress(`shmem-signal: ${asyncIterations} round trips with async waits, spin 0`);
+    asynchronous = await measure(0, asyncIterations, Math.min(warmup, asyncIterations), cpus, true);
   } finally {
     if (cpus) pinThread(0, before);
   }
@@ -114,7 +124,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     }
   }
 
-  for (const [name, ours] of [[SLEEPING, sleeping], [DEFAULT, spinning]] as const) {
+  for (const [name, ours] of [[SLEEPING, sleeping], [DEFAULT, spinning], [ASYNC, asynchronous]] as const) {
     report.rows.push(makeRow(name, 'p50', 'us', 'lower', ours.p50, anchor?.p50 ?? null, ANCHOR));
     report.rows.push(makeRow(name, 'p99', 'us', 'lower', ours.p99, anchor?.p99 ?? null, ANCHOR));
   }
