@@ -42,6 +42,8 @@ export interface Target {
   anchorName: string;
   /** The row passes when its ratio is at most this. */
   maxRatio: number;
+  /** For rows where higher is better: the row passes when its ratio is at least this (maxRatio is then ignored). */
+  minRatio?: number;
   text: string;
 }
 
@@ -73,7 +75,7 @@ export function makeRow(
 export function judgeTargets(rows: readonly Row[], targets: readonly Target[]): (Target & { pass: boolean | null })[] {
   return targets.map((target) => {
     const row = rows.find((r) => r.case === target.case && r.metric === target.metric && r.anchorName === target.anchorName);
-    const pass = row?.ratio == null ? null : row.ratio <= target.maxRatio;
+    const pass = row?.ratio == null ? null : target.minRatio !== undefined ? row.ratio >= target.minRatio : row.ratio <= target.maxRatio;
     return { ...target, pass };
   });
 }
@@ -587,7 +589,7 @@ export function formatReport(report: BenchReport): string {
     report.targets.find((t) => t.case === row.case && t.metric === row.metric && t.anchorName === row.anchorName);
   const body = report.rows.map((row) => {
     const target = targetOf(row);
-    const verdict = target ? `≤${target.maxRatio}× ${target.pass === null ? '? (no anchor)' : target.pass ? 'PASS' : 'MISS'}` : '';
+    const verdict = target ? `${target.minRatio !== undefined ? `≥${target.minRatio}` : `≤${target.maxRatio}`}× ${target.pass === null ? '? (no anchor)' : target.pass ? 'PASS' : 'MISS'}` : '';
     return [
       row.case,
       row.metric,

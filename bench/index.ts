@@ -22,6 +22,14 @@ const BENCHES: Record<string, BenchEntry> = {
     description: 'one-way latency through a SharedRegion between two processes, vs UCX shm and a Unix socket',
     load: () => import('./region-pingpong.js'),
   },
+  'postbox-pingpong': {
+    description: 'one-way latency of Postbox messages between two processes, 64 B–1 MiB, vs UCX tag_lat over shm and a Unix socket',
+    load: () => import('./postbox-pingpong.js'),
+  },
+  'postbox-stream': {
+    description: 'one-directional Postbox message rate (64 B) and throughput (1 MiB), vs UCX tag_bw over shm',
+    load: () => import('./postbox-stream.js'),
+  },
   'shmem-lock': {
     description: 'ShmemPool global lock: uncontended pair and contended hand-off between 2 processes, vs a C robust pthread mutex',
     load: () => import('./shmem-lock.js'),
@@ -33,6 +41,14 @@ const BENCHES: Record<string, BenchEntry> = {
   'shmem-alloc': {
     description: 'ShmemPool malloc+free pairs per second, 1 and 2 processes, 64 B–64 KiB (no anchor)',
     load: () => import('./shmem-alloc.js'),
+  },
+  'rdma-write-bw': {
+    description: 'RDMA WRITE bandwidth at 4 KiB and 64 KiB on two RDMA devices (or one, loopback), vs perftest ib_write_bw',
+    load: () => import('./rdma-write-bw.js'),
+  },
+  'rdma-lat': {
+    description: '2 B RDMA WRITE and SEND one-way latency on two RDMA devices (or one, loopback), vs perftest ib_write_lat / ib_send_lat',
+    load: () => import('./rdma-lat.js'),
   },
 };
 

@@ -28,7 +28,7 @@ export { MemoryRegion } from './verbs/memory-region.js';
 export type { MemoryAccess, RawMemory, Registrable, RemoteMemory, SizedMemory } from './verbs/memory-region.js';
 export { Completion, CompletionQueue } from './verbs/completion-queue.js';
 export type { CompletionQueueOptions, CompletionRecord } from './verbs/completion-queue.js';
-export { DEFAULT_QKEY, QueuePair } from './verbs/queue-pair.js';
+export { DEFAULT_QKEY, PreparedSend, QueuePair } from './verbs/queue-pair.js';
 export { AddressHandle } from './verbs/address-handle.js';
 export type { AddressHandleOptions } from './verbs/address-handle.js';
 export type {
@@ -54,3 +54,12 @@ export type { HeapStats } from './shmem/heap.js';
 export { OwnershipError } from './errors.js';
 export { CmConnection, CmListener, ConnectionError, rdmaConnect, MAX_ACCEPT_PRIVATE_DATA, MAX_CONNECT_PRIVATE_DATA } from './verbs/rdma-cm.js';
 export type { CmConnectionOptions, ConnectTarget, ListenOptions } from './verbs/rdma-cm.js';
+// Messaging on one machine (seeds 000, 001): transports, postboxes, segment groups.
+export { PeerGoneError } from './errors.js';
+export type { Image, ProcessIdentity, SegmentDescriptor, Target, Transport, ExposeOptions } from './transport/types.js';
+export { ShmTransport } from './transport/shm.js';
+export { Fabric, InProcessTransport } from './transport/inproc.js';
+export { Claim, Postbox, LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from './postbox/postbox.js';
+export type { PostboxOptions, PostboxState, Message as PostboxMessage, MessageHandler, ReceiveOptions } from './postbox/postbox.js';
+export { SegmentReceiver, SegmentSender } from './segments/segments.js';
+export type { GroupSpec, SegmentGroupInfo, SegmentHandler, SegmentInfo, SegmentOptions } from './segments/segments.js';

@@ -8,6 +8,11 @@
 # starting with "rxe-vm:" on stderr).
 set -Eeuo pipefail
 
+# The whole script is one { … } block, so bash parses all of it before running any: bash reads a
+# script as it goes, and an edit of this file during a run (runs last minutes) otherwise makes it
+# execute a shifted fragment — seen as "line 373: RE/setup-failed): No such file or directory".
+{
+
 readonly EXIT_GUEST_LOST=120   # the guest died or hung during the command without reporting status
 readonly EXIT_USAGE=121        # bad arguments
 readonly EXIT_HOST=122         # host preparation failed: apt, kernel download, cache build, qemu start
@@ -391,3 +396,4 @@ fi
 [[ $STATUS == 124 ]] && say "command timed out after ${CMD_TIMEOUT}s"
 info "done"
 exit "$STATUS"
+}

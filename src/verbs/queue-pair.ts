@@ -270,6 +270,7 @@ export class QueuePair {
   readonly #postSend: (qp: number, wr: number, bad: number) => number;
   readonly #postRecv: (qp: number, wr: number, bad: number) => number;
   readonly #destroy: (qp: number) => number;
+  readonly #prepared = new Set<PreparedSend>();
 
   /**
    * @internal use pd.createQueuePair(). `make` creates the native QP from an ibv_qp_init_attr
@@ -627,8 +628,7 @@ export class QueuePair {
   #sgeCount = 0;
   #sgeBytes = 0;
 
-  #writeSges(sges: Sge | readonly Sge[] | undefined, at: number, max: number, ring: PostedRing, slot: number, method: string, opName: string): void {
-    const dv = this.#scratch.view;
+  #writeSges(sges: Sge | readonly Sge[] | undefined, at: number, max: number, ring: PostedRing, slot: number, method: string, opName: string, dv = this.#scratch.view): void {
     this.#sgeCount = 0;
     this.#sgeBytes = 0;
     ring.counts[slot] = 0;
@@ -661,6 +661,77 @@ export class QueuePair {
   }
 
   /**
+   * Write one send work request at `at` in `dv` (its SGEs at `sgeAt`, its sg_list already
+   * pointing there), record it in `ring`'s `slot`; `next` is the next WR's address or 0.
+   */
+  #writeSendWr(wr: SendRequest, dv: DataView, at: number, sgeAt: number, next: number, ring: PostedRing, slot: number): void {
+    const f = IBV_SEND_WR.fields;
+    const opName = wr.opcode ?? 'send';
+    const opcode = OPCODES[opName];
+    if (opcode === undefined) throw new UsageError(`postSend: unknown opcode ${JSON.stringify(opName)}`);
+    const wrId = wr.wrId ?? 0;
+    if (!Number.isSafeInteger(wrId) || wrId < 0) throw new UsageError(`postSend: wrId must be a non-negative safe integer, got ${wrId}`);
+    this.#writeSges(wr.sge, sgeAt, this.maxSendSge, ring, slot, 'postSend', opName, dv);
+    const n = this.#sgeCount;
+    const bytes = this.#sgeBytes;
+    let flags = 0;
+    if (wr.signaled !== false || this.#signalAll) flags |= C.IBV_SEND_SIGNALED;
+    if (wr.fence) flags |= C.IBV_SEND_FENCE;
+    if (wr.solicited) flags |= C.IBV_SEND_SOLICITED;
+    if (wr.inline) {
+      if (opcode === C.IBV_WR_RDMA_READ || opcode >= C.IBV_WR_ATOMIC_CMP_AND_SWP) throw new UsageError(`postSend: ${opName} cannot be inline`);
+      if (bytes > this.maxInlineData) throw new UsageError(`postSend: ${bytes} inline bytes exceed maxInlineData ${this.maxInlineData}`);
+      flags |= C.IBV_SEND_INLINE;
+    }
+    setU64(dv, at + f.wr_id, wrId);
+    setU64(dv, at + f.next, next);
+    dv.setInt32(at + f.num_sge, n, true);
+    dv.setUint32(at + f.opcode, opcode, true);
+    dv.setUint32(at + f.send_flags, flags, true);
+    if (opcode === C.IBV_WR_SEND_WITH_IMM || opcode === C.IBV_WR_RDMA_WRITE_WITH_IMM) {
+      const imm = wr.imm ?? 0;
+      if (!Number.isInteger(imm) || imm < 0 || imm > 0xffffffff) throw new UsageError(`postSend: imm must be a u32, got ${imm}`);
+      dv.setUint32(at + f.imm_data, imm, false); // __be32: network order
+    } else {
+      dv.setUint32(at + f.imm_data, 0, true);
+    }
+    if (this.type === 'UD') {
+      if (opcode !== C.IBV_WR_SEND && opcode !== C.IBV_WR_SEND_WITH_IMM) throw new UsageError(`postSend ${opName}: a UD queue pair only sends`);
+      const ah = wr.ah;
+      if (!ah || ah.disposed) throw ah ? new ClosedError('address handle in postSend') : new UsageError('postSend on a UD queue pair needs ah and remoteQpn');
+      if (ah.pd !== this.pd) throw new UsageError('postSend: ah belongs to another protection domain');
+      const remoteQpn = wr.remoteQpn;
+      if (remoteQpn === undefined || !Number.isInteger(remoteQpn) || remoteQpn < 1 || remoteQpn > 0xffffff) {
+        throw new UsageError(`postSend: remoteQpn must be an integer 1..0xffffff, got ${remoteQpn}`);
+      }
+      setU64(dv, at + f['wr.ud.ah'], ah.handle);
+      dv.setUint32(at + f['wr.ud.remote_qpn'], remoteQpn, true);
+      dv.setUint32(at + f['wr.ud.remote_qkey'], (wr.remoteQkey ?? this.#qkey) >>> 0, true);
+      ring.ahs[slot] = ah;
+    } else if (opcode !== C.IBV_WR_SEND && opcode !== C.IBV_WR_SEND_WITH_IMM) {
+      const remote = wr.remoteAddr;
+      const rkey = wr.rkey;
+      if (remote === undefined || rkey === undefined || !Number.isInteger(rkey) || rkey < 0 || rkey > 0xffffffff) {
+        throw new UsageError(`postSend ${opName}: remoteAddr and rkey (u32) are required`);
+      }
+      setU64Any(dv, at + f['wr.rdma.remote_addr'], remote);
+      if (opcode >= C.IBV_WR_ATOMIC_CMP_AND_SWP) {
+        if (n !== 1 || bytes !== 8) throw new UsageError(`postSend ${opName}: needs exactly one 8-byte SGE for the old value`);
+        if (Number(typeof remote === 'bigint' ? remote & 7n : remote % 8) !== 0) throw new UsageError(`postSend ${opName}: remoteAddr must be 8-byte aligned`);
+        if (wr.compareAdd === undefined) throw new UsageError(`postSend ${opName}: compareAdd is required`);
+        if (opcode === C.IBV_WR_ATOMIC_CMP_AND_SWP && wr.swap === undefined) throw new UsageError('postSend compare-swap: swap is required');
+        setU64Any(dv, at + f['wr.atomic.compare_add'], wr.compareAdd);
+        setU64Any(dv, at + f['wr.atomic.swap'], wr.swap ?? 0);
+        dv.setUint32(at + f['wr.atomic.rkey'], rkey, true);
+      } else {
+        dv.setUint32(at + f['wr.rdma.rkey'], rkey, true);
+      }
+    }
+    ring.wrIds[slot] = wrId;
+    ring.signaled[slot] = flags & C.IBV_SEND_SIGNALED ? 1 : 0;
+  }
+
+  /**
    * Post one send work request or a chain. Returns 0, or the errno value the provider returned
    * (e.g. 12 ENOMEM: the send queue is full) with `badIndex` set to the first request not posted.
    * UsageError for a malformed request, ClosedError on a disposed QP or region.
@@ -679,77 +750,14 @@ export class QueuePair {
     }
     const dv = this.#scratch.view;
     const base = this.#scratch.address;
-    const f = IBV_SEND_WR.fields;
     let i = 0;
     try {
       for (; i < count; i++) {
         const wr = isArray ? (requests as readonly SendRequest[])[i] : (requests as SendRequest);
         const at = this.#sendWrAt + i * IBV_SEND_WR.size;
         const slot = ring.slot(i);
-        const opName = wr.opcode ?? 'send';
-        const opcode = OPCODES[opName];
-        if (opcode === undefined) throw new UsageError(`postSend: unknown opcode ${JSON.stringify(opName)}`);
-        const wrId = wr.wrId ?? 0;
-        if (!Number.isSafeInteger(wrId) || wrId < 0) throw new UsageError(`postSend: wrId must be a non-negative safe integer, got ${wrId}`);
         const sgeAt = this.#sendSgeAt + i * this.maxSendSge * IBV_SGE.size;
-        this.#writeSges(wr.sge, sgeAt, this.maxSendSge, ring, slot, 'postSend', opName);
-        const n = this.#sgeCount;
-        const bytes = this.#sgeBytes;
-        let flags = 0;
-        if (wr.signaled !== false || this.#signalAll) flags |= C.IBV_SEND_SIGNALED;
-        if (wr.fence) flags |= C.IBV_SEND_FENCE;
-        if (wr.solicited) flags |= C.IBV_SEND_SOLICITED;
-        if (wr.inline) {
-          if (opcode === C.IBV_WR_RDMA_READ || opcode >= C.IBV_WR_ATOMIC_CMP_AND_SWP) throw new UsageError(`postSend: ${opName} cannot be inline`);
-          if (bytes > this.maxInlineData) throw new UsageError(`postSend: ${bytes} inline bytes exceed maxInlineData ${this.maxInlineData}`);
-          flags |= C.IBV_SEND_INLINE;
-        }
-        setU64(dv, at + f.wr_id, wrId);
-        setU64(dv, at + f.next, i + 1 < count ? base + at + IBV_SEND_WR.size : 0);
-        dv.setInt32(at + f.num_sge, n, true);
-        dv.setUint32(at + f.opcode, opcode, true);
-        dv.setUint32(at + f.send_flags, flags, true);
-        if (opcode === C.IBV_WR_SEND_WITH_IMM || opcode === C.IBV_WR_RDMA_WRITE_WITH_IMM) {
-          const imm = wr.imm ?? 0;
-          if (!Number.isInteger(imm) || imm < 0 || imm > 0xffffffff) throw new UsageError(`postSend: imm must be a u32, got ${imm}`);
-          dv.setUint32(at + f.imm_data, imm, false); // __be32: network order
-        } else {
-          dv.setUint32(at + f.imm_data, 0, true);
-        }
-        if (this.type === 'UD') {
-          if (opcode !== C.IBV_WR_SEND && opcode !== C.IBV_WR_SEND_WITH_IMM) throw new UsageError(`postSend ${opName}: a UD queue pair only sends`);
-          const ah = wr.ah;
-          if (!ah || ah.disposed) throw ah ? new ClosedError('address handle in postSend') : new UsageError('postSend on a UD queue pair needs ah and remoteQpn');
-          if (ah.pd !== this.pd) throw new UsageError('postSend: ah belongs to another protection domain');
-          const remoteQpn = wr.remoteQpn;
-          if (remoteQpn === undefined || !Number.isInteger(remoteQpn) || remoteQpn < 1 || remoteQpn > 0xffffff) {
-            throw new UsageError(`postSend: remoteQpn must be an integer 1..0xffffff, got ${remoteQpn}`);
-          }
-          setU64(dv, at + f['wr.ud.ah'], ah.handle);
-          dv.setUint32(at + f['wr.ud.remote_qpn'], remoteQpn, true);
-          dv.setUint32(at + f['wr.ud.remote_qkey'], (wr.remoteQkey ?? this.#qkey) >>> 0, true);
-          ring.ahs[slot] = ah;
-        } else if (opcode !== C.IBV_WR_SEND && opcode !== C.IBV_WR_SEND_WITH_IMM) {
-          const remote = wr.remoteAddr;
-          const rkey = wr.rkey;
-          if (remote === undefined || rkey === undefined || !Number.isInteger(rkey) || rkey < 0 || rkey > 0xffffffff) {
-            throw new UsageError(`postSend ${opName}: remoteAddr and rkey (u32) are required`);
-          }
-          setU64Any(dv, at + f['wr.rdma.remote_addr'], remote);
-          if (opcode >= C.IBV_WR_ATOMIC_CMP_AND_SWP) {
-            if (n !== 1 || bytes !== 8) throw new UsageError(`postSend ${opName}: needs exactly one 8-byte SGE for the old value`);
-            if (Number(typeof remote === 'bigint' ? remote & 7n : remote % 8) !== 0) throw new UsageError(`postSend ${opName}: remoteAddr must be 8-byte aligned`);
-            if (wr.compareAdd === undefined) throw new UsageError(`postSend ${opName}: compareAdd is required`);
-            if (opcode === C.IBV_WR_ATOMIC_CMP_AND_SWP && wr.swap === undefined) throw new UsageError('postSend compare-swap: swap is required');
-            setU64Any(dv, at + f['wr.atomic.compare_add'], wr.compareAdd);
-            setU64Any(dv, at + f['wr.atomic.swap'], wr.swap ?? 0);
-            dv.setUint32(at + f['wr.atomic.rkey'], rkey, true);
-          } else {
-            dv.setUint32(at + f['wr.rdma.rkey'], rkey, true);
-          }
-        }
-        ring.wrIds[slot] = wrId;
-        ring.signaled[slot] = flags & C.IBV_SEND_SIGNALED ? 1 : 0;
+        this.#writeSendWr(wr, dv, at, sgeAt, i + 1 < count ? base + at + IBV_SEND_WR.size : 0, ring, slot);
       }
     } catch (error) {
       for (let k = 0; k <= i && k < count; k++) ring.clear(ring.slot(k)); // drop references of the unposted chain
@@ -767,6 +775,74 @@ export class QueuePair {
     }
     ring.size += posted;
     return rc;
+  }
+
+  /**
+   * Write one send work request into native memory once, for posting it many times with
+   * `postPrepared()` — perftest's way: the hot loop then writes no struct field at all (the
+   * request is validated once, here). Data of an inline request is copied at each post, so the
+   * caller may change the bytes of its buffers between posts. The returned object keeps the
+   * request's memory regions referenced; it is freed by its dispose() or with this queue pair.
+   * UsageError / ClosedError as postSend for a malformed request.
+   */
+  prepareSend(request: SendRequest): PreparedSend {
+    this.handle;
+    const block = new NativeBlock(IBV_SEND_WR.size + this.maxSendSge * IBV_SGE.size, 'prepared send work request');
+    try {
+      setU64(block.view, IBV_SEND_WR.fields.sg_list, block.address + IBV_SEND_WR.size);
+      const scratchRing = new PostedRing(1, this.maxSendSge);
+      this.#writeSendWr(request, block.view, 0, IBV_SEND_WR.size, 0, scratchRing, 0);
+      const refs = scratchRing.refs.slice(0, scratchRing.counts[0]) as MemoryRegion[];
+      const prepared = new PreparedSend(this, block, refs, scratchRing.wrIds[0], scratchRing.signaled[0], scratchRing.ahs[0]);
+      this.#prepared.add(prepared);
+      return prepared;
+    } catch (error) {
+      block.free();
+      throw error;
+    }
+  }
+
+  /**
+   * Post a request made by `prepareSend()`. Returns 0 or the provider's errno value (12 ENOMEM:
+   * the send queue is full until completions are polled). Its regions stay referenced until its
+   * completion (or a later one) is polled. ClosedError if this QP or one of the regions is disposed.
+   */
+  postPrepared(prepared: PreparedSend): number {
+    const qp = this.#handle;
+    if (!qp) throw new ClosedError(`queue pair ${this.qpn}`);
+    if (prepared.qp !== this || prepared.address === 0) throw new UsageError('postPrepared: a disposed request, or one prepared on another queue pair');
+    const ring = this.#sendRing;
+    if (ring.size >= ring.capacity) {
+      this.badIndex = 0;
+      return 12;
+    }
+    const slot = ring.slot(0);
+    const refs = prepared.refs;
+    for (let j = 0; j < refs.length; j++) {
+      if (refs[j].disposed) {
+        ring.clear(slot);
+        throw new ClosedError(`memory region (lkey ${refs[j].lkey}) in postPrepared`);
+      }
+      ring.refs[slot * ring.perSlot + j] = refs[j];
+    }
+    ring.counts[slot] = refs.length;
+    ring.ahs[slot] = prepared.ah;
+    ring.wrIds[slot] = prepared.wrId;
+    ring.signaled[slot] = prepared.signaled;
+    const rc = this.#postSend(qp, prepared.address, this.#scratch.address + BAD_WR_AT);
+    if (rc !== 0) {
+      ring.clear(slot);
+      this.badIndex = 0;
+      return rc;
+    }
+    this.badIndex = -1;
+    ring.size += 1;
+    return 0;
+  }
+
+  /** @internal */
+  forgetPrepared(prepared: PreparedSend): void {
+    this.#prepared.delete(prepared);
   }
 
   /**
@@ -849,8 +925,58 @@ export class QueuePair {
     const rc = this.#destroy(handle);
     this.#sendRing.releaseAll();
     this.#recvRing.releaseAll();
+    for (const prepared of [...this.#prepared]) prepared.dispose();
     this.#scratch.free();
     if (rc !== 0) throw errnoError('ibv_destroy_qp', rc > 0 ? rc : 22, { qp_num: this.qpn, qp: hex(handle) });
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/**
+ * A send work request written once into native memory by `QueuePair.prepareSend()`, posted with
+ * `qp.postPrepared(prepared)` (or `prepared.post()`). The provider copies the request at each
+ * post, so the block is only read during the call. dispose() is idempotent.
+ */
+export class PreparedSend {
+  readonly qp: QueuePair;
+  /** @internal */
+  readonly refs: readonly MemoryRegion[];
+  readonly wrId: number;
+  /** @internal 1 when signaled */
+  readonly signaled: number;
+  /** @internal */
+  readonly ah: AddressHandle | undefined;
+  #block: NativeBlock | undefined;
+
+  /** @internal use qp.prepareSend(). */
+  constructor(qp: QueuePair, block: NativeBlock, refs: readonly MemoryRegion[], wrId: number, signaled: number, ah: AddressHandle | undefined) {
+    this.qp = qp;
+    this.#block = block;
+    this.refs = refs;
+    this.wrId = wrId;
+    this.signaled = signaled;
+    this.ah = ah;
+  }
+
+  /** @internal the ibv_send_wr address (0 once disposed). */
+  get address(): number {
+    return this.#block ? this.#block.address : 0;
+  }
+
+  /** Post it on its queue pair: see QueuePair.postPrepared. */
+  post(): number {
+    return this.qp.postPrepared(this);
+  }
+
+  dispose(): void {
+    const block = this.#block;
+    if (!block) return;
+    this.#block = undefined;
+    block.free();
+    this.qp.forgetPrepared(this);
   }
 
   [Symbol.dispose](): void {

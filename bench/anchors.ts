@@ -1,0 +1,220 @@
+/**
+ * Anchors shared by the benchmarks, measured in the same run as memwire (moved here from
+ * region-pingpong.ts so postbox-pingpong and postbox-stream use the same runners):
+ *
+ *  - UdsPingPong: a Unix-domain-socket echo between this process and a plain JS child of the same
+ *    runtime (Node's, or Bun's, own IPC); one-way latency = round trip / 2.
+ *  - ucxPercentile: UCX's `ucx_perftest -t tag_lat` over POSIX shared memory (UCX_TLS=posix,self,
+ *    server and client on 127.0.0.1), one percentile column of its one-way latency.
+ *  - ucxStream: `ucx_perftest -t tag_bw` (one-directional tag messages), its overall message rate
+ *    and bandwidth.
+ */
+import { unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { selfCommand } from '../ffi/runtime.js';
+import { freePort, isListening, Peer, pinThread, sizeLabel, withTimeout } from './common.js';
+
+export const UCX_TLS = 'posix,self';
+
+// ---------------------------------------------------------------------------------------------
+// Anchor: Unix-domain-socket echo in the same runtime
+
+export class UdsPingPong {
+  readonly #socket: Socket;
+  readonly #peer: Peer;
+
+  private constructor(socket: Socket, peer: Peer) {
+    this.#socket = socket;
+    this.#peer = peer;
+  }
+
+  static async start(cpus: [number, number] | null): Promise<UdsPingPong> {
+    const path = join(tmpdir(), `memwire-bench-${process.pid}-${Math.random().toString(36).slice(2, 10)}.sock`);
+    const server: Server = createServer();
+    let peer: Peer | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, resolve);
+      });
+      const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+      const script = fileURLToPath(new URL('./uds-pingpong-peer.js', import.meta.url));
+      peer = Peer.start('uds-pingpong peer', selfCommand(script, [path]));
+      if (cpus) pinThread(peer.pid, [cpus[1]]);
+      const exited = peer.exited.then((exit) => {
+        throw new Error(`uds-pingpong peer exited before connecting (code ${exit.code}, signal ${exit.signal})`);
+      });
+      const socket = await withTimeout(Promise.race([accepted, exited]), 15_000, 'uds-pingpong peer connecting');
+      socket.setNoDelay(true);
+      return new UdsPingPong(socket, peer);
+    } catch (error) {
+      if (peer) await peer.stop();
+      throw error;
+    } finally {
+      // The connection is made (or failed): the listening socket and its path go now.
+      server.close();
+      try {
+        unlinkSync(path);
+      } catch {
+        // never created, or already gone
+      }
+    }
+  }
+
+  /** One-way latencies in ns (round trip / 2), each round trip one `size`-byte write echoed whole. */
+  measure(size: number, iterations: number, warmup: number, timeoutMs: number): Promise<Float64Array> {
+    const socket = this.#socket;
+    const message = Buffer.alloc(size, 0x5a);
+    const samples = new Float64Array(iterations);
+    return new Promise<Float64Array>((resolve, reject) => {
+      let i = -warmup;
+      let received = 0;
+      let prev = process.hrtime.bigint();
+      const finish = (error?: Error) => {
+        clearTimeout(timer);
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        if (error) reject(error);
+        else resolve(samples);
+      };
+      const onData = (chunk: Buffer) => {
+        received += chunk.length;
+        if (received < size) return;
+        if (received > size) return finish(new Error(`uds echo overran: ${received} bytes for ${size}`));
+        received = 0;
+        const now = process.hrtime.bigint();
+        if (i >= 0) samples[i] = Number(now - prev) / 2;
+        prev = now;
+        if (++i >= iterations) return finish();
+        socket.write(message);
+      };
+      const onClose = () => finish(new Error('uds-pingpong peer closed the connection'));
+      const timer = setTimeout(() => finish(new Error(`uds ${sizeLabel(size)} round trips did not finish within ${timeoutMs} ms`)), timeoutMs);
+      socket.on('data', onData);
+      socket.once('close', onClose);
+      socket.write(message);
+    });
+  }
+
+  /** Close the connection (the peer leaves on it), wait boundedly, kill if need be. Never throws. */
+  async close(): Promise<void> {
+    try {
+      this.#socket.end();
+      await this.#peer.waitExit(5000).catch(() => undefined); // a stuck peer is killed below
+    } finally {
+      this.#socket.destroy();
+      await this.#peer.stop();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anchor: UCX ucx_perftest tag_lat over POSIX shared memory
+
+/** The percentile (µs, one-way) from `ucx_perftest -f` output run with -R `rank`. */
+export function parseUcxPercentile(output: string, rank: number, iterations: number): number {
+  const column = `${rank.toFixed(1)}%ile`;
+  if (!output.includes(column)) throw new Error(`ucx_perftest printed no "${column}" column: ${output.trim().split('\n').slice(-3).join(' | ')}`);
+  // "   <iterations>   <percentile>   <average>   <overall>   <MB/s avg> ..." (Final: prefix without -f)
+  let found: number | undefined;
+  for (const line of output.split('\n')) {
+    const match = /^\s*(?:Final:)?\s*(\d+)\s+(\d+(?:\.\d+)?)\s+\d+(?:\.\d+)?\s+\d+(?:\.\d+)?/.exec(line);
+    if (match && Number(match[1]) === iterations) found = Number(match[2]);
+  }
+  if (found === undefined) throw new Error(`no result line for ${iterations} iterations in ucx_perftest's output`);
+  return found;
+}
+
+export async function ucxPercentile(
+  exe: string,
+  size: number,
+  iterations: number,
+  warmup: number,
+  rank: number,
+  cpus: [number, number] | null,
+  timeoutMs: number,
+): Promise<number> {
+  const env = { ...process.env, UCX_TLS };
+  const port = await freePort();
+  // The server would wait for a client for ever: bound both programs' lives.
+  const lifetimeSeconds = timeoutMs / 1000 + 15;
+  const server = Peer.start('ucx_perftest server', [exe, '-p', String(port), ...(cpus ? ['-c', String(cpus[1])] : [])], {
+    env,
+    captureStderr: true,
+    lifetimeSeconds,
+  });
+  try {
+    await server.waitFor(`listening on port ${port}`, () => isListening(port), 10_000);
+    const client = Peer.start(
+      'ucx_perftest client',
+      [
+        exe, '127.0.0.1', '-p', String(port), '-t', 'tag_lat', '-s', String(size), '-n', String(iterations), '-w', String(warmup),
+        '-R', String(rank), '-f', ...(cpus ? ['-c', String(cpus[0])] : []),
+      ],
+      { env, captureStderr: true, lifetimeSeconds },
+    );
+    try {
+      const output = await client.finish(timeoutMs);
+      await server.waitExit(5000);
+      return parseUcxPercentile(output, rank, iterations);
+    } finally {
+      await client.stop();
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Overall message rate (msg/s) and bandwidth (MB/s, 10^6 bytes) from `ucx_perftest -t tag_bw -f` output. */
+export function parseUcxStream(output: string, iterations: number): { messagesPerSecond: number; megabytesPerSecond: number } {
+  // "<iterations> <p50> <avg> <overall> <MB/s avg> <MB/s overall> <msg/s avg> <msg/s overall>" (Final: prefix without -f)
+  let found: { messagesPerSecond: number; megabytesPerSecond: number } | undefined;
+  for (const line of output.split('\n')) {
+    const m = /^\s*(?:Final:)?\s*(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s+([\d.]+)\s*$/.exec(line);
+    if (m && Number(m[1]) === iterations) found = { megabytesPerSecond: Number(m[2]), messagesPerSecond: Number(m[3]) };
+  }
+  if (!found) throw new Error(`no tag_bw result line for ${iterations} iterations in ucx_perftest's output: ${output.trim().split('\n').slice(-3).join(' | ')}`);
+  return found;
+}
+
+/** Run `ucx_perftest -t tag_bw` (client → server, one direction) for `iterations` messages of `size` bytes. */
+export async function ucxStream(
+  exe: string,
+  size: number,
+  iterations: number,
+  warmup: number,
+  cpus: [number, number] | null,
+  timeoutMs: number,
+): Promise<{ messagesPerSecond: number; megabytesPerSecond: number }> {
+  const env = { ...process.env, UCX_TLS };
+  const port = await freePort();
+  const lifetimeSeconds = timeoutMs / 1000 + 15;
+  const server = Peer.start('ucx_perftest server', [exe, '-p', String(port), ...(cpus ? ['-c', String(cpus[1])] : [])], {
+    env,
+    captureStderr: true,
+    lifetimeSeconds,
+  });
+  try {
+    await server.waitFor(`listening on port ${port}`, () => isListening(port), 10_000);
+    const client = Peer.start(
+      'ucx_perftest client',
+      [
+        exe, '127.0.0.1', '-p', String(port), '-t', 'tag_bw', '-s', String(size), '-n', String(iterations), '-w', String(warmup),
+        '-f', ...(cpus ? ['-c', String(cpus[0])] : []),
+      ],
+      { env, captureStderr: true, lifetimeSeconds },
+    );
+    try {
+      const output = await client.finish(timeoutMs);
+      await server.waitExit(5000);
+      return parseUcxStream(output, iterations);
+    } finally {
+      await client.stop();
+    }
+  } finally {
+    await server.stop();
+  }
+}

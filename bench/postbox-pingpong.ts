@@ -1,0 +1,227 @@
+/**
+ * Bench `postbox-pingpong`: one-way latency (round trip / 2) of a message bounced between two
+ * processes through Postboxes (seed 001: each side writes into its own data segment's postbox for
+ * the other; the other polls it and acknowledges), 64 B to 1 MiB, against two anchors measured in
+ * the same run (runners in anchors.ts):
+ *
+ *  - `ucx-posix`: `ucx_perftest -t tag_lat` over POSIX shared memory (UCX_TLS=posix,self), its
+ *    50.0%ile column against our p50 and its 99.0%ile column against our p99;
+ *  - `<runtime>-uds`: a Unix-domain-socket echo with a plain JS child of the same runtime.
+ *
+ * memwire's side: this process trySend()s to the peer and poll()s for the echo; the peer polls,
+ * reads the message in place and trySend()s the same bytes back. Both busy-poll (no FFI call per
+ * message) on two different CPUs, as UCX does. Sizes are interleaved (memwire, UDS, UCX per size).
+ */
+import { fileURLToPath } from 'node:url';
+import { runtimeName, selfCommand } from '../ffi/runtime.js';
+import { Postbox, SendStatus } from '../src/index.js';
+import { UCX_TLS, UdsPingPong, ucxPercentile } from './anchors.js';
+import {
+  allowedCpus, COMMON_FLAGS, findExecutable, judgeTargets, makeRow, newReport, nowNs, parseFlags, Peer, percentiles, pinThread,
+  progress, sizeLabel, timerCostNs, type BenchReport, type FlagSpec, type Row, type Target,
+} from './common.js';
+
+export const FLAGS: FlagSpec = {
+  ...COMMON_FLAGS,
+  iterations: { kind: 'count', help: 'measured round trips per size (default 200000, --quick 20000; fewer above 4 KiB)' },
+  warmup: { kind: 'count', help: 'warm-up round trips per size (default a tenth of the iterations)' },
+  sizes: { kind: 'sizes', help: 'message sizes (default 64,256,1KiB,4KiB,64KiB,1MiB)' },
+  timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 30)' },
+  'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor' },
+  'no-uds': { kind: 'boolean', help: 'skip the Unix-domain-socket anchor' },
+  'no-pin': { kind: 'boolean', help: 'do not pin the two sides to two CPUs' },
+};
+
+const DEFAULT_SIZES = [64, 256, 1024, 4096, 65536, 1 << 20];
+const UCX_TIMING_QUEUE = 2048;
+const ANCHOR_UCX = 'ucx-posix';
+const ANCHOR_UDS = `${runtimeName}-uds`;
+/** A pool that holds a 1 MiB message with room to spare; everything else default. */
+export const BENCH_OPTIONS = { poolBytes: 4 << 20 };
+
+interface Latency {
+  p50: number;
+  p99: number;
+}
+
+class PostboxPingPong {
+  readonly #box: Postbox;
+  readonly #peer: Peer;
+  #replyLength = -1;
+  #replyFirst = 0;
+  readonly #onReply = (buffer: Uint8Array, offset: number, length: number) => {
+    this.#replyLength = length;
+    this.#replyFirst = length > 0 ? buffer[offset] : 0;
+  };
+
+  private constructor(box: Postbox, peer: Peer) {
+    this.#box = box;
+    this.#peer = peer;
+  }
+
+  static async start(cpus: [number, number] | null): Promise<PostboxPingPong> {
+    const domain = `bench${process.pid}${Math.random().toString(36).slice(2, 8)}`;
+    const box = Postbox.open('ping', { ...BENCH_OPTIONS, domain });
+    let peer: Peer | undefined;
+    try {
+      const script = fileURLToPath(new URL('./postbox-peer.js', import.meta.url));
+      peer = Peer.start('postbox peer', selfCommand(script, [domain, 'pong', 'echo', String(process.pid), JSON.stringify(BENCH_OPTIONS)]));
+      if (cpus) pinThread(peer.pid, [cpus[1]]);
+      await peer.waitFor('its postbox', () => peer!.stdout.includes('ready'), 15_000);
+      return new PostboxPingPong(box, peer);
+    } catch (error) {
+      if (peer) await peer.stop();
+      box.close();
+      throw error;
+    }
+  }
+
+  /** One-way latencies in ns of `iterations` round trips of `size` bytes. */
+  measure(size: number, iterations: number, warmup: number, timeoutMs: number): Float64Array {
+    const box = this.#box;
+    const message = new Uint8Array(size).fill(0x5a);
+    const samples = new Float64Array(iterations);
+    const deadline = nowNs() + BigInt(Math.round(timeoutMs * 1e6));
+    const peer = this.#peer;
+    let polls = 0;
+    const guard = () => {
+      if (!peer.isRunningNow()) throw new Error(`${peer.label} died during the ${sizeLabel(size)} round trips${peer.stderr ? `: ${peer.stderr.trim()}` : ''}`);
+      if (nowNs() > deadline) throw new Error(`memwire ${sizeLabel(size)} round trips did not finish within ${timeoutMs} ms`);
+    };
+    const onReply = this.#onReply;
+    let prev = process.hrtime.bigint();
+    for (let i = -warmup; i < iterations; i++) {
+      message[0] = i & 0xff;
+      while (box.trySend('pong', message) !== SendStatus.OK) if ((++polls & 0xffff) === 0) guard();
+      this.#replyLength = -1;
+      while (box.poll(onReply, 1) === 0) if ((++polls & 0xffff) === 0) guard();
+      const now = process.hrtime.bigint();
+      if (i >= 0) samples[i] = Number(now - prev) / 2;
+      prev = now;
+      if (this.#replyLength !== size || this.#replyFirst !== (i & 0xff)) {
+        throw new Error(`echo mismatch at iteration ${i}: ${this.#replyLength} bytes back for ${size}`);
+      }
+    }
+    return samples;
+  }
+
+  async close(): Promise<void> {
+    try {
+      if (!this.#peer.hasExited && this.#peer.isRunningNow()) {
+        const deadline = Date.now() + 2000;
+        while (this.#box.trySend('pong', new Uint8Array(0)) !== SendStatus.OK && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+        await this.#peer.waitExit(5000);
+      }
+    } finally {
+      await this.#peer.stop();
+      this.#box.close();
+    }
+  }
+}
+
+function toLatency(samplesNs: Float64Array): Latency {
+  const [p50, p99] = percentiles(samplesNs, [50, 99]);
+  return { p50: p50 / 1000, p99: p99 / 1000 };
+}
+
+export async function run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
+  const report = newReport('postbox-pingpong');
+  const flags = parseFlags(argv, FLAGS);
+  const quick = flags.boolean.has('quick');
+  const base = quick ? 20_000 : 200_000;
+  const fixedIterations = flags.count.get('iterations');
+  const fixedWarmup = flags.count.get('warmup');
+  const iterations = (size: number) => Math.max(1, fixedIterations ?? Math.max(2 * UCX_TIMING_QUEUE, Math.round(base * Math.min(1, 4096 / size))));
+  const warmup = (size: number) => fixedWarmup ?? Math.max(500, Math.round(iterations(size) / 10));
+  const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 30 : 120)) * 1000;
+  const sizes = [...new Set(flags.sizes.get('sizes') ?? DEFAULT_SIZES)];
+  const useUds = !flags.boolean.has('no-uds');
+  const cpusBefore = allowedCpus();
+  let cpus: [number, number] | null = null;
+  if (!flags.boolean.has('no-pin') && cpusBefore.length >= 2) cpus = [cpusBefore[0], cpusBefore[1]];
+  else report.notes.push(flags.boolean.has('no-pin') ? 'not pinned (--no-pin)' : `only ${cpusBefore.length} CPU: both sides share it`);
+  let ucxExe: string | null = null;
+  if (!flags.boolean.has('no-ucx')) {
+    ucxExe = findExecutable('ucx_perftest');
+    if (!ucxExe) report.notes.push('ucx_perftest is not installed (Debian package ucx-utils): the ucx-posix anchor is null');
+  }
+  const timerNs = timerCostNs();
+  const memwire = new Map<number, Latency>();
+  const uds = new Map<number, Latency>();
+  const ucx = new Map<number, Latency | null>();
+  if (cpus) pinThread(0, [cpus[0]]);
+  let pp: PostboxPingPong | undefined;
+  let socket: UdsPingPong | undefined;
+  try {
+    progress(`postbox-pingpong: sizes ${sizes.map(sizeLabel).join(', ')}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
+    pp = await PostboxPingPong.start(cpus);
+    if (useUds) socket = await UdsPingPong.start(cpus);
+    const prime = quick ? 50_000 : 200_000;
+    pp.measure(Math.min(...sizes), prime, 0, timeoutMs);
+    await socket?.measure(Math.min(...sizes), Math.ceil(prime / 20), 0, timeoutMs);
+    for (const size of sizes) {
+      const n = iterations(size);
+      const w = warmup(size);
+      let started = Date.now();
+      memwire.set(size, toLatency(pp.measure(size, n, w, timeoutMs)));
+      progress(`${sizeLabel(size)}: memwire, ${n} round trips, ${Date.now() - started} ms`);
+      if (socket) {
+        started = Date.now();
+        uds.set(size, toLatency(await socket.measure(size, n, w, timeoutMs)));
+        progress(`${sizeLabel(size)}: ${ANCHOR_UDS}, ${Date.now() - started} ms`);
+      }
+      if (ucxExe) {
+        started = Date.now();
+        try {
+          const un = Math.max(n, 2 * UCX_TIMING_QUEUE);
+          const p50 = await ucxPercentile(ucxExe, size, un, w, 50, cpus, timeoutMs);
+          const p99 = await ucxPercentile(ucxExe, size, un, w, 99, cpus, timeoutMs);
+          ucx.set(size, { p50, p99 });
+          progress(`${sizeLabel(size)}: ${ANCHOR_UCX}, ${Date.now() - started} ms`);
+        } catch (error) {
+          report.notes.push(`ucx_perftest failed for ${sizeLabel(size)}, its anchor is null: ${(error as Error).message}`);
+          ucx.set(size, null);
+        }
+      }
+    }
+  } finally {
+    try {
+      await socket?.close();
+    } finally {
+      try {
+        await pp?.close();
+      } finally {
+        if (cpus) pinThread(0, cpusBefore);
+      }
+    }
+  }
+  const rows: Row[] = [];
+  const anchors: [string, Map<number, Latency | null>][] = [];
+  if (!flags.boolean.has('no-ucx')) anchors.push([ANCHOR_UCX, ucx]);
+  if (useUds) anchors.push([ANCHOR_UDS, uds]);
+  if (anchors.length === 0) anchors.push(['none', new Map()]);
+  for (const [anchorName, results] of anchors) {
+    for (const size of sizes) {
+      const ours = memwire.get(size);
+      if (!ours) continue;
+      const theirs = results.get(size) ?? null;
+      rows.push(makeRow(sizeLabel(size), 'p50', 'us', 'lower', ours.p50, theirs?.p50 ?? null, anchorName));
+      rows.push(makeRow(sizeLabel(size), 'p99', 'us', 'lower', ours.p99, theirs?.p99 ?? null, anchorName));
+    }
+  }
+  report.rows = rows;
+  const targets: Target[] = [];
+  if (sizes.includes(64)) {
+    if (!flags.boolean.has('no-ucx')) targets.push({ case: '64B', metric: 'p50', anchorName: ANCHOR_UCX, maxRatio: 1.5, text: '64 B p50 within 1.5× of UCX over POSIX shared memory' });
+    if (useUds) targets.push({ case: '64B', metric: 'p50', anchorName: ANCHOR_UDS, maxRatio: 0.1, text: `64 B p50 at least 10× faster than ${ANCHOR_UDS}` });
+  }
+  report.targets = judgeTargets(rows, targets);
+  report.notes.unshift(
+    `one-way latency = round trip / 2; p50/p99 over the measured round trips after warm-up (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}+${warmup(s)}`).join(', ')})`,
+    `memwire: two processes, a Postbox each (slots 64, inline ≤ 240 B, 4 KiB blocks, pool ${BENCH_OPTIONS.poolBytes >> 20} MiB, cyclic transaction size 1 MiB); trySend + busy poll; the peer reads in place and trySends the bytes back${cpus ? `; pinned to CPUs ${cpus.join(' and ')}` : ''}`,
+    ...(ucxExe ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column, p99 vs its 99.0%ile column (its last ${UCX_TIMING_QUEUE} iterations)`] : []),
+    ...(useUds ? [`${ANCHOR_UDS}: ${runtimeName} net socket echo over a Unix domain socket with a ${runtimeName} child process`] : []),
+    `timer: one process.hrtime.bigint() per round trip costs ${timerNs.toFixed(0)} ns here (≈${(timerNs / 2).toFixed(0)} ns of each one-way number)`,
+  );
+  return { report, json: flags.boolean.has('json') };
+}

@@ -1,0 +1,160 @@
+/**
+ * Bench `rdma-lat`: one-way latency of a 2-byte RDMA WRITE and of a 2-byte SEND between two RC
+ * queue pairs on two RDMA devices (or one, in loopback), against perftest's `ib_write_lat` and
+ * `ib_send_lat` run on the same device pair in the same run.
+ *
+ * The ping-pong is perftest's own protocol, so both do the same work per iteration
+ * (perftest 4.5 run_iter_lat_write / run_iter_lat_send; see rdma-shared.ts):
+ *  - WRITE: each side RDMA-writes the message (inline) whose last byte is the iteration count
+ *    into the other's buffer and spins on the last byte of its own buffer until the other's
+ *    write lands — the completion queue is not on the ping-pong path; each write is signaled and
+ *    its completion reaped after the post, as perftest does.
+ *  - SEND: each side SENDs (inline) and busy-polls its receive CQ for the other's SEND,
+ *    re-posting a receive per message; the send completion is reaped after each post.
+ * The server is a second process of the same runtime on dev0, pinned to the first CPU; this
+ * process is the client on dev1, pinned to the second. perftest runs the same way: server
+ * `-d dev0 -x <gid>` under `taskset -c <first>`, client `-d dev1 -x <gid> <dev0's IPv4>` under
+ * `taskset -c <second>`, `-F -s 2 -n <iterations>`.
+ *
+ * Timing as perftest's: the client reads the clock before each post; round trip = difference of
+ * successive reads; one-way = round trip / 2. p50 is compared with perftest's t_typical (its
+ * median), p99 with its "99% percentile". memwire runs warm-up iterations first (not measured);
+ * perftest's latency tools have none.
+ *
+ * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
+ */
+import { runtimeName } from '../ffi/runtime.js';
+import {
+  COMMON_FLAGS,
+  judgeTargets,
+  makeRow,
+  newReport,
+  parseFlags,
+  percentiles,
+  pinThread,
+  progress,
+  timerCostNs,
+  allowedCpus,
+  type BenchReport,
+  type FlagSpec,
+  type Row,
+  type Target,
+} from './common.js';
+import {
+  BenchSide,
+  column,
+  DEVICE_FLAGS,
+  pickCpus,
+  pickDevices,
+  prepostReceives,
+  runPerftest,
+  SEND_LAT_RX_DEPTH,
+  sendLatLoop,
+  startServerPeer,
+  takeDeviceNames,
+  writeLatLoop,
+  type DevicePair,
+  type PeerMode,
+} from './rdma-shared.js';
+
+export const FLAGS: FlagSpec = {
+  ...COMMON_FLAGS,
+  iterations: { kind: 'count', help: 'measured round trips per test (default 10000, --quick 2000); perftest gets the same -n' },
+  warmup: { kind: 'count', help: 'warm-up round trips before memwire measures (default 1000, --quick 300)' },
+  size: { kind: 'sizes', help: 'message size (default 2)' },
+  timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 40)' },
+  ...DEVICE_FLAGS,
+};
+
+const allowedCpusBefore = allowedCpus();
+
+interface Latency {
+  p50: number;
+  p99: number;
+}
+
+async function measureMemwire(mode: PeerMode, pair: DevicePair, size: number, iterations: number, warmup: number, cpus: [number, number] | null, timeoutMs: number): Promise<Latency> {
+  const total = warmup + iterations + 1;
+  const client = new BenchSide(pair.dev1, pair.gidIndex, 2 * size, 128);
+  let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
+  try {
+    const started = await startServerPeer(mode, pair, size, total, client, cpus?.[0] ?? null);
+    peer = started.peer;
+    // After connecting (not in RESET); the server sends only once our first message came.
+    if (mode === 'send-lat') prepostReceives(client, size, SEND_LAT_RX_DEPTH);
+    const p = peer;
+    const deadline = Date.now() + timeoutMs;
+    const guard = () => {
+      if (!p.isRunningNow()) throw new Error(`${p.label} died${p.stderr ? `: ${p.stderr.trim()}` : ''}`);
+      if (Date.now() > deadline) throw new Error(`memwire ${mode} did not finish within ${timeoutMs} ms`);
+    };
+    const stamps = new Float64Array(total);
+    if (mode === 'write-lat') writeLatLoop(client, started.remote, size, total, false, stamps, guard);
+    else sendLatLoop(client, size, total, false, stamps, guard);
+    await peer.finish(10_000);
+    const samples = new Float64Array(iterations);
+    for (let i = 0; i < iterations; i++) samples[i] = (stamps[warmup + i + 1] - stamps[warmup + i]) / 2;
+    const [p50, p99] = percentiles(samples, [50, 99]);
+    return { p50: p50 / 1000, p99: p99 / 1000 };
+  } finally {
+    await peer?.stop();
+    client.dispose();
+  }
+}
+
+export async function run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
+  const report = newReport('rdma-lat');
+  const names = takeDeviceNames(argv);
+  const flags = parseFlags(names.rest, FLAGS);
+  const quick = flags.boolean.has('quick');
+  const iterations = flags.count.get('iterations') ?? (quick ? 2000 : 10_000);
+  const warmup = flags.count.get('warmup') ?? (quick ? 300 : 1000);
+  const size = flags.sizes.get('size')?.[0] ?? 2;
+  const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 40 : 120)) * 1000;
+  const pair = pickDevices(names, flags);
+  const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
+  const usePerftest = !flags.boolean.has('no-perftest');
+  const timerNs = timerCostNs();
+  progress(`rdma-lat on ${runtimeName}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}, ${size} B × ${iterations}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
+
+  const tests: { mode: PeerMode; label: string; tool: string }[] = [
+    { mode: 'write-lat', label: `write-${size}B`, tool: 'ib_write_lat' },
+    { mode: 'send-lat', label: `send-${size}B`, tool: 'ib_send_lat' },
+  ];
+  const rows: Row[] = [];
+  const targets: Target[] = [];
+  if (cpus) pinThread(0, [cpus[1]]);
+  try {
+    for (const test of tests) {
+      let started = Date.now();
+      const ours = await measureMemwire(test.mode, pair, size, iterations, warmup, cpus, timeoutMs);
+      progress(`${test.label}: memwire p50 ${ours.p50.toFixed(2)} µs, p99 ${ours.p99.toFixed(2)} µs (${Date.now() - started} ms)`);
+      let theirs: Latency | null = null;
+      if (usePerftest) {
+        started = Date.now();
+        try {
+          const result = await runPerftest(test.tool, ['-s', String(size), '-n', String(iterations)], pair, cpus, timeoutMs);
+          theirs = { p50: column(result.columns, 't_typical'), p99: column(result.columns, '99% percentile') };
+          progress(`${test.label}: ${test.tool} typical ${theirs.p50} µs, 99% ${theirs.p99} µs (${Date.now() - started} ms)`);
+        } catch (error) {
+          const message = `${test.tool} failed, its anchor is null: ${(error as Error).message}`;
+          progress(message);
+          report.notes.push(message);
+        }
+      }
+      rows.push(makeRow(test.label, 'p50', 'us', 'lower', ours.p50, theirs?.p50 ?? null, test.tool));
+      rows.push(makeRow(test.label, 'p99', 'us', 'lower', ours.p99, theirs?.p99 ?? null, test.tool));
+      targets.push({ case: test.label, metric: 'p50', anchorName: test.tool, maxRatio: 1.25, text: `${test.label} p50 within 1.25× of ${test.tool}'s typical latency` });
+    }
+  } finally {
+    if (cpus) pinThread(0, allowedCpusBefore);
+  }
+  report.rows = rows;
+  report.targets = judgeTargets(rows, usePerftest ? targets : []);
+  report.notes.unshift(
+    `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, inline, busy-polling, perftest's ping-pong protocol (WRITE: spin on the last byte of the receive buffer; SEND: spin on the receive CQ)`,
+    `one-way latency = round trip / 2 over ${iterations} round trips (memwire after ${warmup} warm-up ones); p50 vs perftest's t_typical, p99 vs its 99% percentile`,
+    `timer: one process.hrtime.bigint() per round trip costs ${timerNs.toFixed(0)} ns here (≈${(timerNs / 2).toFixed(0)} ns of each one-way number)`,
+  );
+  return { report, json: flags.boolean.has('json') };
+}

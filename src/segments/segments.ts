@@ -1,0 +1,482 @@
+/**
+ * Segment groups (seed 000): messages between a sender and a receiver through paired segments cut
+ * into fixed-size partitions, several partition sizes side by side.
+ *
+ *   - The receiver allocates a target segment per partition size for a sender and registers each
+ *     one's descriptor with its manager (claims 4, 21, 23: SegmentReceiver.accept). The sender
+ *     obtains the descriptors there and forms the source segments — images of the targets
+ *     (claims 3, 4, 20, 22: SegmentSender.connect) — pairing each source with its target as a
+ *     segment group (claim 1), listed in its segment-group table and segment table (claim 5); as
+ *     many groups as partition sizes, each size different (claims 1, 8).
+ *   - To send, the sender selects a group by partition size: the largest partition size not above
+ *     the message's length, so that the message spans contiguous partitions (claim 1); it tests
+ *     whether that segment can hold the message — partition size times the span it has free, read
+ *     from the directory (claims 2, 7, 9) — and falls back to the next larger partition size when
+ *     it cannot (claim 2). It copies the message into the contiguous partitions of the source
+ *     segment, writes the directory entries (first-of-message flag, next partition, span:
+ *     claim 6), and sends the partitions' content to the target with one write — one message
+ *     (claims 1, 20, 22). The receiver reads it from its target segment as one message (claims
+ *     21, 23) and frees the partitions.
+ *
+ * Messages of one sender arrive in order across groups (a sequence number in the first entry).
+ * Everything the receiver reads is checked: a bad value is a CorruptionError naming the segment.
+ * The postbox mechanism (postbox/) is memwire's general-purpose messaging; this one is seed 000's.
+ */
+import { ClosedError, CorruptionError, TimeoutError, UsageError } from '../errors.js';
+import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
+import { ShmTransport } from '../transport/shm.js';
+import type { Image, SegmentDescriptor, Target, Transport } from '../transport/types.js';
+import {
+  dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX,
+  managerBytes, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL,
+  MG_CAPACITY, MG_ENTRIES, MG_ENTRY_BYTES, MG_MAGIC, MG_SLEEPING, PART_FIRST, PART_FREE, PART_NEXT, segmentBytes, SEG_VERSION,
+  SG_CONSUMED, SG_GROUP, SG_INIT, SG_MAGIC, SG_PARTITION_SIZE, SG_PARTITIONS, SG_PUBLISHED, SG_QUEUE, SG_VERSION_OFF,
+} from './layout.js';
+
+export interface GroupSpec {
+  /** Bytes per partition (a multiple of 64). */
+  partitionSize: number;
+  /** Partitions in the segment. */
+  partitions: number;
+}
+
+export interface SegmentOptions {
+  domain?: string;
+  transport?: Transport;
+}
+
+/** A row of the sender's segment-group table (claim 5). */
+export interface SegmentGroupInfo {
+  readonly id: number;
+  readonly partitionSize: number;
+  readonly partitions: number;
+  /** The source segment: the image of the target (its descriptor is the target's). */
+  readonly target: SegmentDescriptor;
+}
+
+/** A row of the segment table (claim 5): every segment, source and target, of the groups. */
+export interface SegmentInfo {
+  readonly group: number;
+  readonly role: 'source' | 'target';
+  readonly descriptor: SegmentDescriptor;
+}
+
+const NAME = /^[A-Za-z0-9_-]{1,48}$/;
+function checkName(what: string, name: unknown): asserts name is string {
+  if (typeof name !== 'string' || !NAME.test(name)) throw new UsageError(`${what} must be 1–48 characters of A–Z a–z 0–9 _ -, got ${JSON.stringify(name)}`);
+}
+
+let defaultTransport: ShmTransport | undefined;
+
+function managerName(domain: string, receiver: string): string {
+  return `sg.${domain}.mgr.${receiver}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface SourceGroup {
+  readonly id: number;
+  readonly partitionSize: number;
+  readonly partitions: number;
+  readonly image: Image;
+  readonly words: Int32Array;
+  readonly dir: number;
+  readonly data: number;
+  published: number;
+  cursor: number;
+}
+
+/** The sending side of one sender → receiver pair of segment groups. */
+export class SegmentSender {
+  readonly name: string;
+  readonly receiver: string;
+  /** The segment-group table, by partition size ascending (claim 5). */
+  readonly groups: readonly SegmentGroupInfo[];
+  /** The segment table: a source and a target per group (claim 5). */
+  readonly segments: readonly SegmentInfo[];
+  readonly #groups: SourceGroup[];
+  readonly #manager: Image;
+  #seq = 0;
+  #closed = false;
+
+  private constructor(name: string, receiver: string, groups: SourceGroup[], manager: Image) {
+    this.name = name;
+    this.receiver = receiver;
+    this.#groups = groups;
+    this.#manager = manager;
+    this.groups = groups.map((g) => ({ id: g.id, partitionSize: g.partitionSize, partitions: g.partitions, target: g.image.descriptor }));
+    this.segments = groups.flatMap((g) => [
+      { group: g.id, role: 'source' as const, descriptor: g.image.descriptor },
+      { group: g.id, role: 'target' as const, descriptor: g.image.descriptor },
+    ]);
+  }
+
+  /**
+   * Obtain from `receiver`'s manager the descriptors of the target segments it allocated for
+   * `name` and form their images (claims 3, 4, 20, 22). UsageError if the receiver has none for us.
+   */
+  static connect(name: string, receiver: string, options: SegmentOptions = {}): SegmentSender {
+    checkName('sender name', name);
+    checkName('receiver name', receiver);
+    const domain = options.domain ?? 'default';
+    checkName('domain', domain);
+    const transport = options.transport ?? (defaultTransport ??= new ShmTransport());
+    const found = transport.find(managerName(domain, receiver));
+    if (!found) throw new UsageError(`no segment receiver ${JSON.stringify(receiver)} in domain ${JSON.stringify(domain)}`);
+    const manager = transport.attach(found);
+    const groups: SourceGroup[] = [];
+    try {
+      if (manager.load(0) !== MG_MAGIC || manager.load(SG_INIT) !== INIT_READY) throw new CorruptionError(found.name, 'not an initialised segment manager');
+      const capacity = manager.load(MG_CAPACITY);
+      if (capacity < 1 || managerBytes(capacity) > manager.size) throw new CorruptionError(found.name, `capacity ${capacity}`);
+      const entry = new Uint8Array(MG_ENTRY_BYTES);
+      for (let e = 0; e < capacity; e++) {
+        const at = MG_ENTRIES + e * MG_ENTRY_BYTES;
+        if (manager.load(at + ME_STATE) !== ENTRY_READY) continue;
+        manager.read(at, entry);
+        const v = new DataView(entry.buffer);
+        const senderLength = v.getInt32(ME_SENDER_LEN, true);
+        if (senderLength !== name.length || String.fromCharCode(...entry.subarray(ME_SENDER, ME_SENDER + senderLength)) !== name) continue;
+        const descriptor = decodeDescriptor(entry.subarray(ME_DESCRIPTOR, ME_DESCRIPTOR + DESCRIPTOR_BYTES), found.name);
+        const partitionSize = v.getInt32(ME_PARTITION_SIZE, true);
+        const partitions = v.getInt32(ME_PARTITIONS, true);
+        if (partitionSize < 64 || partitions < 1 || segmentBytes(partitionSize, partitions) !== descriptor.size) {
+          throw new CorruptionError(found.name, `entry ${e}: ${partitions} partitions of ${partitionSize} bytes do not make a ${descriptor.size}-byte segment`);
+        }
+        const image = transport.attach(descriptor);
+        groups.push({
+          id: v.getInt32(ME_GROUP, true), partitionSize, partitions, image,
+          words: new Int32Array(image.source.buffer, image.source.byteOffset, image.size >> 2),
+          dir: directoryOffset(partitions), data: dataOffset(partitions), published: image.load(SG_PUBLISHED), cursor: 0,
+        });
+      }
+      if (groups.length === 0) throw new UsageError(`receiver ${JSON.stringify(receiver)} has not accepted sender ${JSON.stringify(name)}`);
+    } catch (error) {
+      for (const g of groups) g.image.dispose();
+      manager.dispose();
+      throw error;
+    }
+    groups.sort((a, b) => a.partitionSize - b.partitionSize);
+    return new SegmentSender(name, receiver, groups, manager);
+  }
+
+  /** The largest message any group can hold. */
+  get maxMessageBytes(): number {
+    return Math.max(...this.#groups.map((g) => g.partitionSize * g.partitions - LENGTH_PREFIX));
+  }
+
+  /**
+   * Choose a group and a run of free partitions for `length` bytes: the group of the largest
+   * partition size not above the length (claim 1), if its segment is large enough — partition size
+   * × the span it has free (claims 2, 7, 9) — else the next larger partition size (claim 2).
+   * Returns the group's index in the table and the run's first partition, or null.
+   */
+  select(length: number): { group: number; first: number; span: number } | null {
+    const groups = this.#groups;
+    let start = 0;
+    for (let i = 0; i < groups.length; i++) if (groups[i].partitionSize <= length) start = i;
+    for (let i = start; i < groups.length; i++) {
+      const g = groups[i];
+      const span = Math.max(1, Math.ceil((length + LENGTH_PREFIX) / g.partitionSize));
+      if (span > g.partitions) continue; // claim 9: partition size × span factor too small
+      const first = this.#freeRun(g, span);
+      if (first >= 0) return { group: i, first, span };
+    }
+    return null;
+  }
+
+  /** Claim 7: the first run of `span` contiguous free partitions, from the directory. */
+  #freeRun(g: SourceGroup, span: number): number {
+    const n = g.partitions;
+    let scanned = 0;
+    let at = g.cursor + span > n ? 0 : g.cursor;
+    while (scanned < n) {
+      let run = 0;
+      while (run < span && g.image.load(g.dir + (at + run) * DIR_ENTRY + DE_STATE) === PART_FREE) run++;
+      if (run === span) return at;
+      scanned += run + 1;
+      at += run + 1;
+      if (at + span > n) {
+        scanned += n - at;
+        at = 0;
+      }
+    }
+    return -1;
+  }
+
+  /**
+   * Copy `data` into contiguous partitions and send them as one message. Returns 0 when sent, -1
+   * when no group has a free run now (back-pressure), -3 when no group could ever hold it.
+   */
+  trySend(data: Uint8Array): number {
+    if (this.#closed) throw new ClosedError(`segment sender ${JSON.stringify(this.name)}`);
+    if (!(data instanceof Uint8Array)) throw new UsageError('a message must be a Uint8Array');
+    if (data.length > this.maxMessageBytes) return -3;
+    const choice = this.select(data.length);
+    if (!choice) return -1;
+    const g = this.#groups[choice.group];
+    const { first, span } = choice;
+    const source = g.image.source;
+    const w = g.words;
+    const at = g.data + first * g.partitionSize;
+    // Claim 1: the message into the contiguous partitions of the source segment.
+    w[at >> 2] = data.length;
+    source.set(data, at + LENGTH_PREFIX);
+    // Claim 6: a directory entry per partition — first-of-message flag, next partition, span.
+    const seq = this.#seq;
+    for (let k = 0; k < span; k++) {
+      const e = (g.dir + (first + k) * DIR_ENTRY) >> 2;
+      w[e + (DE_NEXT >> 2)] = k + 1 < span ? first + k + 1 : -1;
+      w[e + (DE_SPAN >> 2)] = k === 0 ? span : 0;
+      w[e + (DE_SEQ >> 2)] = k === 0 ? seq : 0;
+      w[e + (DE_STATE >> 2)] = k === 0 ? PART_FIRST : PART_NEXT;
+    }
+    g.image.write(g.dir + first * DIR_ENTRY, span * DIR_ENTRY);
+    // The content of the contiguous partitions, as one message (one write; one RDMA write later).
+    g.image.write(at, LENGTH_PREFIX + data.length);
+    const q = SG_QUEUE + (g.published % g.partitions) * 4;
+    w[q >> 2] = first;
+    g.image.write(q, 4);
+    g.published = (g.published + 1) | 0;
+    // Ordering point: partitions, directory and queue entry are written before `published`.
+    g.image.publish(SG_PUBLISHED, g.published);
+    g.cursor = first + span >= g.partitions ? 0 : first + span;
+    this.#seq = (seq + 1) | 0;
+    if (this.#manager.load(MG_SLEEPING) !== 0) {
+      this.#manager.add(MG_BELL, 1);
+      this.#manager.notify(MG_BELL);
+    }
+    return 0;
+  }
+
+  /** trySend, waiting (briefly sleeping) while no run is free. UsageError if it can never fit. */
+  async send(data: Uint8Array, options: { timeoutMs?: number } = {}): Promise<void> {
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    for (;;) {
+      const status = this.trySend(data);
+      if (status === 0) return;
+      if (status === -3) throw new UsageError(`a message of ${data.length} bytes fits no segment group (largest: ${this.maxMessageBytes})`);
+      if (Date.now() > deadline) throw new TimeoutError(`no free partitions for ${data.length} bytes within ${options.timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const g of this.#groups) g.image.dispose();
+    this.#manager.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface TargetGroup {
+  readonly id: number;
+  readonly target: Target;
+  readonly partitionSize: number;
+  readonly partitions: number;
+  readonly dir: number;
+  readonly data: number;
+  consumed: number;
+}
+
+interface Accepted {
+  readonly sender: string;
+  readonly groups: TargetGroup[];
+  expected: number;
+}
+
+export type SegmentHandler = (buffer: Uint8Array, offset: number, length: number, from: string) => void;
+
+/** The receiving side: target segments per accepted sender, and the manager that names them. */
+export class SegmentReceiver {
+  readonly name: string;
+  readonly domain: string;
+  readonly transport: Transport;
+  readonly #specs: GroupSpec[];
+  readonly #manager: Target;
+  readonly #capacity: number;
+  readonly #accepted = new Map<string, Accepted>();
+  #entries = 0;
+  #closed = false;
+
+  private constructor(name: string, domain: string, transport: Transport, specs: GroupSpec[], manager: Target, capacity: number) {
+    this.name = name;
+    this.domain = domain;
+    this.transport = transport;
+    this.#specs = specs;
+    this.#manager = manager;
+    this.#capacity = capacity;
+  }
+
+  /**
+   * Open receiver `name` with the partition sizes of its groups (each different, claims 1, 8)
+   * and create its manager. `maxSenders` bounds accept().
+   */
+  static open(name: string, options: SegmentOptions & { groups: GroupSpec[]; maxSenders?: number }): SegmentReceiver {
+    checkName('receiver name', name);
+    const domain = options.domain ?? 'default';
+    checkName('domain', domain);
+    const specs = [...(options.groups ?? [])];
+    if (specs.length === 0) throw new UsageError('a segment receiver needs at least one group');
+    for (const s of specs) {
+      if (!Number.isInteger(s.partitionSize) || s.partitionSize < 64 || s.partitionSize % 64 !== 0 || !Number.isInteger(s.partitions) || s.partitions < 1 || s.partitions > 1 << 20) {
+        throw new UsageError(`group ${JSON.stringify(s)}: partitionSize must be a multiple of 64 and partitions 1..2^20`);
+      }
+    }
+    if (new Set(specs.map((s) => s.partitionSize)).size !== specs.length) throw new UsageError('each group needs a different partition size (claims 1, 8)');
+    const maxSenders = options.maxSenders ?? 16;
+    const capacity = maxSenders * specs.length;
+    const transport = options.transport ?? (defaultTransport ??= new ShmTransport());
+    const manager = transport.expose(managerName(domain, name), managerBytes(capacity), { replaceStale: true });
+    const w = manager.int32;
+    w[0] = MG_MAGIC;
+    w[SG_VERSION_OFF >> 2] = SEG_VERSION;
+    w[MG_CAPACITY >> 2] = capacity;
+    Atomics.store(w, SG_INIT >> 2, INIT_READY);
+    return new SegmentReceiver(name, domain, transport, specs, manager, capacity);
+  }
+
+  /**
+   * Allocate this receiver's target segments for `sender`, one per group, and register their
+   * descriptors with the manager (claims 4, 21, 23). Idempotent per sender.
+   */
+  accept(sender: string): void {
+    if (this.#closed) throw new ClosedError(`segment receiver ${JSON.stringify(this.name)}`);
+    checkName('sender name', sender);
+    if (this.#accepted.has(sender)) return;
+    if (this.#entries + this.#specs.length > this.#capacity) throw new UsageError(`segment receiver ${this.name} accepts no more senders`);
+    const groups: TargetGroup[] = [];
+    this.#specs.forEach((spec, id) => {
+      const target = this.transport.expose(`sg.${this.domain}.seg.${this.name}.${sender}.${id}`, segmentBytes(spec.partitionSize, spec.partitions), { replaceStale: true });
+      const w = target.int32;
+      w[0] = SG_MAGIC;
+      w[SG_VERSION_OFF >> 2] = SEG_VERSION;
+      w[SG_PARTITION_SIZE >> 2] = spec.partitionSize;
+      w[SG_PARTITIONS >> 2] = spec.partitions;
+      w[SG_GROUP >> 2] = id;
+      Atomics.store(w, SG_INIT >> 2, INIT_READY);
+      groups.push({ id, target, ...spec, dir: directoryOffset(spec.partitions), data: dataOffset(spec.partitions), consumed: 0 });
+      // Register its descriptor (claim 4): the entry is complete before its state says READY.
+      const at = MG_ENTRIES + this.#entries++ * MG_ENTRY_BYTES;
+      const bytes = this.#manager.bytes;
+      const v = new DataView(bytes.buffer, bytes.byteOffset + at, MG_ENTRY_BYTES);
+      v.setInt32(ME_GROUP, id, true);
+      v.setInt32(ME_PARTITION_SIZE, spec.partitionSize, true);
+      v.setInt32(ME_PARTITIONS, spec.partitions, true);
+      v.setInt32(ME_SENDER_LEN, sender.length, true);
+      for (let i = 0; i < sender.length; i++) bytes[at + ME_SENDER + i] = sender.charCodeAt(i);
+      encodeDescriptor(target.descriptor, bytes.subarray(at + ME_DESCRIPTOR, at + ME_DESCRIPTOR + DESCRIPTOR_BYTES));
+      Atomics.store(this.#manager.int32, (at + ME_STATE) >> 2, ENTRY_READY);
+    });
+    this.#accepted.set(sender, { sender, groups, expected: 0 });
+  }
+
+  /**
+   * Deliver up to `limit` messages, in order per sender, each read in place from its partitions
+   * (valid during the call); the partitions are freed after the handler returns. Returns how many.
+   * CorruptionError naming the segment if its directory or queue holds an impossible value.
+   */
+  poll(handler: SegmentHandler, limit = Infinity): number {
+    if (this.#closed) throw new ClosedError(`segment receiver ${JSON.stringify(this.name)}`);
+    let delivered = 0;
+    for (const a of this.#accepted.values()) {
+      while (delivered < limit) {
+        let found = false;
+        for (const g of a.groups) {
+          if (this.#deliverNext(a, g, handler)) {
+            found = true;
+            delivered++;
+            break;
+          }
+        }
+        if (!found) break;
+      }
+    }
+    return delivered;
+  }
+
+  /** If `g`'s next queued message is the sender's next in order, deliver it (claims 21, 23). */
+  #deliverNext(a: Accepted, g: TargetGroup, handler: SegmentHandler): boolean {
+    const w = g.target.int32;
+    const name = g.target.descriptor.name;
+    const published = Atomics.load(w, SG_PUBLISHED >> 2);
+    const pending = (published - g.consumed) | 0;
+    if (pending === 0) return false;
+    if (pending < 0 || pending > g.partitions) throw new CorruptionError(name, `${published} published, ${g.consumed} consumed`);
+    // Ordering point: `published` was loaded before the queue, directory and partitions are read.
+    const first = w[(SG_QUEUE >> 2) + (g.consumed % g.partitions)];
+    if (first < 0 || first >= g.partitions) throw new CorruptionError(name, `queued partition ${first} of ${g.partitions}`);
+    const e = (g.dir + first * DIR_ENTRY) >> 2;
+    const seq = w[e + (DE_SEQ >> 2)];
+    if (seq !== a.expected) {
+      if (((seq - a.expected) | 0) < 0) throw new CorruptionError(name, `message number ${seq} after ${a.expected - 1}`);
+      return false; // a later message: the earlier one is in another group
+    }
+    const span = w[e + (DE_SPAN >> 2)];
+    if (w[e + (DE_STATE >> 2)] !== PART_FIRST || span < 1 || span > g.partitions - first) {
+      throw new CorruptionError(name, `partition ${first}: state ${w[e + (DE_STATE >> 2)]}, span ${span}`);
+    }
+    // Claim 6: the message's partitions follow one another, linked by `next`.
+    for (let k = 0; k < span; k++) {
+      const ek = (g.dir + (first + k) * DIR_ENTRY) >> 2;
+      const next = w[ek + (DE_NEXT >> 2)];
+      if ((k > 0 && w[ek + (DE_STATE >> 2)] !== PART_NEXT) || next !== (k + 1 < span ? first + k + 1 : -1)) {
+        throw new CorruptionError(name, `partition ${first + k} is not the ${k + 1}th of a ${span}-partition message`);
+      }
+    }
+    const at = g.data + first * g.partitionSize;
+    const length = w[at >> 2];
+    if (length < 0 || length > span * g.partitionSize - LENGTH_PREFIX) throw new CorruptionError(name, `message length ${length} in ${span} partitions`);
+    a.expected = (a.expected + 1) | 0;
+    g.consumed = (g.consumed + 1) | 0;
+    try {
+      handler(g.target.bytes, at + LENGTH_PREFIX, length, a.sender);
+    } finally {
+      for (let k = 0; k < span; k++) Atomics.store(w, (g.dir + (first + k) * DIR_ENTRY + DE_STATE) >> 2, PART_FREE);
+      Atomics.store(w, SG_CONSUMED >> 2, g.consumed);
+    }
+    return true;
+  }
+
+  /** The next message (a copy), waiting without blocking the event loop. */
+  async receive(options: { timeoutMs?: number } = {}): Promise<{ from: string; data: Uint8Array }> {
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    let out: { from: string; data: Uint8Array } | undefined;
+    const copy: SegmentHandler = (buffer, offset, length, from) => {
+      out = { from, data: buffer.slice(offset, offset + length) };
+    };
+    const mw = this.#manager.int32;
+    for (;;) {
+      if (this.poll(copy, 1) > 0) return out!;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new TimeoutError(`no segment message for ${JSON.stringify(this.name)} within ${options.timeoutMs} ms`);
+      const bell = Atomics.load(mw, MG_BELL >> 2);
+      Atomics.store(mw, MG_SLEEPING >> 2, 1);
+      try {
+        if (this.poll(copy, 1) > 0) return out!;
+        await this.#manager.waitAsync(MG_BELL, bell, { timeoutMs: Math.min(left, 50) });
+      } finally {
+        if (!this.#closed) Atomics.store(mw, MG_SLEEPING >> 2, 0);
+      }
+    }
+  }
+
+  /** Release every target segment and the manager (their names go with them). Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const a of this.#accepted.values()) for (const g of a.groups) g.target.dispose();
+    this.#accepted.clear();
+    this.#manager.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

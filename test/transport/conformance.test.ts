@@ -1,0 +1,215 @@
+// One conformance suite for every Transport implementation (shm, in-process): what the
+// mechanisms rely on, and nothing about addresses.
+import { spawn } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ClosedError, CorruptionError, MemwireError, UsageError } from '../../src/index.js';
+import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../../src/transport/descriptor.js';
+import { Fabric } from '../../src/transport/inproc.js';
+import { ShmTransport } from '../../src/transport/shm.js';
+import type { Target, Transport } from '../../src/transport/types.js';
+import { finished, uniqueName } from '../helpers.js';
+import { startPostboxChild } from '../postbox/helpers.js';
+
+interface Impl {
+  name: string;
+  /** Two transports standing for two processes on one node. */
+  pair(): [Transport, Transport];
+  /** A process identity that is certainly dead. */
+  deadIdentity(): Promise<{ pid: number; start: bigint }>;
+}
+
+const impls: Impl[] = [
+  {
+    name: 'shm',
+    pair: () => [new ShmTransport(), new ShmTransport()],
+    deadIdentity: async () => {
+      const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+      const pid = child.pid!;
+      await new Promise((resolve) => child.on('exit', resolve));
+      return { pid, start: 0n };
+    },
+  },
+  (() => {
+    let fabric = new Fabric();
+    let last: Transport | undefined;
+    return {
+      name: 'inproc',
+      pair: () => {
+        fabric = new Fabric();
+        const pair: [Transport, Transport] = [fabric.transport(), fabric.transport()];
+        last = pair[1];
+        return pair;
+      },
+      deadIdentity: async () => {
+        const t = fabric.transport();
+        fabric.kill(t.self.pid);
+        void last;
+        return t.self;
+      },
+    };
+  })(),
+];
+
+const owned: Target[] = [];
+afterEach(() => {
+  for (const t of owned.splice(0)) t.dispose();
+});
+
+describe.each(impls)('transport conformance: $name', (impl) => {
+  function expose(t: Transport, label: string, size = 4096): Target {
+    const target = t.expose(uniqueName(label), size);
+    owned.push(target);
+    return target;
+  }
+
+  it('expose gives a zero-filled target and a descriptor without addresses', () => {
+    const [a] = impl.pair();
+    const target = expose(a, 'tx-expose', 1000);
+    expect(target.size).toBe(1000);
+    expect(target.isOwner).toBe(true);
+    expect(target.bytes.length).toBe(1000);
+    expect(target.bytes.every((b) => b === 0)).toBe(true);
+    expect(target.descriptor).toMatchObject({ transport: a.kind, node: a.node, size: 1000 });
+    expect(Object.values(target.descriptor).every((v) => typeof v === 'string' || typeof v === 'number')).toBe(true);
+  });
+
+  it('find returns the descriptor, or undefined for a missing name', () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-find');
+    expect(b.find(target.descriptor.name)).toMatchObject({ name: target.descriptor.name, size: target.size });
+    expect(b.find(uniqueName('tx-missing'))).toBeUndefined();
+  });
+
+  it('an image writes into the target only through write()/put(); publish orders after them', () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-image');
+    const image = b.attach(target.descriptor);
+    image.source.set([1, 2, 3, 4], 64);
+    image.write(64, 4);
+    expect([...target.bytes.subarray(64, 68)]).toEqual([1, 2, 3, 4]);
+    image.put(128, new Uint8Array([9, 8, 7]));
+    image.publish(256, 42);
+    expect([...target.bytes.subarray(128, 131)]).toEqual([9, 8, 7]);
+    expect(Atomics.load(target.int32, 64)).toBe(42);
+    image.dispose();
+  });
+
+  it('atomic operations act on the target word; read copies target bytes back', () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-atomics');
+    const image = b.attach(target.descriptor);
+    Atomics.store(target.int32, 3, 5);
+    expect(image.load(12)).toBe(5);
+    expect(image.add(12, 2)).toBe(5);
+    expect(Atomics.load(target.int32, 3)).toBe(7);
+    expect(image.compareExchange(12, 7, 11)).toBe(7);
+    expect(image.compareExchange(12, 7, 13)).toBe(11);
+    expect(Atomics.load(target.int32, 3)).toBe(11);
+    target.bytes.set([5, 6, 7], 100);
+    const into = new Uint8Array(3);
+    image.read(100, into);
+    expect([...into]).toEqual([5, 6, 7]);
+    image.dispose();
+  });
+
+  it('openLocal reads the same target in place', () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-local');
+    const local = b.openLocal(target.descriptor);
+    expect(local.isOwner).toBe(false);
+    target.bytes[10] = 77;
+    expect(local.bytes[10]).toBe(77);
+    local.dispose();
+    // The owner's target still works after another handle is gone.
+    target.bytes[11] = 1;
+    expect(target.bytes[11]).toBe(1);
+  });
+
+  it('notify wakes an async waiter; wait sees a changed value; a wait times out', async () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-wake');
+    const image = b.attach(target.descriptor);
+    const pending = target.waitAsync(0, 0, { timeoutMs: 10_000 });
+    setTimeout(() => {
+      image.publish(0, 1);
+      image.notify(0);
+    }, 10);
+    expect(await pending).toBe('ok');
+    expect(target.wait(0, 0, { timeoutMs: 0 })).toBe('not-equal');
+    expect(target.wait(4, 0, { timeoutMs: 5, spin: 0 })).toBe('timed-out');
+    expect(await target.waitAsync(4, 0, { timeoutMs: 5, spin: 0 })).toBe('timed-out');
+    image.dispose();
+  });
+
+  it('bounds are enforced: an out-of-range put, write or read is a UsageError', () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-bounds', 256);
+    const image = b.attach(target.descriptor);
+    expect(() => image.put(250, new Uint8Array(7))).toThrow(UsageError);
+    expect(() => image.write(-1, 4)).toThrow(UsageError);
+    expect(() => image.read(255, new Uint8Array(2))).toThrow(UsageError);
+    image.dispose();
+  });
+
+  it('a descriptor for a missing target, or of the wrong size, is refused with a typed error', () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-wrong');
+    expect(() => b.attach({ ...target.descriptor, name: uniqueName('tx-nothing') })).toThrow(UsageError);
+    expect(() => b.attach({ ...target.descriptor, size: target.size + 64 })).toThrow(CorruptionError);
+    expect(() => b.openLocal({ ...target.descriptor, transport: 'other' })).toThrow(MemwireError);
+  });
+
+  it('a name in use is refused; dispose twice is harmless; use after dispose is ClosedError', () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-dispose');
+    expect(() => b.expose(target.descriptor.name, 64)).toThrow(UsageError);
+    const image = b.attach(target.descriptor);
+    image.dispose();
+    image.dispose();
+    expect(() => image.put(0, new Uint8Array(1))).toThrow(ClosedError);
+    target.dispose();
+    target.dispose();
+    expect(() => target.wake(0)).toThrow(ClosedError);
+    expect(b.find(target.descriptor.name)).toBeUndefined(); // the owner's dispose removed the name
+  });
+
+  it('liveness: self is alive, a dead process is not; remove() drops a name', async () => {
+    const [a, b] = impl.pair();
+    expect(a.isAlive(a.self)).toBe(true);
+    expect(a.isAlive(b.self)).toBe(true);
+    expect(a.isAlive(await impl.deadIdentity())).toBe(false);
+    const target = expose(a, 'tx-remove');
+    b.remove(target.descriptor.name);
+    expect(b.find(target.descriptor.name)).toBeUndefined();
+    b.remove(target.descriptor.name); // a missing name is not an error
+  });
+
+  it.runIf(impl.name === 'shm')('across processes (shm only: the in-process transport has no other process): a child attaches the descriptor, writes, publishes and notifies', async () => {
+    const [a] = impl.pair();
+    const target = expose(a, 'tx-child');
+    const pending = target.waitAsync(0, 0, { timeoutMs: 20_000 });
+    const child = startPostboxChild('image-writer', '-', '-', JSON.stringify(target.descriptor));
+    await finished(child);
+    expect(await pending).toBe('ok');
+    expect(Atomics.load(target.int32, 0)).toBe(1);
+    expect([...target.bytes.subarray(64, 72)]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('descriptors round-trip through shared memory and hostile records are CorruptionErrors', () => {
+    const [a] = impl.pair();
+    const target = expose(a, 'tx-desc');
+    const record = new Uint8Array(DESCRIPTOR_BYTES);
+    encodeDescriptor(target.descriptor, record);
+    expect(decodeDescriptor(record, 'r')).toEqual(target.descriptor);
+    for (let i = 0; i < 200; i++) {
+      const junk = record.slice();
+      junk[Math.floor(Math.random() * 24)] = Math.floor(Math.random() * 256);
+      junk[16 + Math.floor(Math.random() * 60)] = Math.floor(Math.random() * 256);
+      try {
+        decodeDescriptor(junk, 'r');
+      } catch (error) {
+        expect(error).toBeInstanceOf(CorruptionError);
+      }
+    }
+  });
+});
