@@ -204,7 +204,8 @@ export class FutexWord {
   }
 }
 
-function checkWaitOptions(options: WaitOptions): { timeoutMs: number; spin: number } {
+/** Validate wait options (UsageError) and fill in the defaults: no timeout, DEFAULT_SPIN. */
+export function checkWaitOptions(options: WaitOptions): { timeoutMs: number; spin: number } {
   const timeoutMs = options.timeoutMs ?? Infinity;
   const spin = options.spin ?? DEFAULT_SPIN;
   if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0) {

@@ -25,6 +25,7 @@
 import { ClosedError, CorruptionError, OwnershipError, TimeoutError, UsageError } from '../errors.js';
 import { selfPid } from '../shm/process-identity.js';
 import { SharedRegion } from '../shm/region.js';
+import { checkWaitOptions } from '../shm/futex.js';
 import { PoolContext, type MemberId } from './context.js';
 import { Heap, type HeapStats } from './heap.js';
 import {
@@ -67,7 +68,7 @@ import {
   type MemberInfo,
 } from './members.js';
 import { Inbox, Message } from './messages.js';
-import { checkComparison, checkSignalOptions, Signals, type Comparison, type SignalWaitOptions } from './signals.js';
+import { checkComparison, Signals, type Comparison, type SignalWaitOptions } from './signals.js';
 
 export interface PoolCreateOptions {
   /** Bytes of heap for malloc and messages; default 4 MiB, at most 2 GiB. */
@@ -481,7 +482,7 @@ export class ShmemPool {
   waitUntilAsync(offset: number, at: number, cmp: Comparison, value: number, options: SignalWaitOptions = {}): Promise<boolean> {
     this.#check();
     checkComparison(cmp);
-    checkSignalOptions(options);
+    checkWaitOptions(options);
     return this.#signals.waitUntilAsync(this.#wordIndex(offset, at, false), cmp, value | 0, options);
   }
 

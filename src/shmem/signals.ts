@@ -19,7 +19,7 @@
  * shmem_signal_wait_until and SHMEM_SIGNAL_SET / SHMEM_SIGNAL_ADD) on any 32-bit word inside an
  * allocated block; their sleepers are counted pool-wide (P_WAITUNTIL_WAITERS).
  */
-import { DEFAULT_SPIN, type FutexWord } from '../shm/futex.js';
+import { checkWaitOptions, type FutexWord } from '../shm/futex.js';
 import { UsageError } from '../errors.js';
 import type { PoolContext } from './context.js';
 import { liveSlots } from './members.js';
@@ -59,16 +59,6 @@ export function checkComparison(cmp: unknown): asserts cmp is Comparison {
 }
 
 const infinite = (timeoutMs: number) => timeoutMs === Infinity;
-
-export function checkSignalOptions(options: SignalWaitOptions): { timeoutMs: number; spin: number } {
-  const timeoutMs = options.timeoutMs ?? Infinity;
-  const spin = options.spin ?? DEFAULT_SPIN;
-  if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0) {
-    throw new UsageError(`timeoutMs must be a non-negative number, got ${String(timeoutMs)}`);
-  }
-  if (!Number.isInteger(spin) || spin < 0) throw new UsageError(`spin must be a non-negative integer, got ${String(spin)}`);
-  return { timeoutMs, spin };
-}
 
 export class Signals {
   readonly #ctx: PoolContext;
@@ -123,7 +113,7 @@ export class Signals {
 
   /** Wait for at least one signal; returns how many arrived (consumed), 0 on timeout. */
   wait(options: SignalWaitOptions = {}): number {
-    const { timeoutMs, spin } = checkSignalOptions(options);
+    const { timeoutMs, spin } = checkWaitOptions(options);
     const w = this.#w;
     const counter = this.#counter;
     for (let i = 0; i <= spin; i++) if (Atomics.load(w, counter) !== this.#seen) return this.poll();
@@ -144,7 +134,7 @@ export class Signals {
 
   /** Like wait(), without blocking the event loop. */
   async waitAsync(options: SignalWaitOptions = {}): Promise<number> {
-    const { timeoutMs, spin } = checkSignalOptions(options);
+    const { timeoutMs, spin } = checkWaitOptions(options);
     const w = this.#w;
     const counter = this.#counter;
     for (let i = 0; i <= spin; i++) if (Atomics.load(w, counter) !== this.#seen) return this.poll();
@@ -171,7 +161,7 @@ export class Signals {
    * `waiters` is the word counting sleepers, which wakers read (the inbox has its own).
    */
   waitUntil(wordIndex: number, cmp: Comparison, value: number, options: SignalWaitOptions, waiters = P_WAITUNTIL_WAITERS >>> 2): boolean {
-    const { timeoutMs, spin } = checkSignalOptions(options);
+    const { timeoutMs, spin } = checkWaitOptions(options);
     const w = this.#w;
     for (let i = 0; i <= spin; i++) if (compare(Atomics.load(w, wordIndex), cmp, value)) return true;
     const deadline = infinite(timeoutMs) ? Infinity : performance.now() + timeoutMs;
@@ -197,7 +187,7 @@ export class Signals {
     options: SignalWaitOptions,
     waiters = P_WAITUNTIL_WAITERS >>> 2,
   ): Promise<boolean> {
-    const { timeoutMs, spin } = checkSignalOptions(options);
+    const { timeoutMs, spin } = checkWaitOptions(options);
     const w = this.#w;
     for (let i = 0; i <= spin; i++) if (compare(Atomics.load(w, wordIndex), cmp, value)) return true;
     const deadline = infinite(timeoutMs) ? Infinity : performance.now() + timeoutMs;

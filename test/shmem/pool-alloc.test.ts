@@ -1,30 +1,12 @@
 // ShmemPool allocation, ownership and bad input (seed 003, claims 6–16), with real processes.
 import { existsSync, openSync, writeSync, closeSync } from 'node:fs';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CorruptionError, OwnershipError, SharedRegion, ShmemPool, UsageError } from '../../src/index.js';
 import { finished, uniqueName } from '../helpers.js';
-import { startShmemChild, type ShmemChild } from './shmem-children.js';
+import { usePoolFixtures } from './shmem-children.js';
 
-const pools: ShmemPool[] = [];
-const children: ShmemChild[] = [];
-function createPool(label: string, heapBytes = 1 << 20): ShmemPool {
-  const pool = ShmemPool.create(uniqueName(label), { heapBytes, maxLocks: 8 });
-  pools.push(pool);
-  return pool;
-}
-function child(scenario: string, pool: ShmemPool, ...args: (string | number)[]): ShmemChild {
-  const c = startShmemChild(scenario, pool.name, ...args);
-  children.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of children.splice(0)) {
-    c.process.kill('SIGKILL');
-    await c.exit;
-  }
-  for (const pool of pools.splice(0)) pool.dispose();
-});
+const { adopt, createPool, child } = usePoolFixtures({ maxLocks: 8 });
 
 const code = (c: string) => expect.objectContaining({ code: c });
 
@@ -55,7 +37,7 @@ describe('ownership (memwire’s own: own / transfer)', () => {
   it('several owners, public blocks, and a leaving owner’s blocks', () => {
     const pool = createPool('owners');
     const other = ShmemPool.open(pool.name);
-    pools.push(other);
+    adopt(other);
     const shared = pool.malloc(32, { owners: [pool.me, other.me] });
     other.write(shared, new Uint8Array([1]));
     pool.write(shared, new Uint8Array([2]));
@@ -151,7 +133,6 @@ describe('allocator', () => {
           await new Promise((r) => setTimeout(r, 5));
         }
         await Promise.all(workers.map((w) => finished(w, 60_000)));
-        children.length = 0;
         pool.free(counters);
         // No leak: every block came back and merged into one.
         expect(pool.stats()).toMatchObject({ usedBlocks: 0, freeBlocks: 1, fragmentation: 0 });

@@ -1,28 +1,9 @@
 // ShmemPool global locks (seed 003, claims 17–25) across real processes.
-import { afterEach, describe, expect, it } from 'vitest';
-import { ShmemPool } from '../../src/index.js';
-import { finished, uniqueName } from '../helpers.js';
-import { startShmemChild, type ShmemChild } from './shmem-children.js';
+import { describe, expect, it } from 'vitest';
+import { finished } from '../helpers.js';
+import { usePoolFixtures } from './shmem-children.js';
 
-const pools: ShmemPool[] = [];
-const children: ShmemChild[] = [];
-function createPool(label: string, heapBytes = 1 << 20): ShmemPool {
-  const pool = ShmemPool.create(uniqueName(label), { heapBytes });
-  pools.push(pool);
-  return pool;
-}
-function child(scenario: string, pool: ShmemPool, ...args: (string | number)[]): ShmemChild {
-  const c = startShmemChild(scenario, pool.name, ...args);
-  children.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of children.splice(0)) {
-    c.process.kill('SIGKILL');
-    await c.exit;
-  }
-  for (const pool of pools.splice(0)) pool.dispose();
-});
+const { createPool, child } = usePoolFixtures();
 
 describe('mutual exclusion', () => {
   it('4 processes × 10^5 critical sections: zero overlaps, no lost update', async () => {

@@ -1,28 +1,10 @@
 // ShmemPool signals and messages (seed 003, claims 26–36) across real processes.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ShmemPool } from '../../src/index.js';
-import { finished, uniqueName } from '../helpers.js';
-import { startShmemChild, type ShmemChild } from './shmem-children.js';
+import { finished } from '../helpers.js';
+import { usePoolFixtures } from './shmem-children.js';
 
-const pools: ShmemPool[] = [];
-const children: ShmemChild[] = [];
-function createPool(label: string, heapBytes = 1 << 20): ShmemPool {
-  const pool = ShmemPool.create(uniqueName(label), { heapBytes });
-  pools.push(pool);
-  return pool;
-}
-function child(scenario: string, pool: ShmemPool, ...args: (string | number)[]): ShmemChild {
-  const c = startShmemChild(scenario, pool.name, ...args);
-  children.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of children.splice(0)) {
-    c.process.kill('SIGKILL');
-    await c.exit;
-  }
-  for (const pool of pools.splice(0)) pool.dispose();
-});
+const { adopt, createPool, child } = usePoolFixtures();
 
 describe('signals', () => {
   it.each(['sync', 'async'])('ping-pong, 20 000 rounds (%s waits here): every wait sees exactly one signal', async (mode) => {
@@ -152,7 +134,7 @@ describe('messages', () => {
   it('send to one; receive waits; a message to a member that left is refused', async () => {
     const pool = createPool('send-one');
     const other = ShmemPool.open(pool.name);
-    pools.push(other);
+    adopt(other);
     const data = new TextEncoder().encode('hello, member');
     const pending = other.receiveAsync({ timeoutMs: 10_000 });
     expect(pool.send(other.me, data)).toBe(true);
