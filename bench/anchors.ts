@@ -14,10 +14,28 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { selfCommand } from '../ffi/runtime.js';
-import { freePort, isListening, Peer, pinThread, sizeLabel, withTimeout } from './common.js';
+import { runtimeName, selfCommand } from '../ffi/runtime.js';
+import { COMMON_FLAGS, freePort, isListening, Peer, pinThread, sizeLabel, withTimeout, type FlagSpec } from './common.js';
 
 export const UCX_TLS = 'posix,self';
+/** UCX computes its percentiles over this many last iterations; ask it for more than that. */
+export const UCX_TIMING_QUEUE = 2048;
+export const ANCHOR_UCX_LAT = 'ucx-posix';
+export const ANCHOR_UDS = `${runtimeName}-uds`;
+
+/** The flags of a one-way latency bench against UCX tag_lat and the UDS echo. */
+export function latencyFlags(defaultSizes: string, quickTimeoutS: number): FlagSpec {
+  return {
+    ...COMMON_FLAGS,
+    iterations: { kind: 'count', help: 'measured round trips per size (default 200000, --quick 20000; fewer above 4 KiB)' },
+    warmup: { kind: 'count', help: 'warm-up round trips per size (default a tenth of the iterations)' },
+    sizes: { kind: 'sizes', help: `message sizes (default ${defaultSizes})` },
+    timeout: { kind: 'seconds', help: `limit for each measurement (default 120, --quick ${quickTimeoutS})` },
+    'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor' },
+    'no-uds': { kind: 'boolean', help: 'skip the Unix-domain-socket anchor' },
+    'no-pin': { kind: 'boolean', help: 'do not pin the two sides to two CPUs' },
+  };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Anchor: Unix-domain-socket echo in the same runtime
@@ -128,18 +146,14 @@ export function parseUcxPercentile(output: string, rank: number, iterations: num
   return found;
 }
 
-export async function ucxPercentile(
-  exe: string,
-  size: number,
-  iterations: number,
-  warmup: number,
-  rank: number,
-  cpus: [number, number] | null,
-  timeoutMs: number,
-): Promise<number> {
+/**
+ * One ucx_perftest measurement on 127.0.0.1: a server on the second CPU, a client with `test`
+ * arguments on the first; returns the client's output. Both lives are bounded (the server would
+ * wait for a client for ever) and both are killed on any failure.
+ */
+async function runUcxPerftest(exe: string, testArgs: readonly string[], cpus: [number, number] | null, timeoutMs: number): Promise<string> {
   const env = { ...process.env, UCX_TLS };
   const port = await freePort();
-  // The server would wait for a client for ever: bound both programs' lives.
   const lifetimeSeconds = timeoutMs / 1000 + 15;
   const server = Peer.start('ucx_perftest server', [exe, '-p', String(port), ...(cpus ? ['-c', String(cpus[1])] : [])], {
     env,
@@ -150,22 +164,33 @@ export async function ucxPercentile(
     await server.waitFor(`listening on port ${port}`, () => isListening(port), 10_000);
     const client = Peer.start(
       'ucx_perftest client',
-      [
-        exe, '127.0.0.1', '-p', String(port), '-t', 'tag_lat', '-s', String(size), '-n', String(iterations), '-w', String(warmup),
-        '-R', String(rank), '-f', ...(cpus ? ['-c', String(cpus[0])] : []),
-      ],
+      [exe, '127.0.0.1', '-p', String(port), ...testArgs, '-f', ...(cpus ? ['-c', String(cpus[0])] : [])],
       { env, captureStderr: true, lifetimeSeconds },
     );
     try {
       const output = await client.finish(timeoutMs);
       await server.waitExit(5000);
-      return parseUcxPercentile(output, rank, iterations);
+      return output;
     } finally {
       await client.stop();
     }
   } finally {
     await server.stop();
   }
+}
+
+/** One percentile (`rank`) of `ucx_perftest -t tag_lat` one-way latency, in µs. */
+export async function ucxPercentile(
+  exe: string,
+  size: number,
+  iterations: number,
+  warmup: number,
+  rank: number,
+  cpus: [number, number] | null,
+  timeoutMs: number,
+): Promise<number> {
+  const args = ['-t', 'tag_lat', '-s', String(size), '-n', String(iterations), '-w', String(warmup), '-R', String(rank)];
+  return parseUcxPercentile(await runUcxPerftest(exe, args, cpus, timeoutMs), rank, iterations);
 }
 
 /** Overall message rate (msg/s) and bandwidth (MB/s, 10^6 bytes) from `ucx_perftest -t tag_bw -f` output. */
@@ -189,32 +214,6 @@ export async function ucxStream(
   cpus: [number, number] | null,
   timeoutMs: number,
 ): Promise<{ messagesPerSecond: number; megabytesPerSecond: number }> {
-  const env = { ...process.env, UCX_TLS };
-  const port = await freePort();
-  const lifetimeSeconds = timeoutMs / 1000 + 15;
-  const server = Peer.start('ucx_perftest server', [exe, '-p', String(port), ...(cpus ? ['-c', String(cpus[1])] : [])], {
-    env,
-    captureStderr: true,
-    lifetimeSeconds,
-  });
-  try {
-    await server.waitFor(`listening on port ${port}`, () => isListening(port), 10_000);
-    const client = Peer.start(
-      'ucx_perftest client',
-      [
-        exe, '127.0.0.1', '-p', String(port), '-t', 'tag_bw', '-s', String(size), '-n', String(iterations), '-w', String(warmup),
-        '-f', ...(cpus ? ['-c', String(cpus[0])] : []),
-      ],
-      { env, captureStderr: true, lifetimeSeconds },
-    );
-    try {
-      const output = await client.finish(timeoutMs);
-      await server.waitExit(5000);
-      return parseUcxStream(output, iterations);
-    } finally {
-      await client.stop();
-    }
-  } finally {
-    await server.stop();
-  }
+  const args = ['-t', 'tag_bw', '-s', String(size), '-n', String(iterations), '-w', String(warmup)];
+  return parseUcxStream(await runUcxPerftest(exe, args, cpus, timeoutMs), iterations);
 }

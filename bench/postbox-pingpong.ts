@@ -15,27 +15,16 @@
 import { fileURLToPath } from 'node:url';
 import { runtimeName, selfCommand } from '../ffi/runtime.js';
 import { Postbox, SendStatus } from '../src/index.js';
-import { UCX_TLS, UdsPingPong, ucxPercentile } from './anchors.js';
+import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, ucxPercentile } from './anchors.js';
 import {
-  allowedCpus, COMMON_FLAGS, findExecutable, judgeTargets, makeRow, newReport, nowNs, parseFlags, Peer, percentiles, pinThread,
+  allowedCpus, findExecutable, judgeTargets, makeRow, newReport, nowNs, parseFlags, Peer, percentiles, pinThread,
   progress, sizeLabel, timerCostNs, type BenchReport, type FlagSpec, type Row, type Target,
 } from './common.js';
 
-export const FLAGS: FlagSpec = {
-  ...COMMON_FLAGS,
-  iterations: { kind: 'count', help: 'measured round trips per size (default 200000, --quick 20000; fewer above 4 KiB)' },
-  warmup: { kind: 'count', help: 'warm-up round trips per size (default a tenth of the iterations)' },
-  sizes: { kind: 'sizes', help: 'message sizes (default 64,256,1KiB,4KiB,64KiB,1MiB)' },
-  timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 30)' },
-  'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor' },
-  'no-uds': { kind: 'boolean', help: 'skip the Unix-domain-socket anchor' },
-  'no-pin': { kind: 'boolean', help: 'do not pin the two sides to two CPUs' },
-};
+export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
 
 const DEFAULT_SIZES = [64, 256, 1024, 4096, 65536, 1 << 20];
-const UCX_TIMING_QUEUE = 2048;
-const ANCHOR_UCX = 'ucx-posix';
-const ANCHOR_UDS = `${runtimeName}-uds`;
+const ANCHOR_UCX = ANCHOR_UCX_LAT;
 /** A pool that holds a 1 MiB message with room to spare; everything else default. */
 export const BENCH_OPTIONS = { poolBytes: 4 << 20 };
 

@@ -28,7 +28,6 @@ import { runtimeName, selfCommand } from '../ffi/runtime.js';
 import { Mailbox, SharedRegion } from '../src/index.js';
 import {
   allowedCpus,
-  COMMON_FLAGS,
   findExecutable,
   judgeTargets,
   makeRow,
@@ -47,24 +46,12 @@ import {
   type Target,
 } from './common.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
-import { UCX_TLS, UdsPingPong, ucxPercentile } from './anchors.js';
+import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, ucxPercentile } from './anchors.js';
 
-export const FLAGS: FlagSpec = {
-  ...COMMON_FLAGS,
-  iterations: { kind: 'count', help: 'measured round trips per size (default 200000, --quick 20000; fewer above 4 KiB)' },
-  warmup: { kind: 'count', help: 'warm-up round trips per size (default a tenth of the iterations)' },
-  sizes: { kind: 'sizes', help: 'message sizes (default 64,256,1KiB,4KiB,16KiB,64KiB)' },
-  timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 20)' },
-  'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor' },
-  'no-uds': { kind: 'boolean', help: 'skip the Unix-domain-socket anchor' },
-  'no-pin': { kind: 'boolean', help: 'do not pin the two sides to two CPUs' },
-};
+export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,16KiB,64KiB', 20);
 
 const DEFAULT_SIZES = [64, 256, 1024, 4096, 16384, 65536];
-/** UCX computes its percentile over this many last iterations; ask for more than that. */
-const UCX_TIMING_QUEUE = 2048;
-const ANCHOR_UCX = 'ucx-posix';
-const ANCHOR_UDS = `${runtimeName}-uds`;
+const ANCHOR_UCX = ANCHOR_UCX_LAT;
 
 /** This thread's CPUs before any pinning, restored at the end. */
 const allowedCpusBefore = allowedCpus();

@@ -53,7 +53,12 @@ vlog "stage 2 started"
 busybox mkdir -p /dev/shm /dev/pts "/lib/modules/$KVER" || setup_fail "mkdir"
 busybox mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm || setup_fail "mount /dev/shm"
 busybox mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts || setup_fail "mount /dev/pts"
-busybox mount -t tmpfs -o mode=1777,nosuid,nodev tmp /tmp || setup_fail "mount /tmp"
+# A checkout under /tmp (CI may clone there) is mounted at its own path: a tmpfs over /tmp would
+# hide it, so then /tmp stays the overlay's (guest-private writes, the host's files readable).
+case "$PROJECT/" in
+  /tmp/*) vlog "project under /tmp: no separate tmpfs on /tmp" ;;
+  *) busybox mount -t tmpfs -o mode=1777,nosuid,nodev tmp /tmp || setup_fail "mount /tmp" ;;
+esac
 busybox mount -t configfs configfs /sys/kernel/config 2>/dev/null
 busybox mount -o bind "$MODROOT/lib/modules/$KVER" "/lib/modules/$KVER" || setup_fail "bind /lib/modules/$KVER"
 echo memwire-rxe >/proc/sys/kernel/hostname

@@ -764,17 +764,7 @@ export class QueuePair {
       throw error;
     }
     const rc = this.#postSend(qp, base + this.#sendWrAt, base + BAD_WR_AT);
-    let posted = count;
-    if (rc !== 0) {
-      const bad = getU64(dv, BAD_WR_AT);
-      posted = bad ? Math.max(0, Math.min(count, (bad - base - this.#sendWrAt) / IBV_SEND_WR.size)) : 0;
-      for (let i = posted; i < count; i++) ring.clear(ring.slot(i));
-      this.badIndex = posted;
-    } else {
-      this.badIndex = -1;
-    }
-    ring.size += posted;
-    return rc;
+    return this.#settlePost(rc, dv, base + this.#sendWrAt, IBV_SEND_WR.size, count, ring);
   }
 
   /**
@@ -885,10 +875,19 @@ export class QueuePair {
       throw error;
     }
     const rc = this.#postRecv(qp, base + this.#recvWrAt, base + BAD_WR_AT);
+    return this.#settlePost(rc, dv, base + this.#recvWrAt, IBV_RECV_WR.size, count, ring);
+  }
+
+  /**
+   * After ibv_post_send / ibv_post_recv of a chain of `count` requests written from `chainAt`:
+   * on failure the provider's bad_wr says which request it stopped at — keep the references of
+   * those before it (posted), drop the rest. Sets badIndex; returns the call's result.
+   */
+  #settlePost(rc: number, dv: DataView, chainAt: number, wrSize: number, count: number, ring: PostedRing): number {
     let posted = count;
     if (rc !== 0) {
       const bad = getU64(dv, BAD_WR_AT);
-      posted = bad ? Math.max(0, Math.min(count, (bad - base - this.#recvWrAt) / IBV_RECV_WR.size)) : 0;
+      posted = bad ? Math.max(0, Math.min(count, (bad - chainAt) / wrSize)) : 0;
       for (let i = posted; i < count; i++) ring.clear(ring.slot(i));
       this.badIndex = posted;
     } else {
