@@ -26,8 +26,9 @@ export function buildC(name: string, flags: readonly string[] = []): { path: str
   const root = projectRoot();
   const source = join(root, 'bench', 'c', `${name}.c`);
   const binary = join(root, '.cache', 'bench', name);
+  const header = join(root, 'bench', 'c', 'bench-util.h'); // included by every anchor
   if (mtime(source) < 0) return { error: `${source} is missing` };
-  if (mtime(binary) >= mtime(source)) return { path: binary };
+  if (mtime(binary) >= Math.max(mtime(source), mtime(header))) return { path: binary };
   const gcc = findExecutable('gcc') ?? findExecutable('cc');
   if (!gcc) return { error: 'no C compiler (gcc) on PATH' };
   mkdirSync(join(root, '.cache', 'bench'), { recursive: true });

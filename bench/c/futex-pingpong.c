@@ -23,24 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 struct shared {
   _Alignas(64) atomic_int a; /* signals to A */
   _Alignas(64) atomic_int b; /* signals to B */
 };
-
-static long long now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-static void pin(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof set, &set);
-}
 
 static void signal_word(atomic_int *w) {
   atomic_fetch_add(w, 1);
@@ -52,18 +40,6 @@ static int wait_word(atomic_int *w, int seen) {
   int v;
   while ((v = atomic_load(w)) == seen) syscall(SYS_futex, w, FUTEX_WAIT, seen, NULL, NULL, 0);
   return v;
-}
-
-static int cmp(const void *x, const void *y) {
-  double a = *(const double *)x, b = *(const double *)y;
-  return a < b ? -1 : a > b;
-}
-
-static double pct(double *v, int n, double q) {
-  int k = (int)((q / 100.0) * n + 0.999999) - 1;
-  if (k < 0) k = 0;
-  if (k >= n) k = n - 1;
-  return v[k];
 }
 
 int main(int argc, char **argv) {

@@ -29,38 +29,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 struct shared {
   pthread_mutex_t mutex;
   _Alignas(64) atomic_int held;    /* A: iteration whose lock A holds */
   _Alignas(64) atomic_int waiting; /* B: iteration it is about to block in */
   _Alignas(64) atomic_int ack;     /* B: iteration it acquired */
 };
-
-static long long now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-static void pin(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof set, &set);
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, int n, double q) {
-  int k = (int)((q / 100.0) * n + 0.999999) - 1;
-  if (k < 0) k = 0;
-  if (k >= n) k = n - 1;
-  return v[k];
-}
 
 static void lock(pthread_mutex_t *m) {
   int r = pthread_mutex_lock(m);
