@@ -22,6 +22,7 @@ import {
   type QueuePairEndpoint,
 } from '../src/index.js';
 import { fileURLToPath } from 'node:url';
+import { NativeBlock } from '../src/verbs/native.js';
 import { selfCommand } from '../ffi/runtime.js';
 import { allowedCpus, findExecutable, FlagError, freePort, isListening, Peer, pinThread, type FlagSpec, type ParsedFlags } from './common.js';
 
@@ -106,7 +107,9 @@ export interface BenchEndpoint extends QueuePairEndpoint {
 /**
  * Context, PD, a send and a receive CQ (no completion channel: the loops busy-poll, as perftest
  * does), an RC QP and one buffer of `bufferBytes`, registered for remote write, whose bytes JS
- * reads directly (`bytes`).
+ * reads directly (`bytes`). The buffer is page-aligned native memory (mmap), as perftest's
+ * (memalign to the page size): a JS ArrayBuffer starts anywhere in a page, so a 4 KiB message
+ * would span two pages and rxe would copy every packet in more pieces than perftest's.
  */
 export class BenchSide {
   readonly ctx: Context;
@@ -124,13 +127,17 @@ export class BenchSide {
       this.sendCq = this.ctx.createCompletionQueue({ entries: depth, events: false, batch: 16 });
       this.recvCq = this.ctx.createCompletionQueue({ entries: depth, events: false, batch: 16 });
       this.qp = this.pd.createQueuePair({ sendCq: this.sendCq, recvCq: this.recvCq, maxSendWr: depth, maxRecvWr: depth, maxSendSge: 1, maxRecvSge: 1 });
-      this.bytes = new Uint8Array(new ArrayBuffer(bufferBytes));
-      this.mr = this.pd.registerMemory(this.bytes, { remoteWrite: true });
+      this.#block = new NativeBlock(bufferBytes, 'bench buffer');
+      this.bytes = this.#block.bytes.subarray(0, bufferBytes);
+      this.mr = this.pd.registerMemory({ address: this.#block.address, length: bufferBytes }, { remoteWrite: true });
     } catch (error) {
       this.ctx.dispose();
+      this.#block?.free();
       throw error;
     }
   }
+
+  readonly #block: NativeBlock | undefined;
 
   endpoint(): BenchEndpoint {
     return { ...this.qp.localEndpoint(), addr: this.mr.addr, rkey: this.mr.rkey };
@@ -141,7 +148,8 @@ export class BenchSide {
   }
 
   dispose(): void {
-    this.ctx.dispose();
+    this.ctx.dispose(); // deregisters the buffer before it is unmapped
+    this.#block?.free();
   }
 }
 
@@ -156,21 +164,19 @@ export function parseEndpoint(text: string): BenchEndpoint {
 // ---------------------------------------------------------------------------------------------
 // The measured loops (both processes run the same loop; the server waits first)
 
-/** Busy-poll a CQ for one completion; throws on a failed status. */
-function pollOne(cq: CompletionQueue, guard: () => void): void {
-  let polls = 0;
-  let n: number;
-  while ((n = cq.poll(1)) === 0) if ((++polls & 0xffff) === 0) guard();
-  const c = cq.completions[0];
-  if (!c.ok) throw c.error();
-}
-
 /**
  * perftest's run_iter_lat_write: each side RDMA-writes `size` bytes whose last byte is the
  * iteration count into the peer's buffer, then spins on the last byte of its own buffer until the
- * peer's write with the same count lands — the CQ is not on the ping-pong path; the send
- * completion is reaped after (every write signaled, as perftest's latency tests). The client
- * stamps the time before each post: round trip = difference of successive stamps.
+ * peer's write with the same count lands — the CQ is not on the ping-pong path. Every write is
+ * signaled, as perftest's. The client reads the clock once per iteration, right after its post
+ * (perftest: right before, with its cycle counter): round trip = difference of successive stamps,
+ * the same period either way, but a process.hrtime.bigint() (µs under the guest's TCG, vs. ~10 ns
+ * for rdtsc) then runs while the message is in flight instead of delaying it.
+ *
+ * One difference in how completions are reaped: perftest calls ibv_poll_cq(1) after every post;
+ * here the completions are reaped REAP_BATCH at a time (one ibv_poll_cq for up to 16), during a
+ * turn of the spin (while the peer's write is in flight). Under TCG a call into C from JS costs
+ * microseconds (koffi more than bun:ffi), so one call per iteration would be in the measured path.
  *
  * Buffer: [0, size) is written by the peer (polled here); [size, 2 size) is the source.
  */
@@ -183,53 +189,131 @@ export function writeLatLoop(side: BenchSide, remote: BenchEndpoint, size: numbe
   const wr = qp.prepareSend({ opcode: 'write', sge: { mr, offset: size, length: size }, remoteAddr: remote.addr, rkey: remote.rkey, inline, signaled: true });
   let scnt = 0;
   let rcnt = 0;
+  let unreaped = 0;
   let polls = 0;
-  while (scnt < total || rcnt < total) {
-    if (rcnt < total && !(scnt < 1 && server)) {
-      rcnt++;
-      const want = rcnt & 0xff;
-      // Atomics.load: the NIC writes this byte behind the JIT's back; never hoisted.
-      while (Atomics.load(bytes, last) !== want) if ((++polls & 0xffff) === 0) guard();
+  try {
+    while (scnt < total || rcnt < total) {
+      if (rcnt < total && !(scnt < 1 && server)) {
+        rcnt++;
+        const want = rcnt & 0xff;
+        // Atomics.load: the NIC writes this byte behind the JIT's back; never hoisted.
+        while (Atomics.load(bytes, last) !== want) {
+          if (unreaped >= REAP_BATCH) unreaped -= reapSends(sendCq);
+          else if ((++polls & 0xffff) === 0) guard();
+        }
+      }
+      if (scnt < total) {
+        while (unreaped >= MAX_UNREAPED) {
+          unreaped -= reapSends(sendCq);
+          if ((++polls & 0xffff) === 0) guard();
+        }
+        bytes[size + last] = (scnt + 1) & 0xff;
+        const rc = qp.postPrepared(wr);
+        if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
+        if (stamps) stamps[scnt] = Number(process.hrtime.bigint());
+        scnt++;
+        unreaped++;
+      }
     }
-    if (scnt < total) {
-      if (stamps) stamps[scnt] = Number(process.hrtime.bigint());
-      scnt++;
-      bytes[size + last] = scnt & 0xff;
-      const rc = qp.postPrepared(wr);
-      if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
-      pollOne(sendCq, guard);
+    while (unreaped > 0) {
+      unreaped -= reapSends(sendCq);
+      if ((++polls & 0xffff) === 0) guard();
     }
+  } finally {
+    wr.dispose();
   }
+}
+
+/** Signaled sends a latency loop reaps with one poll (during the spin), and the most it may owe. */
+const REAP_BATCH = 16;
+const MAX_UNREAPED = 64;
+
+/** Poll the send CQ once (up to its batch); throws on a failed completion. Returns the count. */
+function reapSends(cq: CompletionQueue): number {
+  const n = cq.poll();
+  for (let i = 0; i < n; i++) {
+    const c = cq.completions[i];
+    if (!c.ok) throw c.error();
+  }
+  return n;
 }
 
 /**
  * perftest's run_iter_lat_send: each side SENDs `size` bytes and busy-polls its receive CQ for
- * the peer's SEND (receives are posted ahead and re-posted as they complete); the send
- * completion is reaped after each post. Buffer: [0, size) receives, [size, 2 size) sends.
+ * the peer's SEND (receives are posted ahead and re-posted as they complete); every SEND is
+ * signaled and its completion reaped (ib_send_lat runs with tx depth 1, so it reaps each one).
+ * Buffer: [0, size) receives, [size, 2 size) sends.
+ *
+ * The same work per message as perftest, batched and in another order: perftest re-posts one
+ * receive and reaps one send completion per message in the ping-pong's path (before / right
+ * after its SEND); here the receives are re-posted REPOST_BATCH at a time (a prepared chain: one
+ * ibv_post_recv, nothing written per message) and the send completions reaped REAP_BATCH at a
+ * time, both during turns of the receive-CQ spin that find nothing — while the message is in
+ * flight. Under the guest's TCG a call into C from JS costs microseconds (perftest's:
+ * nanoseconds), so one or two calls per message would be in the measured path. The clock is read
+ * after the post (see writeLatLoop).
  */
 export function sendLatLoop(side: BenchSide, size: number, total: number, server: boolean, stamps: Float64Array | null, guard: () => void): void {
   const { qp, sendCq, recvCq, mr } = side;
   const inline = size <= qp.maxInlineData;
   const wr = qp.prepareSend({ opcode: 'send', sge: { mr, offset: size, length: size }, inline, signaled: true });
-  const recv = { sge: { mr, offset: 0, length: size } };
+  const chain = qp.prepareRecv(Array.from({ length: REPOST_BATCH }, () => ({ sge: { mr, offset: 0, length: size } })));
+  const repost = () => {
+    const rc = qp.postPreparedRecv(chain);
+    if (rc !== 0) throw new Error(`postRecv failed: errno ${rc}`);
+  };
   let scnt = 0;
   let rcnt = 0;
-  while (scnt < total || rcnt < total) {
-    if (rcnt < total && !(scnt < 1 && server)) {
-      pollOne(recvCq, guard);
-      rcnt++;
-      const rc = qp.postRecv(recv);
-      if (rc !== 0) throw new Error(`postRecv failed: errno ${rc}`);
+  let owedReposts = 0;
+  let unreaped = 0;
+  let polls = 0;
+  try {
+    while (scnt < total || rcnt < total) {
+      if (rcnt < total && !(scnt < 1 && server)) {
+        while (recvCq.poll(1) === 0) {
+          if (owedReposts >= REPOST_BATCH) {
+            repost();
+            owedReposts -= REPOST_BATCH;
+          } else if (unreaped >= REAP_BATCH) {
+            unreaped -= reapSends(sendCq);
+          } else if ((++polls & 0xffff) === 0) {
+            guard();
+          }
+        }
+        const c = recvCq.completions[0];
+        if (!c.ok) throw c.error();
+        rcnt++;
+        owedReposts++;
+      }
+      if (scnt < total) {
+        // Never let the receive queue run dry, nor the send queue fill (both far from it).
+        if (owedReposts >= SEND_LAT_RX_DEPTH - 2) {
+          repost();
+          owedReposts -= REPOST_BATCH;
+        }
+        while (unreaped >= MAX_UNREAPED) {
+          unreaped -= reapSends(sendCq);
+          if ((++polls & 0xffff) === 0) guard();
+        }
+        const rc = qp.postPrepared(wr);
+        if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
+        if (stamps) stamps[scnt] = Number(process.hrtime.bigint());
+        scnt++;
+        unreaped++;
+      }
     }
-    if (scnt < total) {
-      if (stamps) stamps[scnt] = Number(process.hrtime.bigint());
-      scnt++;
-      const rc = qp.postPrepared(wr);
-      if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
-      pollOne(sendCq, guard);
+    while (unreaped > 0) {
+      unreaped -= reapSends(sendCq);
+      if ((++polls & 0xffff) === 0) guard();
     }
+  } finally {
+    chain.dispose();
+    wr.dispose();
   }
 }
+
+/** Receives a send-latency loop re-posts with one call (a prepared chain). */
+const REPOST_BATCH = 8;
 
 /** Receives a send-latency side keeps posted (perftest's rx depth for latency tests is small). */
 export const SEND_LAT_RX_DEPTH = 16;
@@ -241,12 +325,17 @@ export function prepostReceives(side: BenchSide, size: number, count: number): v
   }
 }
 
+/** A word nobody notifies: Atomics.wait on it is a sleep of the given timeout (a futex wait). */
+const IDLE = new Int32Array(new SharedArrayBuffer(4));
+
 /**
  * perftest's run_iter_bw (client side of ib_write_bw): keep up to `txDepth` RDMA WRITEs of
  * `size` bytes in flight, one post per work request, every `cqMod`-th signaled; reap completions
- * in batches. Returns the elapsed ns from the first post to the last completion.
+ * in batches. Returns the elapsed ns from the first post to the last completion. `idleWaitMs` > 0
+ * (not perftest's way): sleep that long (a futex wait) whenever a poll finds nothing, leaving the
+ * vCPU to rxe's deferred work (ksoftirqd) instead of competing with it.
  */
-export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number, iterations: number, txDepth: number, cqMod: number, guard: () => void): number {
+export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number, iterations: number, txDepth: number, cqMod: number, guard: () => void, idleWaitMs = 0): number {
   const { qp, sendCq, mr } = side;
   const request = { opcode: 'write' as const, sge: { mr, offset: 0, length: size }, remoteAddr: remote.addr, rkey: remote.rkey };
   const unsignaled = qp.prepareSend({ ...request, signaled: false });
@@ -269,7 +358,10 @@ export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number
         if (!c.ok) throw c.error();
         ccnt = Math.min(iterations, ccnt + cqMod);
       }
-      if (n === 0 && (++polls & 0xffff) === 0) guard();
+      if (n === 0) {
+        if (idleWaitMs > 0) Atomics.wait(IDLE, 0, 0, idleWaitMs);
+        if ((++polls & 0xffff) === 0) guard();
+      }
     }
   }
   return Number(process.hrtime.bigint() - start);
@@ -277,6 +369,23 @@ export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number
 
 // ---------------------------------------------------------------------------------------------
 // perftest
+
+/**
+ * Rounds: the guest's figures swing ±30 % from run to run (TCG on a shared host), for perftest as
+ * for memwire, so each bench alternates memwire and perftest `rounds` times and compares the
+ * medians of each side's results.
+ */
+export const ROUNDS_FLAG: FlagSpec = {
+  rounds: { kind: 'count', help: 'alternate memwire and perftest this many times; compare the medians (default 3, --quick 1)' },
+};
+
+/** The median of the finite values (NaN if none). */
+export function median(values: readonly number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
 
 export interface PerftestResult {
   /** The columns of perftest's result line, by header name. */

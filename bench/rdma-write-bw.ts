@@ -4,13 +4,30 @@
  * `ib_write_bw` run on the same device pair in the same run.
  *
  * The loop is perftest's run_iter_bw (see rdma-shared.ts): up to tx-depth 128 writes in flight,
- * one post per work request, every 100th signaled (perftest's cq_mod), completions reaped in
- * batches; bandwidth = bytes / time from the first post to the last completion, in MB/s as
- * perftest counts them (2^20 bytes; its "BW average" column). The client is this process on dev1
+ * one post per work request (post list 1), every 100th signaled (perftest's cq_mod), completions
+ * reaped in batches of up to 16; bandwidth = bytes / time from the first post to the last
+ * completion, in MB/s as perftest counts them (perftest_resources.c print_report_bw: tposted[0]
+ * to tcompleted[iters - 1], format_factor 0x100000, i.e. 2^20 bytes; its "BW average" column).
+ * Buffers are page-aligned, as perftest's.
+ *
+ * What bounds it on rxe (measured in the project's TCG guest): rxe processes a user QP's send
+ * queue inside the ibv_post_send system call (requester → veth → the peer's responder → ACK →
+ * completer, all on the posting CPU), so bandwidth = bytes / (system-call time + user time per
+ * message). Per 4 KiB message memwire spent 22–43 µs of user time (JS and the FFI call) against
+ * 225–285 µs of system time (ib_write_bw: ≈210 µs); at 64 KiB the user share is 0.1–4 %. Runs
+ * swing widely (ib_write_bw alone: 10–24 MB/s between rounds of one session), between two
+ * regimes: the work done inside the post call (the client's system time ≈ the elapsed time, ~24
+ * MB/s at 64 KiB), or deferred to ksoftirqd on the same vCPU, where it shares the CPU with the
+ * busy-polling client (the client's user time ≈ half the elapsed time, 8–13 MB/s). `--idle-wait`
+ * (not perftest's way, off by default) sleeps 50 µs whenever a poll finds nothing, leaving the CPU
+ * to that work; single runs looked better, a full run did not (Node 0.83× / 0.66×, Bun 0.80× /
+ * 0.98× at 4 KiB / 64 KiB). The client is this process on dev1
  * (second CPU), the server a process of the same runtime on dev0 (first CPU) that only keeps its
  * buffer registered; perftest runs as server `-d dev0` / client `-d dev1 <dev0's IPv4>` under
  * `taskset` on the same CPUs, `-x <gid> -F -s <size> -n <iterations>`. memwire first runs a
- * tenth of the iterations unmeasured (JIT warm-up).
+ * tenth of the iterations unmeasured (JIT warm-up). The guest's figures swing ±30 % between runs
+ * (for perftest as for memwire), so the two alternate `--rounds` times (default 3) and the
+ * medians are compared.
  *
  * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
  */
@@ -30,22 +47,25 @@ import {
   type Row,
   type Target,
 } from './common.js';
-import { BenchSide, column, DEVICE_FLAGS, pickCpus, pickDevices, runPerftest, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
+import { BenchSide, column, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
   iterations: { kind: 'count', help: 'writes per size (default 4 KiB: 10000, 64 KiB: 2000; --quick a quarter); perftest gets the same -n' },
   sizes: { kind: 'sizes', help: 'write sizes (default 4KiB,64KiB)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
+  'idle-wait': { kind: 'boolean', help: 'sleep 50 µs (futex) whenever a poll finds nothing, instead of spinning as perftest does' },
   ...DEVICE_FLAGS,
+  ...ROUNDS_FLAG,
 };
 
 const TX_DEPTH = 128;
 const CQ_MOD = 100;
 const MIB = 1 << 20;
+const IDLE_WAIT_MS = 0.05;
 const allowedCpusBefore = allowedCpus();
 
-async function measureMemwire(pair: DevicePair, size: number, iterations: number, cpus: [number, number] | null, timeoutMs: number): Promise<number> {
+async function measureMemwire(pair: DevicePair, size: number, iterations: number, cpus: [number, number] | null, timeoutMs: number, idle: number): Promise<number> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, size, TX_DEPTH);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   try {
@@ -57,8 +77,8 @@ async function measureMemwire(pair: DevicePair, size: number, iterations: number
       if (!p.isRunningNow()) throw new Error(`${p.label} died${p.stderr ? `: ${p.stderr.trim()}` : ''}`);
       if (Date.now() > deadline) throw new Error(`memwire ${sizeLabel(size)} writes did not finish within ${timeoutMs} ms`);
     };
-    writeBwLoop(client, started.remote, size, Math.max(CQ_MOD, Math.round(iterations / 10)), TX_DEPTH, CQ_MOD, guard);
-    const ns = writeBwLoop(client, started.remote, size, iterations, TX_DEPTH, CQ_MOD, guard);
+    writeBwLoop(client, started.remote, size, Math.max(CQ_MOD, Math.round(iterations / 10)), TX_DEPTH, CQ_MOD, guard, idle);
+    const ns = writeBwLoop(client, started.remote, size, iterations, TX_DEPTH, CQ_MOD, guard, idle);
     // Tell the server it may leave: a zero-byte SEND into its one posted receive.
     if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
     let polls = 0;
@@ -83,6 +103,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     return Math.max(CQ_MOD, Math.ceil(n / CQ_MOD) * CQ_MOD); // whole cq_mod batches, as perftest
   };
   const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 60 : 180)) * 1000;
+  const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : 3));
+  const idleWaitMs = flags.boolean.has('idle-wait') ? IDLE_WAIT_MS : 0;
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
@@ -95,21 +117,32 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     for (const size of sizes) {
       const label = sizeLabel(size);
       const n = iterationsFor(size);
-      let started = Date.now();
-      const ours = await measureMemwire(pair, size, n, cpus, timeoutMs);
-      progress(`${label}: memwire ${ours.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms)`);
-      let theirs: number | null = null;
-      if (usePerftest) {
-        started = Date.now();
-        try {
-          const result = await runPerftest('ib_write_bw', ['-s', String(size), '-n', String(n)], pair, cpus, timeoutMs);
-          theirs = column(result.columns, 'BW average');
-          progress(`${label}: ib_write_bw ${theirs} MB/s (${Date.now() - started} ms)`);
-        } catch (error) {
-          const message = `ib_write_bw ${label} failed, its anchor is null: ${(error as Error).message}`;
-          progress(message);
-          report.notes.push(message);
+      const oursAll: number[] = [];
+      const theirsAll: number[] = [];
+      for (let round = 1; round <= rounds; round++) {
+        const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
+        let started = Date.now();
+        const ours = await measureMemwire(pair, size, n, cpus, timeoutMs, idleWaitMs);
+        oursAll.push(ours);
+        progress(`${label}: memwire ${ours.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms)${tag}`);
+        if (usePerftest) {
+          started = Date.now();
+          try {
+            const result = await runPerftest('ib_write_bw', ['-s', String(size), '-n', String(n)], pair, cpus, timeoutMs);
+            const theirs = column(result.columns, 'BW average');
+            theirsAll.push(theirs);
+            progress(`${label}: ib_write_bw ${theirs} MB/s (${Date.now() - started} ms)${tag}`);
+          } catch (error) {
+            const message = `ib_write_bw ${label} failed${tag}: ${(error as Error).message}`;
+            progress(message);
+            report.notes.push(message);
+          }
         }
+      }
+      const ours = median(oursAll);
+      const theirs = theirsAll.length ? median(theirsAll) : null;
+      if (rounds > 1) {
+        report.notes.push(`${label} rounds (MB/s): memwire ${oursAll.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirsAll.map((x) => x.toFixed(1)).join(', ') || 'none'}`);
       }
       rows.push(makeRow(label, 'bandwidth', 'MB/s', 'higher', ours, theirs, 'ib_write_bw'));
       targets.push({ case: label, metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio: 0.9, text: `${label} WRITE bandwidth at least 0.9× ib_write_bw's` });
@@ -122,6 +155,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.notes.unshift(
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, every ${CQ_MOD}th write signaled (perftest's defaults)`,
     'MB/s = 2^20 bytes per second (perftest\'s "BW average [MB/sec]"); ratio = memwire / ib_write_bw, higher is better',
+    `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_bw alternating; each figure is the median of its rounds`,
+    ...(idleWaitMs ? [`--idle-wait: memwire sleeps ${idleWaitMs * 1000} µs whenever a poll finds nothing (ib_write_bw spins)`] : []),
   );
   return { report, json: flags.boolean.has('json') };
 }

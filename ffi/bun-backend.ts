@@ -155,6 +155,10 @@ export const bunBackend: FfiBackend = {
     return toArrayBuffer(address, 0, length);
   },
   addressOf(buffer: ArrayBuffer | ArrayBufferView): number {
+    // JavaScriptCore keeps a small typed array's bytes inline in the object and moves them to a
+    // separate ArrayBuffer the first time `.buffer` is read: an address taken before that goes
+    // stale (memory a NIC then writes is not what JS reads). Materialise it first.
+    if (ArrayBuffer.isView(buffer)) void buffer.buffer;
     return ptr(buffer);
   },
   readCString,

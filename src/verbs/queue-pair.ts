@@ -270,7 +270,7 @@ export class QueuePair {
   readonly #postSend: (qp: number, wr: number, bad: number) => number;
   readonly #postRecv: (qp: number, wr: number, bad: number) => number;
   readonly #destroy: (qp: number) => number;
-  readonly #prepared = new Set<PreparedSend>();
+  readonly #prepared = new Set<PreparedSend | PreparedRecv>();
 
   /**
    * @internal use pd.createQueuePair(). `make` creates the native QP from an ibv_qp_init_attr
@@ -830,8 +830,101 @@ export class QueuePair {
     return 0;
   }
 
+  /**
+   * Write one receive work request — or a chain of them — into native memory once, for posting
+   * it many times with `postPreparedRecv()` (perftest re-posts prepared ibv_recv_wr the same way;
+   * a chain re-posts several receives with one call). The returned object keeps the requests'
+   * memory regions referenced; it is freed by its dispose() or with this queue pair.
+   * UsageError / ClosedError as postRecv (a chain longer than maxRecvWr is a UsageError).
+   */
+  prepareRecv(requests: RecvRequest | readonly RecvRequest[]): PreparedRecv {
+    this.handle;
+    const list = (Array.isArray(requests) ? requests : [requests]) as readonly RecvRequest[];
+    const count = list.length;
+    if (count === 0 || count > this.maxRecvWr) throw new UsageError(`prepareRecv: a chain of 1..${this.maxRecvWr} requests (maxRecvWr), got ${count}`);
+    for (const wr of list) {
+      const wrId = wr?.wrId ?? 0;
+      if (!Number.isSafeInteger(wrId) || wrId < 0) throw new UsageError(`prepareRecv: wrId must be a non-negative safe integer, got ${wrId}`);
+    }
+    const wrSize = IBV_RECV_WR.size;
+    const sgeSize = this.maxRecvSge * IBV_SGE.size;
+    const block = new NativeBlock(count * (wrSize + sgeSize), 'prepared receive work requests');
+    try {
+      const dv = block.view;
+      const f = IBV_RECV_WR.fields;
+      const scratchRing = new PostedRing(count, this.maxRecvSge);
+      const refs: MemoryRegion[] = [];
+      const refCounts = new Uint8Array(count);
+      const wrIds = new Float64Array(count);
+      for (let i = 0; i < count; i++) {
+        const at = i * wrSize;
+        const sgeAt = count * wrSize + i * sgeSize;
+        this.#writeSges(list[i].sge, sgeAt, this.maxRecvSge, scratchRing, i, 'prepareRecv', '', dv);
+        wrIds[i] = list[i].wrId ?? 0;
+        setU64(dv, at + f.wr_id, wrIds[i]);
+        setU64(dv, at + f.next, i + 1 < count ? block.address + at + wrSize : 0);
+        setU64(dv, at + f.sg_list, block.address + sgeAt);
+        dv.setInt32(at + f.num_sge, this.#sgeCount, true);
+        refCounts[i] = scratchRing.counts[i];
+        for (let j = 0; j < refCounts[i]; j++) refs.push(scratchRing.refs[i * scratchRing.perSlot + j]!);
+      }
+      const prepared = new PreparedRecv(this, block, refs, refCounts, wrIds);
+      this.#prepared.add(prepared);
+      return prepared;
+    } catch (error) {
+      block.free();
+      throw error;
+    }
+  }
+
+  /**
+   * Post a request (or chain) made by `prepareRecv()`: no struct field is written, nothing is
+   * allocated. Returns 0 or the provider's errno value (12 ENOMEM: the receive queue is full),
+   * with `badIndex` as postRecv. The regions stay referenced until the completions (or later
+   * ones) are polled. ClosedError if this QP or one of the regions is disposed.
+   */
+  postPreparedRecv(prepared: PreparedRecv): number {
+    const qp = this.#handle;
+    if (!qp) throw new ClosedError(`queue pair ${this.qpn}`);
+    const address = prepared.address;
+    if (prepared.qp !== this || address === 0) throw new UsageError('postPreparedRecv: a disposed request, or one prepared on another queue pair');
+    const ring = this.#recvRing;
+    const count = prepared.count;
+    if (ring.size + count > ring.capacity) {
+      this.badIndex = 0;
+      return 12;
+    }
+    const refs = prepared.refs;
+    const refCounts = prepared.refCounts;
+    const wrIds = prepared.wrIds;
+    let r = 0;
+    for (let i = 0; i < count; i++) {
+      const slot = ring.slot(i);
+      const n = refCounts[i];
+      ring.counts[slot] = 0;
+      for (let j = 0; j < n; j++) {
+        const mr = refs[r + j];
+        if (mr.disposed) {
+          for (let k = 0; k <= i; k++) ring.clear(ring.slot(k));
+          throw new ClosedError(`memory region (lkey ${mr.lkey}) in postPreparedRecv`);
+        }
+        ring.refs[slot * ring.perSlot + j] = mr;
+      }
+      ring.counts[slot] = n;
+      ring.wrIds[slot] = wrIds[i];
+      r += n;
+    }
+    const rc = this.#postRecv(qp, address, this.#scratch.address + BAD_WR_AT);
+    if (rc === 0) {
+      this.badIndex = -1;
+      ring.size += count;
+      return 0;
+    }
+    return this.#settlePost(rc, this.#scratch.view, address, IBV_RECV_WR.size, count, ring);
+  }
+
   /** @internal */
-  forgetPrepared(prepared: PreparedSend): void {
+  forgetPrepared(prepared: PreparedSend | PreparedRecv): void {
     this.#prepared.delete(prepared);
   }
 
@@ -968,6 +1061,62 @@ export class PreparedSend {
   /** Post it on its queue pair: see QueuePair.postPrepared. */
   post(): number {
     return this.qp.postPrepared(this);
+  }
+
+  dispose(): void {
+    const block = this.#block;
+    if (!block) return;
+    this.#block = undefined;
+    block.free();
+    this.qp.forgetPrepared(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/**
+ * Receive work requests (one, or a chain) written once into native memory by
+ * `QueuePair.prepareRecv()`, posted with `qp.postPreparedRecv(prepared)` (or `prepared.post()`).
+ * The provider copies the requests at each post, so the block is only read during the call.
+ * dispose() is idempotent.
+ */
+export class PreparedRecv {
+  readonly qp: QueuePair;
+  /** How many receive work requests one post adds (the chain's length). */
+  readonly count: number;
+  /** @internal the regions of every request, in order (refCounts[i] for request i) */
+  readonly refs: readonly MemoryRegion[];
+  /** @internal */
+  readonly refCounts: Uint8Array;
+  /** @internal */
+  readonly wrIds: Float64Array;
+  #block: NativeBlock | undefined;
+
+  /** @internal use qp.prepareRecv(). */
+  constructor(qp: QueuePair, block: NativeBlock, refs: readonly MemoryRegion[], refCounts: Uint8Array, wrIds: Float64Array) {
+    this.qp = qp;
+    this.#block = block;
+    this.refs = refs;
+    this.refCounts = refCounts;
+    this.wrIds = wrIds;
+    this.count = wrIds.length;
+  }
+
+  /** The first request's wrId. */
+  get wrId(): number {
+    return this.wrIds[0];
+  }
+
+  /** @internal the first ibv_recv_wr's address (0 once disposed). */
+  get address(): number {
+    return this.#block ? this.#block.address : 0;
+  }
+
+  /** Post it on its queue pair: see QueuePair.postPreparedRecv. */
+  post(): number {
+    return this.qp.postPreparedRecv(this);
   }
 
   dispose(): void {

@@ -131,6 +131,49 @@ describe.skipIf(!!skipReason)(`verbs on ${DEV0}/${DEV1} (${runtimeName}, ${backe
     expect(b.qp.outstanding).toEqual({ send: 0, recv: 0 });
   });
 
+  it('prepared sends and receives post the same request many times and keep its region until reaped', async () => {
+    pair = connectedPair();
+    const [a, b] = pair;
+    // 64-byte arrays on purpose: JavaScriptCore keeps small typed arrays' bytes inline and moves
+    // them when `.buffer` is first read (dst.subarray below); registration must see the final
+    // address (ffi/bun-backend.ts addressOf), or Bun reads stale bytes.
+    const src = new Uint8Array(64);
+    const dst = new Uint8Array(64);
+    const smr = a.pd.registerMemory(src);
+    const rmr = b.pd.registerMemory(dst);
+    const send = a.qp.prepareSend({ wrId: 21, opcode: 'send', sge: { mr: smr, offset: 0, length: 16 } });
+    const recv = b.qp.prepareRecv({ wrId: 31, sge: { mr: rmr, offset: 8, length: 32 } });
+    expect(recv.wrId).toBe(31);
+    for (let k = 1; k <= 3; k++) {
+      expect(b.qp.postPreparedRecv(recv)).toBe(0);
+      expect(b.qp.outstanding.recv).toBe(1);
+      src.fill(k, 0, 16);
+      expect(a.qp.postPrepared(send)).toBe(0);
+      expect((await a.cq.next()).wrId).toBe(21);
+      const got = await b.cq.next();
+      expect([got.wrId, got.byteLen, got.opcode]).toEqual([31, 16, C.WC_RECV]);
+      expect(b.qp.outstanding.recv).toBe(0);
+      expect(Array.from(dst.subarray(8, 24))).toEqual(new Array(16).fill(k));
+    }
+    // A prepared chain re-posts several receives with one call.
+    const chain = b.qp.prepareRecv([{ wrId: 41, sge: { mr: rmr, offset: 0, length: 16 } }, { wrId: 42, sge: { mr: rmr, offset: 16, length: 16 } }]);
+    expect(chain.count).toBe(2);
+    expect(b.qp.postPreparedRecv(chain)).toBe(0);
+    expect(b.qp.outstanding.recv).toBe(2);
+    for (let k = 0; k < 2; k++) expect(a.qp.postPrepared(send)).toBe(0);
+    expect((await a.cq.collect(2)).map((c) => c.wrId)).toEqual([21, 21]);
+    expect((await b.cq.collect(2)).map((c) => c.wrId)).toEqual([41, 42]);
+    expect(b.qp.outstanding.recv).toBe(0);
+    expect(() => b.qp.prepareRecv({ wrId: -1, sge: { mr: rmr } })).toThrow(UsageError);
+    expect(() => b.qp.prepareRecv([])).toThrow(UsageError);
+    expect(() => a.qp.postPreparedRecv(recv)).toThrow(UsageError); // prepared on b's QP
+    recv.dispose();
+    recv.dispose(); // idempotent
+    expect(() => b.qp.postPreparedRecv(recv)).toThrow(UsageError);
+    // A prepared receive left undisposed is freed with its queue pair (afterEach checks).
+    b.qp.prepareRecv({ sge: { mr: rmr } });
+  });
+
   it('RDMA WRITE, WRITE_WITH_IMM and READ move the bytes exactly', async () => {
     pair = connectedPair();
     const [a, b] = pair;
