@@ -270,7 +270,7 @@ export class QueuePair {
   readonly #postSend: (qp: number, wr: number, bad: number) => number;
   readonly #postRecv: (qp: number, wr: number, bad: number) => number;
   readonly #destroy: (qp: number) => number;
-  readonly #prepared = new Set<PreparedSend | PreparedRecv>();
+  readonly #prepared = new Set<PreparedRequests>();
 
   /**
    * @internal use pd.createQueuePair(). `make` creates the native QP from an ibv_qp_init_attr
@@ -924,7 +924,7 @@ export class QueuePair {
   }
 
   /** @internal */
-  forgetPrepared(prepared: PreparedSend | PreparedRecv): void {
+  forgetPrepared(prepared: PreparedRequests): void {
     this.#prepared.delete(prepared);
   }
 
@@ -1028,39 +1028,22 @@ export class QueuePair {
 }
 
 /**
- * A send work request written once into native memory by `QueuePair.prepareSend()`, posted with
- * `qp.postPrepared(prepared)` (or `prepared.post()`). The provider copies the request at each
- * post, so the block is only read during the call. dispose() is idempotent.
+ * Work requests written once into native memory by a queue pair, for posting many times: owns
+ * that block (freed by dispose(), idempotent, or with the queue pair). The provider copies the
+ * requests at each post, so the block is only read during the call.
  */
-export class PreparedSend {
+abstract class PreparedRequests {
   readonly qp: QueuePair;
-  /** @internal */
-  readonly refs: readonly MemoryRegion[];
-  readonly wrId: number;
-  /** @internal 1 when signaled */
-  readonly signaled: number;
-  /** @internal */
-  readonly ah: AddressHandle | undefined;
   #block: NativeBlock | undefined;
 
-  /** @internal use qp.prepareSend(). */
-  constructor(qp: QueuePair, block: NativeBlock, refs: readonly MemoryRegion[], wrId: number, signaled: number, ah: AddressHandle | undefined) {
+  constructor(qp: QueuePair, block: NativeBlock) {
     this.qp = qp;
     this.#block = block;
-    this.refs = refs;
-    this.wrId = wrId;
-    this.signaled = signaled;
-    this.ah = ah;
   }
 
-  /** @internal the ibv_send_wr address (0 once disposed). */
+  /** @internal the first work request's address (0 once disposed). */
   get address(): number {
     return this.#block ? this.#block.address : 0;
-  }
-
-  /** Post it on its queue pair: see QueuePair.postPrepared. */
-  post(): number {
-    return this.qp.postPrepared(this);
   }
 
   dispose(): void {
@@ -1077,13 +1060,38 @@ export class PreparedSend {
 }
 
 /**
+ * A send work request written once into native memory by `QueuePair.prepareSend()`, posted with
+ * `qp.postPrepared(prepared)` (or `prepared.post()`).
+ */
+export class PreparedSend extends PreparedRequests {
+  /** @internal */
+  readonly refs: readonly MemoryRegion[];
+  readonly wrId: number;
+  /** @internal 1 when signaled */
+  readonly signaled: number;
+  /** @internal */
+  readonly ah: AddressHandle | undefined;
+
+  /** @internal use qp.prepareSend(). */
+  constructor(qp: QueuePair, block: NativeBlock, refs: readonly MemoryRegion[], wrId: number, signaled: number, ah: AddressHandle | undefined) {
+    super(qp, block);
+    this.refs = refs;
+    this.wrId = wrId;
+    this.signaled = signaled;
+    this.ah = ah;
+  }
+
+  /** Post it on its queue pair: see QueuePair.postPrepared. */
+  post(): number {
+    return this.qp.postPrepared(this);
+  }
+}
+
+/**
  * Receive work requests (one, or a chain) written once into native memory by
  * `QueuePair.prepareRecv()`, posted with `qp.postPreparedRecv(prepared)` (or `prepared.post()`).
- * The provider copies the requests at each post, so the block is only read during the call.
- * dispose() is idempotent.
  */
-export class PreparedRecv {
-  readonly qp: QueuePair;
+export class PreparedRecv extends PreparedRequests {
   /** How many receive work requests one post adds (the chain's length). */
   readonly count: number;
   /** @internal the regions of every request, in order (refCounts[i] for request i) */
@@ -1092,12 +1100,10 @@ export class PreparedRecv {
   readonly refCounts: Uint8Array;
   /** @internal */
   readonly wrIds: Float64Array;
-  #block: NativeBlock | undefined;
 
   /** @internal use qp.prepareRecv(). */
   constructor(qp: QueuePair, block: NativeBlock, refs: readonly MemoryRegion[], refCounts: Uint8Array, wrIds: Float64Array) {
-    this.qp = qp;
-    this.#block = block;
+    super(qp, block);
     this.refs = refs;
     this.refCounts = refCounts;
     this.wrIds = wrIds;
@@ -1109,25 +1115,8 @@ export class PreparedRecv {
     return this.wrIds[0];
   }
 
-  /** @internal the first ibv_recv_wr's address (0 once disposed). */
-  get address(): number {
-    return this.#block ? this.#block.address : 0;
-  }
-
   /** Post it on its queue pair: see QueuePair.postPreparedRecv. */
   post(): number {
     return this.qp.postPreparedRecv(this);
-  }
-
-  dispose(): void {
-    const block = this.#block;
-    if (!block) return;
-    this.#block = undefined;
-    block.free();
-    this.qp.forgetPrepared(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }
