@@ -15,13 +15,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runtimeName, selfCommand } from '../ffi/runtime.js';
-import { COMMON_FLAGS, freePort, isListening, Peer, pinThread, sizeLabel, withTimeout, type FlagSpec } from './common.js';
+import { COMMON_FLAGS, freePort, isListening, makeRow, Peer, pinThread, sizeLabel, withTimeout, type FlagSpec, type Row } from './common.js';
 
 export const UCX_TLS = 'posix,self';
 /** UCX computes its percentiles over this many last iterations; ask it for more than that. */
 export const UCX_TIMING_QUEUE = 2048;
 export const ANCHOR_UCX_LAT = 'ucx-posix';
 export const ANCHOR_UDS = `${runtimeName}-uds`;
+
+/** One-way latency percentiles of one case, in µs. */
+export interface Latency {
+  p50: number;
+  p99: number;
+}
+
+/**
+ * Rows of a one-way latency bench: for each anchor (name → its latency per size, null where it
+ * failed), p50 and p99 of every size memwire measured. With no anchor, one row set anchored on
+ * nothing ('none').
+ */
+export function latencyRows(sizes: readonly number[], memwire: Map<number, Latency>, anchors: [string, Map<number, Latency | null>][]): Row[] {
+  const rows: Row[] = [];
+  for (const [anchorName, results] of anchors.length ? anchors : [['none', new Map()] as [string, Map<number, Latency | null>]]) {
+    for (const size of sizes) {
+      const ours = memwire.get(size);
+      if (!ours) continue;
+      const theirs = results.get(size) ?? null;
+      rows.push(makeRow(sizeLabel(size), 'p50', 'us', 'lower', ours.p50, theirs?.p50 ?? null, anchorName));
+      rows.push(makeRow(sizeLabel(size), 'p99', 'us', 'lower', ours.p99, theirs?.p99 ?? null, anchorName));
+    }
+  }
+  return rows;
+}
 
 /** The flags of a one-way latency bench against UCX tag_lat and the UDS echo. */
 export function latencyFlags(defaultSizes: string, quickTimeoutS: number): FlagSpec {
@@ -191,6 +216,21 @@ export async function ucxPercentile(
 ): Promise<number> {
   const args = ['-t', 'tag_lat', '-s', String(size), '-n', String(iterations), '-w', String(warmup), '-R', String(rank)];
   return parseUcxPercentile(await runUcxPerftest(exe, args, cpus, timeoutMs), rank, iterations);
+}
+
+/** UCX tag_lat p50 and p99, with enough iterations to fill its percentile window with measured ones. */
+export async function ucxLatency(
+  exe: string,
+  size: number,
+  iterations: number,
+  warmup: number,
+  cpus: [number, number] | null,
+  timeoutMs: number,
+): Promise<Latency> {
+  const n = Math.max(iterations, 2 * UCX_TIMING_QUEUE);
+  const p50 = await ucxPercentile(exe, size, n, warmup, 50, cpus, timeoutMs);
+  const p99 = await ucxPercentile(exe, size, n, warmup, 99, cpus, timeoutMs);
+  return { p50, p99 };
 }
 
 /** Overall message rate (msg/s) and bandwidth (MB/s, 10^6 bytes) from `ucx_perftest -t tag_bw -f` output. */

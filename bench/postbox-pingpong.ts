@@ -15,10 +15,10 @@
 import { fileURLToPath } from 'node:url';
 import { runtimeName, selfCommand } from '../ffi/runtime.js';
 import { Postbox, SendStatus } from '../src/index.js';
-import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, ucxPercentile } from './anchors.js';
+import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 import {
-  allowedCpus, findExecutable, judgeTargets, makeRow, newReport, nowNs, parseFlags, Peer, percentiles, pinThread,
-  progress, sizeLabel, timerCostNs, type BenchReport, type FlagSpec, type Row, type Target,
+  allowedCpus, findExecutable, judgeTargets, newReport, nowNs, parseFlags, Peer, percentiles, pinThread,
+  progress, sizeLabel, timerCostNs, type BenchReport, type FlagSpec, type Target,
 } from './common.js';
 
 export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
@@ -28,10 +28,6 @@ const ANCHOR_UCX = ANCHOR_UCX_LAT;
 /** A pool that holds a 1 MiB message with room to spare; everything else default. */
 export const BENCH_OPTIONS = { poolBytes: 4 << 20 };
 
-interface Latency {
-  p50: number;
-  p99: number;
-}
 
 class PostboxPingPong {
   readonly #box: Postbox;
@@ -162,10 +158,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       if (ucxExe) {
         started = Date.now();
         try {
-          const un = Math.max(n, 2 * UCX_TIMING_QUEUE);
-          const p50 = await ucxPercentile(ucxExe, size, un, w, 50, cpus, timeoutMs);
-          const p99 = await ucxPercentile(ucxExe, size, un, w, 99, cpus, timeoutMs);
-          ucx.set(size, { p50, p99 });
+          ucx.set(size, await ucxLatency(ucxExe, size, n, w, cpus, timeoutMs));
           progress(`${sizeLabel(size)}: ${ANCHOR_UCX}, ${Date.now() - started} ms`);
         } catch (error) {
           report.notes.push(`ucx_perftest failed for ${sizeLabel(size)}, its anchor is null: ${(error as Error).message}`);
@@ -184,20 +177,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       }
     }
   }
-  const rows: Row[] = [];
   const anchors: [string, Map<number, Latency | null>][] = [];
   if (!flags.boolean.has('no-ucx')) anchors.push([ANCHOR_UCX, ucx]);
   if (useUds) anchors.push([ANCHOR_UDS, uds]);
-  if (anchors.length === 0) anchors.push(['none', new Map()]);
-  for (const [anchorName, results] of anchors) {
-    for (const size of sizes) {
-      const ours = memwire.get(size);
-      if (!ours) continue;
-      const theirs = results.get(size) ?? null;
-      rows.push(makeRow(sizeLabel(size), 'p50', 'us', 'lower', ours.p50, theirs?.p50 ?? null, anchorName));
-      rows.push(makeRow(sizeLabel(size), 'p99', 'us', 'lower', ours.p99, theirs?.p99 ?? null, anchorName));
-    }
-  }
+  const rows = latencyRows(sizes, memwire, anchors);
   report.rows = rows;
   const targets: Target[] = [];
   if (sizes.includes(64)) {

@@ -30,7 +30,6 @@ import {
   allowedCpus,
   findExecutable,
   judgeTargets,
-  makeRow,
   newReport,
   nowNs,
   parseFlags,
@@ -42,11 +41,10 @@ import {
   timerCostNs,
   type BenchReport,
   type FlagSpec,
-  type Row,
   type Target,
 } from './common.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
-import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, ucxPercentile } from './anchors.js';
+import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 
 export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,16KiB,64KiB', 20);
 
@@ -56,11 +54,6 @@ const ANCHOR_UCX = ANCHOR_UCX_LAT;
 /** This thread's CPUs before any pinning, restored at the end. */
 const allowedCpusBefore = allowedCpus();
 
-interface Latency {
-  /** One-way latency in µs. */
-  p50: number;
-  p99: number;
-}
 
 interface Plan {
   sizes: number[];
@@ -178,13 +171,6 @@ class RegionPingPong {
   }
 }
 
-async function measureUcx(exe: string, size: number, iterations: number, warmup: number, plan: Plan): Promise<Latency> {
-  // Enough iterations to fill UCX's percentile window with measured ones.
-  const n = Math.max(iterations, 2 * UCX_TIMING_QUEUE);
-  const p50 = await ucxPercentile(exe, size, n, warmup, 50, plan.cpus, plan.timeoutMs);
-  const p99 = await ucxPercentile(exe, size, n, warmup, 99, plan.cpus, plan.timeoutMs);
-  return { p50, p99 };
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -270,7 +256,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       if (ucxExe) {
         started = Date.now();
         try {
-          ucx.set(size, await measureUcx(ucxExe, size, n, w, plan));
+          ucx.set(size, await ucxLatency(ucxExe, size, n, w, plan.cpus, plan.timeoutMs));
           progress(`${label}: ${ANCHOR_UCX} (ucx_perftest, UCX_TLS=${UCX_TLS}), ${Date.now() - started} ms`);
         } catch (error) {
           const message = `ucx_perftest failed for ${label}, its anchor is null: ${(error as Error).message}`;
@@ -293,21 +279,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     }
   }
 
-  const rows: Row[] = [];
   const anchors: [string, Map<number, Latency | null>][] = [];
   if (!flags.boolean.has('no-ucx')) anchors.push([ANCHOR_UCX, ucx]);
   if (useUds) anchors.push([ANCHOR_UDS, uds]);
-  // With both anchors switched off, memwire's numbers still get one row set, anchored on nothing.
-  if (anchors.length === 0) anchors.push(['none', new Map()]);
-  for (const [anchorName, results] of anchors) {
-    for (const size of plan.sizes) {
-      const ours = memwire.get(size);
-      if (!ours) continue;
-      const theirs = results.get(size) ?? null;
-      rows.push(makeRow(sizeLabel(size), 'p50', 'us', 'lower', ours.p50, theirs?.p50 ?? null, anchorName));
-      rows.push(makeRow(sizeLabel(size), 'p99', 'us', 'lower', ours.p99, theirs?.p99 ?? null, anchorName));
-    }
-  }
+  const rows = latencyRows(plan.sizes, memwire, anchors);
   report.rows = rows;
 
   const targets: Target[] = [];

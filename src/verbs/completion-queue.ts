@@ -28,7 +28,7 @@ import type { Context } from './context.js';
 import { loadVerbs } from './device.js';
 import { completionError, type WorkCompletionError } from './errors.js';
 import { countLive } from './live.js';
-import { checkPointer, checkStatus, getU64, hex, NativeBlock } from './native.js';
+import { checkPointer, checkStatus, CleanupSteps, getU64, hex, NativeBlock } from './native.js';
 import type { QueuePair } from './queue-pair.js';
 
 /** Longest single off-thread poll(2) of the channel fd. */
@@ -297,35 +297,22 @@ export class CompletionQueue {
   dispose(): void {
     const handle = this.#handle;
     if (!handle) return;
-    let firstError: unknown;
-    for (const qp of [...new Set(this.#qps.values())]) {
-      try {
-        qp.dispose();
-      } catch (error) {
-        firstError ??= error;
-      }
-    }
+    const steps = new CleanupSteps();
+    for (const qp of [...new Set(this.#qps.values())]) steps.run(() => qp.dispose());
     const v = loadVerbs();
     if (this.#channel) this.#drainEvents(v); // unacknowledged events would make destroy hang
     this.#handle = 0;
-    try {
-      checkStatus('ibv_destroy_cq', v.ibv_destroy_cq(handle) as number, { cq: hex(handle) });
-    } catch (error) {
-      firstError ??= error;
-    }
+    steps.run(() => checkStatus('ibv_destroy_cq', v.ibv_destroy_cq(handle) as number, { cq: hex(handle) }));
     if (this.#channel) {
-      try {
-        checkStatus('ibv_destroy_comp_channel', v.ibv_destroy_comp_channel(this.#channel) as number, { channel: hex(this.#channel) });
-      } catch (error) {
-        firstError ??= error;
-      }
+      const channel = this.#channel;
+      steps.run(() => checkStatus('ibv_destroy_comp_channel', v.ibv_destroy_comp_channel(channel) as number, { channel: hex(channel) }));
       this.#channel = 0;
       countLive('channels', -1);
     }
     if (!this.#waiting) this.#scratch.free();
     countLive('cqs', -1);
     this.context.forget(this);
-    if (firstError) throw firstError;
+    steps.finish();
   }
 
   [Symbol.dispose](): void {

@@ -11,7 +11,7 @@ import { CompletionQueue, type CompletionQueueOptions } from './completion-queue
 import { listDevices, loadVerbs, withDeviceList, type DeviceInfo } from './device.js';
 import { NoDeviceError } from './errors.js';
 import { countLive, stopWatching, watchForLeak } from './live.js';
-import { checkPointer, checkStatus, getU64, hex, NativeBlock } from './native.js';
+import { checkPointer, checkStatus, CleanupSteps, getU64, hex, NativeBlock } from './native.js';
 import { ProtectionDomain } from './protection-domain.js';
 
 export type PortState = 'NOP' | 'DOWN' | 'INIT' | 'ARMED' | 'ACTIVE' | 'ACTIVE_DEFER';
@@ -344,26 +344,19 @@ export class Context {
   dispose(): void {
     const handle = this.#handle;
     if (!handle) return;
-    let firstError: unknown;
-    const attempt = (fn: () => void) => {
-      try {
-        fn();
-      } catch (error) {
-        firstError ??= error;
-      }
-    };
-    for (const pd of [...this.#pds]) attempt(() => pd.disposeQueuePairs());
-    for (const cq of [...this.#cqs]) attempt(() => cq.dispose());
-    for (const pd of [...this.#pds]) attempt(() => pd.dispose());
+    const steps = new CleanupSteps();
+    for (const pd of [...this.#pds]) steps.run(() => pd.disposeQueuePairs());
+    for (const cq of [...this.#cqs]) steps.run(() => cq.dispose());
+    for (const pd of [...this.#pds]) steps.run(() => pd.dispose());
     this.#handle = 0;
     stopWatching(this);
     forgetInlineVerbs(handle);
     if (this.#owned) {
-      attempt(() => checkStatus('ibv_close_device', loadVerbs().ibv_close_device(handle) as number, { device: this.device.name, context: hex(handle) }));
+      steps.run(() => checkStatus('ibv_close_device', loadVerbs().ibv_close_device(handle) as number, { device: this.device.name, context: hex(handle) }));
     }
     this.#scratch.free();
     countLive('contexts', -1);
-    if (firstError) throw firstError;
+    steps.finish();
   }
 
   [Symbol.dispose](): void {

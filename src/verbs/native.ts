@@ -83,3 +83,28 @@ export function statusError(call: string, result: number, args: CallArgs = {}): 
 export function hex(address: number): string {
   return `0x${address.toString(16)}`;
 }
+
+/**
+ * Clean-up steps that must all run (a parent disposing its children, then itself): a step that
+ * throws does not stop the others; the first error is rethrown once every step has run.
+ */
+export class CleanupSteps {
+  #first: unknown;
+  #failed = false;
+
+  run(step: () => void): void {
+    try {
+      step();
+    } catch (error) {
+      if (!this.#failed) {
+        this.#failed = true;
+        this.#first = error;
+      }
+    }
+  }
+
+  /** Throw the first error a step threw, if any. */
+  finish(): void {
+    if (this.#failed) throw this.#first;
+  }
+}

@@ -9,7 +9,7 @@ import type { Context } from './context.js';
 import { loadVerbs } from './device.js';
 import { countLive } from './live.js';
 import { MemoryRegion, type MemoryAccess, type Registrable } from './memory-region.js';
-import { checkPointer, checkStatus, hex } from './native.js';
+import { checkPointer, checkStatus, CleanupSteps, hex } from './native.js';
 import { QueuePair, type QueuePairOptions } from './queue-pair.js';
 
 export class ProtectionDomain {
@@ -76,37 +76,24 @@ export class ProtectionDomain {
 
   /** @internal dispose the queue pairs only (the context does this before its CQs). */
   disposeQueuePairs(): void {
-    let firstError: unknown;
-    for (const qp of [...this.#qps]) {
-      try {
-        qp.dispose();
-      } catch (error) {
-        firstError ??= error;
-      }
-    }
-    if (firstError) throw firstError;
+    const steps = new CleanupSteps();
+    for (const qp of [...this.#qps]) steps.run(() => qp.dispose());
+    steps.finish();
   }
 
   /** Destroy the queue pairs, deregister the memory regions, free the PD. Idempotent. */
   dispose(): void {
     const handle = this.#handle;
     if (!handle) return;
-    let firstError: unknown;
-    const attempt = (fn: () => void) => {
-      try {
-        fn();
-      } catch (error) {
-        firstError ??= error;
-      }
-    };
-    attempt(() => this.disposeQueuePairs());
-    for (const ah of [...this.#ahs]) attempt(() => ah.dispose());
-    for (const mr of [...this.#mrs]) attempt(() => mr.dispose());
+    const steps = new CleanupSteps();
+    steps.run(() => this.disposeQueuePairs());
+    for (const ah of [...this.#ahs]) steps.run(() => ah.dispose());
+    for (const mr of [...this.#mrs]) steps.run(() => mr.dispose());
     this.#handle = 0;
-    attempt(() => checkStatus('ibv_dealloc_pd', loadVerbs().ibv_dealloc_pd(handle) as number, { pd: hex(handle) }));
+    steps.run(() => checkStatus('ibv_dealloc_pd', loadVerbs().ibv_dealloc_pd(handle) as number, { pd: hex(handle) }));
     countLive('pds', -1);
     this.context.forget(this);
-    if (firstError) throw firstError;
+    steps.finish();
   }
 
   [Symbol.dispose](): void {

@@ -15,12 +15,12 @@ import { backend } from '../../ffi/backend.js';
 import { errno as lastErrno, libc, pollAsync } from '../../ffi/libc.js';
 import { rdmacm } from '../../ffi/rdmacm.js';
 import { C, IBV_CONTEXT, RDMA_CM_EVENT, RDMA_CM_ID, RDMA_CONN_PARAM, RDMA_EVENT_CHANNEL, SOCKADDR_IN, POLLFD } from '../../ffi/verbs-layout.js';
-import { ClosedError, errnoError, MemwireError, TimeoutError, UsageError, type CallArgs } from '../errors.js';
+import { checkSyscall, ClosedError, errnoError, MemwireError, TimeoutError, UsageError, type CallArgs } from '../errors.js';
 import type { CompletionQueue, CompletionQueueOptions } from './completion-queue.js';
 import { Context } from './context.js';
 import { listDevices, loadVerbs } from './device.js';
 import { countLive, stopWatching, watchForLeak } from './live.js';
-import { getU64, hex, NativeBlock, setU64 } from './native.js';
+import { CleanupSteps, getU64, hex, NativeBlock, setU64 } from './native.js';
 import type { ProtectionDomain } from './protection-domain.js';
 import { QueuePair, type QueuePairOptions } from './queue-pair.js';
 
@@ -292,17 +292,13 @@ export class CmConnection {
     const cm = rdmacm();
     if (this.#connected) cm.rdma_disconnect(id);
     this.#connected = false;
-    let firstError: unknown;
-    try {
-      this.context.dispose(); // QP (rdma_destroy_qp), CQ, PD; the context itself is borrowed
-    } catch (error) {
-      firstError = error;
-    }
-    const rc = cm.rdma_destroy_id(id) as number;
+    const steps = new CleanupSteps();
+    steps.run(() => this.context.dispose()); // QP (rdma_destroy_qp), CQ, PD; the context itself is borrowed
+    // checkSyscall reads errno right after the call, before anything else can change it.
+    steps.run(() => checkSyscall('rdma_destroy_id', cm.rdma_destroy_id(id) as number, { id: hex(id) }));
     countLive('cmIds', -1);
     this.#channel.close();
-    if (rc !== 0) firstError ??= errnoError('rdma_destroy_id', lastErrno(), { id: hex(id) });
-    if (firstError) throw firstError;
+    steps.finish();
   }
 
   [Symbol.dispose](): void {
