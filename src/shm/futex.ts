@@ -17,8 +17,8 @@
  * Results mirror Atomics.wait: 'ok' (woken, or the value changed), 'not-equal' (it differed at
  * the call), 'timed-out'.
  */
-import { backend } from '../../ffi/backend.js';
-import { errno, FUTEX_WAIT, FUTEX_WAKE, futexWaitAsync, libc, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, SYS_futex } from '../../ffi/libc.js';
+import { errno, FUTEX_WAIT, FUTEX_WAKE, futexWaitAsync, libc, SYS_futex } from '../../ffi/libc.js';
+import { NativeBlock } from '../native-block.js';
 import { errnoError, ClosedError, UsageError } from '../errors.js';
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
@@ -61,11 +61,9 @@ function setTimespec(target: BigInt64Array, offset: number, ms: number): void {
  * because the helper thread reads them after this thread has moved on.
  */
 const timespecPage = (() => {
-  const address = libc.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) as number;
-  if (address === -1) throw errnoError('mmap', errno(), { length: 4096, purpose: 'futex timespecs' });
-  return { address, cells: new BigInt64Array(backend.view(address, 4096)) };
-})();
-const freeSlots: number[] = Array.from({ length: POOL_WAITERS }, (_, i) => i);
+  const block = new NativeBlock(4096, 'futex timespecs');
+  return { address: block.address, cells: new BigInt64Array(block.view.buffer) };
+})();const freeSlots: number[] = Array.from({ length: POOL_WAITERS }, (_, i) => i);
 
 /** Waiters beyond POOL_WAITERS, checked by one timer. */
 const polled = new Set<{ check(): boolean }>();

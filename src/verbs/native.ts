@@ -7,43 +7,11 @@
  * Also: the two helpers that turn a verbs failure into a SystemError (verbs functions return
  * NULL and set errno, or return an errno value directly).
  */
-import { backend } from '../../ffi/backend.js';
-import { errno as lastErrno, libc, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../ffi/libc.js';
+import { errno as lastErrno } from '../../ffi/libc.js';
+export { NativeBlock } from '../native-block.js';
 import { errnoError, type CallArgs, type SystemError } from '../errors.js';
 
-const PAGE = 4096;
 const TWO_32 = 0x1_0000_0000;
-
-/** A block of zeroed native memory (anonymous mmap) with a DataView over it. Internal. */
-export class NativeBlock {
-  readonly address: number;
-  readonly size: number;
-  readonly view: DataView;
-  readonly bytes: Uint8Array;
-  #mapped: boolean;
-
-  constructor(size: number, what: string) {
-    const length = Math.max(PAGE, Math.ceil(size / PAGE) * PAGE);
-    const address = libc.mmap(0, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) as number;
-    if (address === -1) throw errnoError('mmap', lastErrno(), { length, for: what });
-    this.address = address;
-    this.size = length;
-    const buffer = backend.view(address, length);
-    this.view = new DataView(buffer);
-    this.bytes = new Uint8Array(buffer);
-    this.#mapped = true;
-  }
-
-  /**
-   * Unmap. Only called once nothing native can touch the block (its object is destroyed) and the
-   * views above never escaped the owning object.
-   */
-  free(): void {
-    if (!this.#mapped) return;
-    this.#mapped = false;
-    libc.munmap(this.address, this.size);
-  }
-}
 
 /** Write a pointer (or any integer below 2^53) as a little-endian u64, without a BigInt. */
 export function setU64(view: DataView, offset: number, value: number): void {
