@@ -29,7 +29,7 @@
  * differences are the same period either way. p50 is compared with perftest's t_typical (its
  * median), p99 with its "99% percentile". memwire runs warm-up iterations first (not measured);
  * perftest's latency tools have none. The guest's figures swing ±30 % between runs, so memwire
- * and perftest alternate `--rounds` times (default 3) and the medians of the rounds are compared.
+ * and perftest alternate `--rounds` times (default 5) and the medians of the rounds are compared.
  *
  * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
  */
@@ -53,6 +53,7 @@ import {
 import {
   BenchSide,
   column,
+  DEFAULT_ROUNDS,
   DEVICE_FLAGS,
   median,
   pickCpus,
@@ -60,6 +61,7 @@ import {
   prepostReceives,
   ROUNDS_FLAG,
   runPerftest,
+  runRound,
   SEND_LAT_RX_DEPTH,
   sendLatLoop,
   startServerPeer,
@@ -72,7 +74,7 @@ import {
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
   iterations: { kind: 'count', help: 'measured round trips per test (default 10000, --quick 2000); perftest gets the same -n' },
-  warmup: { kind: 'count', help: 'warm-up round trips before memwire measures (default 1000, --quick 300)' },
+  warmup: { kind: 'count', help: 'warm-up round trips before memwire measures (default 3000, --quick 1000)' },
   size: { kind: 'sizes', help: 'message size (default 2)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 40)' },
   ...DEVICE_FLAGS,
@@ -121,10 +123,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const flags = parseFlags(names.rest, FLAGS);
   const quick = flags.boolean.has('quick');
   const iterations = flags.count.get('iterations') ?? (quick ? 2000 : 10_000);
-  const warmup = flags.count.get('warmup') ?? (quick ? 300 : 1000);
+  const warmup = flags.count.get('warmup') ?? (quick ? 1000 : 3000);
   const size = flags.sizes.get('size')?.[0] ?? 2;
   const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 40 : 120)) * 1000;
-  const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : 3));
+  const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_ROUNDS));
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
@@ -144,12 +146,14 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const theirsAll: Latency[] = [];
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
-        let started = Date.now();
-        const one = await measureMemwire(test.mode, pair, size, iterations, warmup, cpus, timeoutMs);
-        oursAll.push(one);
-        progress(`${test.label}: memwire p50 ${one.p50.toFixed(2)} µs, p99 ${one.p99.toFixed(2)} µs (${Date.now() - started} ms)${tag}`);
-        if (usePerftest) {
-          started = Date.now();
+        const ours = async () => {
+          const started = Date.now();
+          const one = await measureMemwire(test.mode, pair, size, iterations, warmup, cpus, timeoutMs);
+          oursAll.push(one);
+          progress(`${test.label}: memwire p50 ${one.p50.toFixed(2)} µs, p99 ${one.p99.toFixed(2)} µs (${Date.now() - started} ms)${tag}`);
+        };
+        const theirs = async () => {
+          const started = Date.now();
           try {
             const result = await runPerftest(test.tool, ['-s', String(size), '-n', String(iterations)], pair, cpus, timeoutMs);
             const t = { p50: column(result.columns, 't_typical'), p99: column(result.columns, '99% percentile') };
@@ -160,7 +164,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
             progress(message);
             report.notes.push(message);
           }
-        }
+        };
+        await runRound(round, ours, usePerftest ? theirs : null);
       }
       const ours: Latency = { p50: median(oursAll.map((l) => l.p50)), p99: median(oursAll.map((l) => l.p99)) };
       const theirs: Latency | null = theirsAll.length ? { p50: median(theirsAll.map((l) => l.p50)), p99: median(theirsAll.map((l) => l.p99)) } : null;
@@ -180,7 +185,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, inline, busy-polling, perftest's ping-pong protocol (WRITE: spin on the last byte of the receive buffer; SEND: spin on the receive CQ)`,
     `one-way latency = round trip / 2 over ${iterations} round trips (memwire after ${warmup} warm-up ones); p50 vs perftest's t_typical, p99 vs its 99% percentile`,
     `timer: one process.hrtime.bigint() per round trip (${timerNs.toFixed(0)} ns here), read right after the post, while the message is in flight (perftest reads its cycle counter right before the post)`,
-    `${rounds} round${rounds > 1 ? 's' : ''}, memwire and perftest alternating; each figure is the median of its rounds`,
+    `${rounds} round${rounds > 1 ? 's' : ''}, memwire and perftest alternating (A B, B A, ...); each figure is the median of its rounds`,
   );
   return { report, json: flags.boolean.has('json') };
 }

@@ -376,8 +376,26 @@ export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number
  * medians of each side's results.
  */
 export const ROUNDS_FLAG: FlagSpec = {
-  rounds: { kind: 'count', help: 'alternate memwire and perftest this many times; compare the medians (default 3, --quick 1)' },
+  rounds: { kind: 'count', help: 'alternate memwire and perftest this many times; compare the medians (default 5, --quick 1)' },
 };
+
+/** Rounds by default: with 3, one stray round in the guest still moved a median by 20 % and more. */
+export const DEFAULT_ROUNDS = 5;
+
+/**
+ * One round of a comparison: memwire's measurement and perftest's (null: no anchor), memwire
+ * first in odd rounds and perftest first in even ones (A B, B A, ...), so that a drift of the
+ * guest's speed across the rounds weighs on both sides alike.
+ */
+export async function runRound(round: number, ours: () => Promise<void>, theirs: (() => Promise<void>) | null): Promise<void> {
+  if (theirs && round % 2 === 0) {
+    await theirs();
+    await ours();
+  } else {
+    await ours();
+    await theirs?.();
+  }
+}
 
 /** The median of the finite values (NaN if none). */
 export function median(values: readonly number[]): number {

@@ -26,7 +26,7 @@
  * buffer registered; perftest runs as server `-d dev0` / client `-d dev1 <dev0's IPv4>` under
  * `taskset` on the same CPUs, `-x <gid> -F -s <size> -n <iterations>`. memwire first runs a
  * tenth of the iterations unmeasured (JIT warm-up). The guest's figures swing ±30 % between runs
- * (for perftest as for memwire), so the two alternate `--rounds` times (default 3) and the
+ * (for perftest as for memwire), so the two alternate `--rounds` times (default 5) and the
  * medians are compared.
  *
  * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
@@ -47,7 +47,7 @@ import {
   type Row,
   type Target,
 } from './common.js';
-import { BenchSide, column, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
+import { BenchSide, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, runRound, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
@@ -103,7 +103,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     return Math.max(CQ_MOD, Math.ceil(n / CQ_MOD) * CQ_MOD); // whole cq_mod batches, as perftest
   };
   const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 60 : 180)) * 1000;
-  const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : 3));
+  const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_ROUNDS));
   const idleWaitMs = flags.boolean.has('idle-wait') ? IDLE_WAIT_MS : 0;
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
@@ -121,12 +121,14 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const theirsAll: number[] = [];
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
-        let started = Date.now();
-        const ours = await measureMemwire(pair, size, n, cpus, timeoutMs, idleWaitMs);
-        oursAll.push(ours);
-        progress(`${label}: memwire ${ours.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms)${tag}`);
-        if (usePerftest) {
-          started = Date.now();
+        const ours = async () => {
+          const started = Date.now();
+          const one = await measureMemwire(pair, size, n, cpus, timeoutMs, idleWaitMs);
+          oursAll.push(one);
+          progress(`${label}: memwire ${one.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms)${tag}`);
+        };
+        const theirs = async () => {
+          const started = Date.now();
           try {
             const result = await runPerftest('ib_write_bw', ['-s', String(size), '-n', String(n)], pair, cpus, timeoutMs);
             const theirs = column(result.columns, 'BW average');
@@ -137,7 +139,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
             progress(message);
             report.notes.push(message);
           }
-        }
+        };
+        await runRound(round, ours, usePerftest ? theirs : null);
       }
       const ours = median(oursAll);
       const theirs = theirsAll.length ? median(theirsAll) : null;
@@ -155,7 +158,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.notes.unshift(
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, every ${CQ_MOD}th write signaled (perftest's defaults)`,
     'MB/s = 2^20 bytes per second (perftest\'s "BW average [MB/sec]"); ratio = memwire / ib_write_bw, higher is better',
-    `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_bw alternating; each figure is the median of its rounds`,
+    `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_bw alternating (A B, B A, ...); each figure is the median of its rounds`,
     ...(idleWaitMs ? [`--idle-wait: memwire sleeps ${idleWaitMs * 1000} µs whenever a poll finds nothing (ib_write_bw spins)`] : []),
   );
   return { report, json: flags.boolean.has('json') };
