@@ -100,6 +100,8 @@ export const IBV_DEVICE_ATTR = struct('struct ibv_device_attr', 232, {
   max_qp_init_rd_atom: 156,
   atomic_cap: 164,
   max_srq: 212,
+  max_srq_wr: 216,
+  max_srq_sge: 220,
   max_pkeys: 224,
   local_ca_ack_delay: 226,
   phys_port_cnt: 227,
@@ -281,6 +283,30 @@ export const IBV_QP = struct('struct ibv_qp', 160, {
   qp_type: 60,
 });
 
+/**
+ * Shared receive queues:
+ *
+ *   struct ibv_srq_init_attr (24)            struct ibv_srq_attr (12)
+ *   0   ptr srq_context                      0  u32 max_wr
+ *   8   struct ibv_srq_attr attr             4  u32 max_sge
+ *       (max_wr @8, max_sge @12,             8  u32 srq_limit
+ *        srq_limit @16; ignored on create)
+ *
+ * ibv_create_srq writes the granted max_wr / max_sge back into attr. A QP takes its SRQ through
+ * ibv_qp_init_attr.srq (above); struct ibv_srq starts with its context, as ibv_post_srq_recv reads.
+ */
+export const IBV_SRQ_ATTR = struct('struct ibv_srq_attr', 12, { max_wr: 0, max_sge: 4, srq_limit: 8 });
+
+export const IBV_SRQ_INIT_ATTR = struct('struct ibv_srq_init_attr', 24, {
+  srq_context: 0,
+  attr: 8,
+  'attr.max_wr': 8,
+  'attr.max_sge': 12,
+  'attr.srq_limit': 16,
+});
+
+export const IBV_SRQ = struct('struct ibv_srq', 128, { context: 0, srq_context: 8, pd: 16, handle: 24, events_completed: 120 });
+
 export const IBV_COMP_CHANNEL = struct('struct ibv_comp_channel', 16, { context: 0, fd: 8, refcnt: 12 });
 
 // ---- librdmacm (rdma/rdma_cma.h) ----
@@ -344,8 +370,8 @@ export const POLLFD = struct('struct pollfd', 8, { fd: 0, events: 4, revents: 6 
 export const LAYOUTS: readonly StructLayout[] = [
   IBV_DEVICE, IBV_CONTEXT, VERBS_CONTEXT, IBV_DEVICE_ATTR, IBV_PORT_ATTR, IBV_GID_ENTRY, IBV_SGE,
   IBV_SEND_WR, IBV_RECV_WR, IBV_WC, IBV_QP_CAP, IBV_QP_INIT_ATTR, IBV_QP_ATTR, IBV_AH_ATTR, IBV_GRH, IBV_PD, IBV_MR,
-  IBV_CQ, IBV_QP, IBV_COMP_CHANNEL, RDMA_EVENT_CHANNEL, RDMA_CM_ID, RDMA_CM_EVENT, RDMA_CONN_PARAM,
-  SOCKADDR_IN, POLLFD,
+  IBV_CQ, IBV_QP, IBV_SRQ_ATTR, IBV_SRQ_INIT_ATTR, IBV_SRQ, IBV_COMP_CHANNEL, RDMA_EVENT_CHANNEL, RDMA_CM_ID,
+  RDMA_CM_EVENT, RDMA_CONN_PARAM, SOCKADDR_IN, POLLFD,
 ];
 
 /** Bytes in one `union ibv_gid`, and the length of a device name buffer (IBV_SYSFS_NAME_MAX). */
@@ -383,6 +409,8 @@ export const C = {
   IBV_QP_ALT_PATH: 1 << 14, IBV_QP_MIN_RNR_TIMER: 1 << 15, IBV_QP_SQ_PSN: 1 << 16,
   IBV_QP_MAX_DEST_RD_ATOMIC: 1 << 17, IBV_QP_PATH_MIG_STATE: 1 << 18, IBV_QP_CAP: 1 << 19,
   IBV_QP_DEST_QPN: 1 << 20,
+  // enum ibv_srq_attr_mask
+  IBV_SRQ_MAX_WR: 1 << 0, IBV_SRQ_LIMIT: 1 << 1,
   // enum ibv_wr_opcode, ibv_send_flags
   IBV_WR_RDMA_WRITE: 0, IBV_WR_RDMA_WRITE_WITH_IMM: 1, IBV_WR_SEND: 2, IBV_WR_SEND_WITH_IMM: 3,
   IBV_WR_RDMA_READ: 4, IBV_WR_ATOMIC_CMP_AND_SWP: 5, IBV_WR_ATOMIC_FETCH_AND_ADD: 6,

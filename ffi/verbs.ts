@@ -6,7 +6,9 @@
  *
  * Symbol versions: core verbs exist twice, as (IBVERBS_1.0) and @@IBVERBS_1.1. Binding by plain
  * name (dlsym) gives the default version, @@IBVERBS_1.1 — the one a C program compiled against
- * today's verbs.h links to. `_ibv_query_gid_ex` has only IBVERBS_1.11.
+ * today's verbs.h links to (the SRQ verbs ibv_create_srq / ibv_modify_srq / ibv_query_srq /
+ * ibv_destroy_srq too: rdma-core 44 exports each as (IBVERBS_1.0) and @@IBVERBS_1.1, checked with
+ * `objdump -T libibverbs.so.1`). `_ibv_query_gid_ex` has only IBVERBS_1.11.
  *
  * Every function returns what C returns; errno (or the returned errno value) is turned into an
  * error by src/.
@@ -46,6 +48,11 @@ export const VERBS = {
   ibv_modify_qp: { name: 'ibv_modify_qp', c: 'int ibv_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask)', returns: 'i32', args: ['ptr', 'ptr', 'i32'] },
   ibv_query_qp: { name: 'ibv_query_qp', c: 'int ibv_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask, struct ibv_qp_init_attr *init_attr)', returns: 'i32', args: ['ptr', 'ptr', 'i32', 'ptr'] },
   ibv_destroy_qp: { name: 'ibv_destroy_qp', c: 'int ibv_destroy_qp(struct ibv_qp *qp)', returns: 'i32', args: ['ptr'] },
+  // Shared receive queues (basic SRQs; XRC and tag-matching SRQs go through ibv_create_srq_ex).
+  ibv_create_srq: { name: 'ibv_create_srq', c: 'struct ibv_srq *ibv_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *srq_init_attr)', returns: 'ptr', args: ['ptr', 'ptr'] },
+  ibv_modify_srq: { name: 'ibv_modify_srq', c: 'int ibv_modify_srq(struct ibv_srq *srq, struct ibv_srq_attr *srq_attr, int srq_attr_mask)', returns: 'i32', args: ['ptr', 'ptr', 'i32'] },
+  ibv_query_srq: { name: 'ibv_query_srq', c: 'int ibv_query_srq(struct ibv_srq *srq, struct ibv_srq_attr *srq_attr)', returns: 'i32', args: ['ptr', 'ptr'] },
+  ibv_destroy_srq: { name: 'ibv_destroy_srq', c: 'int ibv_destroy_srq(struct ibv_srq *srq)', returns: 'i32', args: ['ptr'] },
   ibv_create_ah: { name: 'ibv_create_ah', c: 'struct ibv_ah *ibv_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr)', returns: 'ptr', args: ['ptr', 'ptr'] },
   ibv_destroy_ah: { name: 'ibv_destroy_ah', c: 'int ibv_destroy_ah(struct ibv_ah *ah)', returns: 'i32', args: ['ptr'] },
   ibv_node_type_str: { name: 'ibv_node_type_str', c: 'const char *ibv_node_type_str(enum ibv_node_type node_type)', returns: 'cstr', args: ['i32'] },
@@ -77,7 +84,7 @@ export interface InlineVerbs {
   readonly ibv_post_send: (qp: number, wr: number, badWr: number) => number;
   /** `static inline int ibv_post_recv(qp, wr, bad_wr)`: `qp->context->ops.post_recv(qp, wr, bad_wr)`; returns an errno value. */
   readonly ibv_post_recv: (qp: number, wr: number, badWr: number) => number;
-  /** `static inline int ibv_post_srq_recv(srq, wr, bad_wr)`: `srq->context->ops.post_srq_recv(...)`. */
+  /** `static inline int ibv_post_srq_recv(srq, recv_wr, bad_recv_wr)`: `srq->context->ops.post_srq_recv(srq, wr, bad_wr)`; returns an errno value. */
   readonly ibv_post_srq_recv: (srq: number, wr: number, badWr: number) => number;
   /** `static inline int ibv_poll_cq(cq, num_entries, wc)`: `cq->context->ops.poll_cq(cq, n, wc)`; count or negative. */
   readonly ibv_poll_cq: (cq: number, numEntries: number, wc: number) => number;

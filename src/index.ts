@@ -30,6 +30,8 @@ export { Completion, CompletionQueue } from './verbs/completion-queue.js';
 export type { CompletionQueueOptions, CompletionRecord } from './verbs/completion-queue.js';
 export { DEFAULT_QKEY, PreparedRecv, PreparedSend, QueuePair } from './verbs/queue-pair.js';
 export { AddressHandle } from './verbs/address-handle.js';
+export { PreparedSharedRecv, SharedReceiveQueue } from './verbs/shared-receive-queue.js';
+export type { SharedReceiveQueueAttributes, SharedReceiveQueueOptions } from './verbs/shared-receive-queue.js';
 export type { AddressHandleOptions } from './verbs/address-handle.js';
 export type {
   ConnectOptions, QueuePairEndpoint, InitOptions, QueuePairOptions, QueuePairState, RecvRequest, RtrOptions, RtsOptions,

@@ -18,7 +18,9 @@
  * pool thread (4 by default) for at most SLICE_MS at a time.
  *
  * Completions of queue pairs attached to this CQ release the memory references those queue
- * pairs kept for the completed work requests (see queue-pair.ts).
+ * pairs kept for the completed work requests (see queue-pair.ts); a receive a queue pair took from
+ * a shared receive queue is passed on by that queue pair to its SRQ, which releases it and puts
+ * the caller's wrId back into the Completion (see shared-receive-queue.ts).
  */
 import { backend } from '../../ffi/backend.js';
 import { errno as lastErrno, libc, pollAsync } from '../../ffi/libc.js';

@@ -28,6 +28,10 @@ export interface DeviceAttributes {
   readonly maxCq: number;
   readonly maxCqe: number;
   readonly maxMr: number;
+  /** Shared receive queues: how many, receive requests each, SGEs per request. */
+  readonly maxSrq: number;
+  readonly maxSrqWr: number;
+  readonly maxSrqSge: number;
   readonly maxPd: number;
   /** Outstanding RDMA READ / atomic requests a QP may receive (responder resources). */
   readonly maxQpRdAtom: number;
@@ -234,6 +238,9 @@ export class Context {
       maxCq: i32(f.max_cq),
       maxCqe: i32(f.max_cqe),
       maxMr: i32(f.max_mr),
+      maxSrq: i32(f.max_srq),
+      maxSrqWr: i32(f.max_srq_wr),
+      maxSrqSge: i32(f.max_srq_sge),
       maxPd: i32(f.max_pd),
       maxQpRdAtom: i32(f.max_qp_rd_atom),
       maxQpInitRdAtom: i32(f.max_qp_init_rd_atom),
@@ -339,7 +346,8 @@ export class Context {
 
   /**
    * Release everything made from this context — queue pairs first, then completion queues, then
-   * memory regions and protection domains — and close the device. Idempotent.
+   * shared receive queues, memory regions and protection domains — and close the device.
+   * Idempotent.
    */
   dispose(): void {
     const handle = this.#handle;

@@ -8,12 +8,14 @@ export interface LiveVerbsObjects {
   mrs: number;
   cqs: number;
   qps: number;
+  /** Shared receive queues. */
+  srqs: number;
   channels: number;
   cmIds: number;
   ahs: number;
 }
 
-const counts: LiveVerbsObjects = { contexts: 0, pds: 0, mrs: 0, cqs: 0, qps: 0, channels: 0, cmIds: 0, ahs: 0 };
+const counts: LiveVerbsObjects = { contexts: 0, pds: 0, mrs: 0, cqs: 0, qps: 0, srqs: 0, channels: 0, cmIds: 0, ahs: 0 };
 
 /** @internal */
 export function countLive(kind: keyof LiveVerbsObjects, delta: 1 | -1): void {

@@ -1,7 +1,8 @@
 /**
- * ProtectionDomain (struct ibv_pd): the parent of memory regions, address handles and queue
- * pairs. dispose() destroys its queue pairs, then its address handles, then deregisters its
- * memory regions, then frees the PD.
+ * ProtectionDomain (struct ibv_pd): the parent of memory regions, address handles, shared receive
+ * queues and queue pairs. dispose() destroys its queue pairs, then its shared receive queues (a
+ * QP that uses an SRQ goes first), then its address handles, then deregisters its memory
+ * regions, then frees the PD.
  */
 import { ClosedError } from '../errors.js';
 import { AddressHandle, type AddressHandleOptions } from './address-handle.js';
@@ -11,6 +12,7 @@ import { countLive } from './live.js';
 import { MemoryRegion, type MemoryAccess, type Registrable } from './memory-region.js';
 import { checkPointer, checkStatus, CleanupSteps, hex } from './native.js';
 import { QueuePair, type QueuePairOptions } from './queue-pair.js';
+import { SharedReceiveQueue, type SharedReceiveQueueOptions } from './shared-receive-queue.js';
 
 export class ProtectionDomain {
   readonly context: Context;
@@ -18,6 +20,7 @@ export class ProtectionDomain {
   readonly #mrs = new Set<MemoryRegion>();
   readonly #qps = new Set<QueuePair>();
   readonly #ahs = new Set<AddressHandle>();
+  readonly #srqs = new Set<SharedReceiveQueue>();
 
   /** @internal use context.allocPd(). */
   constructor(context: Context, contextHandle: number) {
@@ -48,7 +51,21 @@ export class ProtectionDomain {
     return mr;
   }
 
-  /** Create a queue pair (RC by default) whose completions go to the given CQs. */
+  /**
+   * Create a shared receive queue (ibv_create_srq): receives posted once to it serve every queue
+   * pair created with `{ srq }`. UsageError for bad options (maxWr 1..2^20, maxSge 1..255),
+   * SystemError when the device refuses them (e.g. beyond context.query().maxSrqWr / maxSrqSge).
+   */
+  createSharedReceiveQueue(options: SharedReceiveQueueOptions): SharedReceiveQueue {
+    const srq = new SharedReceiveQueue(this, this.handle, options);
+    this.#srqs.add(srq);
+    return srq;
+  }
+
+  /**
+   * Create a queue pair (RC by default) whose completions go to the given CQs, and whose
+   * receives come from `srq` when one is given.
+   */
   createQueuePair(options: QueuePairOptions): QueuePair {
     const qp = QueuePair.create(this, this.handle, options);
     this.#qps.add(qp);
@@ -68,9 +85,10 @@ export class ProtectionDomain {
   }
 
   /** @internal */
-  forget(child: MemoryRegion | QueuePair | AddressHandle): void {
+  forget(child: MemoryRegion | QueuePair | AddressHandle | SharedReceiveQueue): void {
     if (child instanceof MemoryRegion) this.#mrs.delete(child);
     else if (child instanceof AddressHandle) this.#ahs.delete(child);
+    else if (child instanceof SharedReceiveQueue) this.#srqs.delete(child);
     else this.#qps.delete(child);
   }
 
@@ -81,12 +99,16 @@ export class ProtectionDomain {
     steps.finish();
   }
 
-  /** Destroy the queue pairs, deregister the memory regions, free the PD. Idempotent. */
+  /**
+   * Destroy the queue pairs, then the shared receive queues, the address handles, deregister the
+   * memory regions, free the PD. Idempotent.
+   */
   dispose(): void {
     const handle = this.#handle;
     if (!handle) return;
     const steps = new CleanupSteps();
     steps.run(() => this.disposeQueuePairs());
+    for (const srq of [...this.#srqs]) steps.run(() => srq.dispose());
     for (const ah of [...this.#ahs]) steps.run(() => ah.dispose());
     for (const mr of [...this.#mrs]) steps.run(() => mr.dispose());
     this.#handle = 0;

@@ -12,6 +12,10 @@
  * work request) until the completion of that request — or of a later one on the same queue,
  * completions being in order — is polled from the CQ, or the QP is destroyed. The region keeps
  * its JS memory reachable; so memory the NIC may still DMA is never collected.
+ *
+ * A queue pair created with `srq` takes its receives from that SharedReceiveQueue instead of a
+ * receive queue of its own: its receive completions carry its qp_num like any other, and reap()
+ * hands them to the SRQ, which keeps (and releases) the references of those receives.
  */
 import { backend } from '../../ffi/backend.js';
 import { C, IBV_QP, IBV_QP_ATTR, IBV_QP_INIT_ATTR, IBV_RECV_WR, IBV_SEND_WR, IBV_SGE } from '../../ffi/verbs-layout.js';
@@ -24,6 +28,7 @@ import { countLive } from './live.js';
 import type { MemoryRegion } from './memory-region.js';
 import { checkPointer, getU64, hex, NativeBlock, setU64, setU64Any } from './native.js';
 import type { ProtectionDomain } from './protection-domain.js';
+import type { SharedReceiveQueue } from './shared-receive-queue.js';
 
 export type QueuePairState = 'RESET' | 'INIT' | 'RTR' | 'RTS' | 'SQD' | 'SQE' | 'ERR';
 const STATE_NAMES: QueuePairState[] = ['RESET', 'INIT', 'RTR', 'RTS', 'SQD', 'SQE', 'ERR'];
@@ -51,6 +56,12 @@ export interface QueuePairOptions {
   readonly signalAll?: boolean;
   /** Most work requests in one postSend/postRecv chain. Default min(maxSendWr, 32). */
   readonly maxChain?: number;
+  /**
+   * Receive through this shared receive queue (of the same protection domain) instead of a
+   * receive queue of the QP's own: maxRecvWr and maxRecvSge are then ignored, and postRecv /
+   * prepareRecv on the QP are UsageErrors (post to the SRQ). Disposing the SRQ disposes this QP.
+   */
+  readonly srq?: SharedReceiveQueue;
 }
 
 /** What two sides exchange out of band to connect RC queue pairs. */
@@ -174,6 +185,71 @@ function intIn(name: string, value: number | undefined, min: number, max: number
   }
 }
 
+/**
+ * @internal Where posted work requests keep their memory regions: `perSlot` entries per slot,
+ * `counts[slot]` of them in use (a QueuePair's PostedRing, a SharedReceiveQueue's slot table).
+ */
+export interface RefSlots {
+  readonly refs: (MemoryRegion | undefined)[];
+  readonly counts: Uint8Array;
+  readonly perSlot: number;
+}
+
+/** @internal What the last writeSgeList wrote (fields, not a returned object: the hot path allocates nothing). */
+export const sgeList = { count: 0, bytes: 0 };
+
+// Error messages are built only when thrown: the hot path makes no string and no closure.
+function where(method: string, opName: string): string {
+  return opName ? `${method} ${opName}` : method;
+}
+
+/**
+ * @internal Check an SGE list (regions of `pd`, alive, ranges inside them, at most `max`) and
+ * write it as struct ibv_sge entries at `at` in `dv`, recording each region in `slots`' `slot`.
+ * Sets sgeList.count and sgeList.bytes. UsageError / ClosedError name `method` and `owner`.
+ */
+export function writeSgeList(
+  pd: ProtectionDomain,
+  sges: Sge | readonly Sge[] | undefined,
+  dv: DataView,
+  at: number,
+  max: number,
+  slots: RefSlots,
+  slot: number,
+  method: string,
+  opName: string,
+  owner: string,
+): void {
+  sgeList.count = 0;
+  sgeList.bytes = 0;
+  slots.counts[slot] = 0;
+  if (sges === undefined) return;
+  const isArray = Array.isArray(sges);
+  const n = isArray ? (sges as readonly Sge[]).length : 1;
+  if (n > max) throw new UsageError(`${where(method, opName)}: ${n} SGEs exceed ${owner} max ${max}`);
+  let bytes = 0;
+  for (let j = 0; j < n; j++) {
+    const s = isArray ? (sges as readonly Sge[])[j] : (sges as Sge);
+    const mr = s?.mr;
+    if (!mr || mr.disposed) throw mr ? new ClosedError(`memory region (lkey ${mr.lkey}) in ${where(method, opName)}`) : new UsageError(`${where(method, opName)}: sge[${j}].mr is missing`);
+    if (mr.pd !== pd) throw new UsageError(`${where(method, opName)}: sge[${j}].mr belongs to another protection domain`);
+    const offset = s.offset ?? 0;
+    const length = s.length ?? mr.length - offset;
+    if (!(offset >= 0 && length >= 0 && offset + length <= mr.length && Number.isInteger(offset) && Number.isInteger(length))) {
+      throw new UsageError(`${where(method, opName)}: sge[${j}] offset ${offset} + length ${length} is outside the region's ${mr.length} bytes`);
+    }
+    const o = at + j * IBV_SGE.size;
+    setU64(dv, o + IBV_SGE.fields.addr, mr.addr + offset);
+    dv.setUint32(o + IBV_SGE.fields.length, length, true);
+    dv.setUint32(o + IBV_SGE.fields.lkey, mr.lkey, true);
+    slots.refs[slot * slots.perSlot + j] = mr;
+    slots.counts[slot] = j + 1; // so a throw on a later SGE still clears this reference
+    bytes += length;
+  }
+  sgeList.count = n;
+  sgeList.bytes = bytes;
+}
+
 /** The memory references of posted work requests, one slot per WR, released in order. */
 class PostedRing {
   readonly wrIds: Float64Array;
@@ -253,6 +329,8 @@ export class QueuePair {
   readonly maxRecvSge: number;
   readonly maxInlineData: number;
   readonly maxChain: number;
+  /** The shared receive queue this QP receives through, if it was created with one. */
+  readonly srq: SharedReceiveQueue | undefined;
   /** After a failed post: the index of the first work request not posted. */
   badIndex = -1;
   #handle: number;
@@ -298,15 +376,23 @@ export class QueuePair {
     const recvCq = o.recvCq ?? o.sendCq;
     if (!sendCq || typeof sendCq.poll !== 'function') throw new UsageError('createQueuePair needs { sendCq } (a CompletionQueue)');
     if (sendCq.context !== pd.context || recvCq.context !== pd.context) throw new UsageError('the completion queues must belong to the protection domain\'s context');
+    const srq = o.srq;
+    if (srq !== undefined) {
+      if (!srq || typeof srq.postRecv !== 'function') throw new UsageError('srq must be a SharedReceiveQueue');
+      // Same PD, so the PD's dispose() (and a Context's) can destroy the QPs before the SRQ.
+      if (srq.pd !== pd) throw new UsageError('the shared receive queue must belong to the queue pair\'s protection domain');
+    }
+    // With an SRQ the receive queue capacities are the SRQ's; the QP asks for none (C callers
+    // leave them 0 too; providers ignore them when init_attr.srq is set).
     const maxSendWr = o.maxSendWr ?? 128;
-    const maxRecvWr = o.maxRecvWr ?? 128;
+    const maxRecvWr = srq ? 0 : (o.maxRecvWr ?? 128);
     const maxSendSge = o.maxSendSge ?? 4;
-    const maxRecvSge = o.maxRecvSge ?? 4;
+    const maxRecvSge = srq ? 0 : (o.maxRecvSge ?? 4);
     const maxInline = o.maxInlineData ?? 64;
     intIn('maxSendWr', maxSendWr, 1, 1 << 20);
-    intIn('maxRecvWr', maxRecvWr, 1, 1 << 20);
+    if (!srq) intIn('maxRecvWr', maxRecvWr, 1, 1 << 20);
     intIn('maxSendSge', maxSendSge, 1, 255);
-    intIn('maxRecvSge', maxRecvSge, 1, 255);
+    if (!srq) intIn('maxRecvSge', maxRecvSge, 1, 255);
     intIn('maxInlineData', maxInline, 0, 1 << 16);
     const type = o.type ?? 'RC';
     if (type !== 'RC' && type !== 'UD') throw new UsageError(`type must be 'RC' or 'UD', got ${JSON.stringify(type)}`);
@@ -314,6 +400,7 @@ export class QueuePair {
     intIn('maxChain', maxChain, 1, 4096);
 
     this.pd = pd;
+    this.srq = srq;
     this.sendCq = sendCq;
     this.recvCq = recvCq;
     this.type = type;
@@ -326,6 +413,7 @@ export class QueuePair {
     const total = this.#recvSgeAt + maxChain * maxRecvSge * IBV_SGE.size;
     const sendCqHandle = sendCq.handle; // ClosedError for a disposed CQ, before anything is made
     const recvCqHandle = recvCq.handle;
+    const srqHandle = srq ? srq.handle : 0; // ClosedError for a disposed SRQ, likewise
     const scratch = new NativeBlock(total, 'queue pair work requests');
     this.#scratch = scratch;
 
@@ -333,6 +421,7 @@ export class QueuePair {
     const f = IBV_QP_INIT_ATTR.fields;
     setU64(dv, ATTR_AT + f.send_cq, sendCqHandle);
     setU64(dv, ATTR_AT + f.recv_cq, recvCqHandle);
+    setU64(dv, ATTR_AT + f.srq, srqHandle);
     dv.setUint32(ATTR_AT + f['cap.max_send_wr'], maxSendWr, true);
     dv.setUint32(ATTR_AT + f['cap.max_recv_wr'], maxRecvWr, true);
     dv.setUint32(ATTR_AT + f['cap.max_send_sge'], maxSendSge, true);
@@ -343,7 +432,7 @@ export class QueuePair {
     const v = loadVerbs();
     let handle: number;
     try {
-      const args = { pd: hex(pdHandle), qp_type: type, max_send_wr: maxSendWr, max_recv_wr: maxRecvWr, max_send_sge: maxSendSge, max_recv_sge: maxRecvSge, max_inline_data: maxInline };
+      const args = { pd: hex(pdHandle), qp_type: type, ...(srq ? { srq: hex(srqHandle) } : {}), max_send_wr: maxSendWr, max_recv_wr: maxRecvWr, max_send_sge: maxSendSge, max_recv_sge: maxRecvSge, max_inline_data: maxInline };
       handle = make ? checkPointer('rdma_create_qp', make(scratch.address + ATTR_AT), args) : checkPointer('ibv_create_qp', v.ibv_create_qp(pdHandle, scratch.address + ATTR_AT) as number, args);
     } catch (error) {
       scratch.free();
@@ -353,9 +442,9 @@ export class QueuePair {
     this.#destroy = destroy ?? ((qp) => v.ibv_destroy_qp(qp) as number);
     // ibv_create_qp wrote back the capabilities actually granted.
     this.maxSendWr = dv.getUint32(ATTR_AT + f['cap.max_send_wr'], true);
-    this.maxRecvWr = dv.getUint32(ATTR_AT + f['cap.max_recv_wr'], true);
+    this.maxRecvWr = srq ? 0 : dv.getUint32(ATTR_AT + f['cap.max_recv_wr'], true);
     this.maxSendSge = Math.min(dv.getUint32(ATTR_AT + f['cap.max_send_sge'], true), maxSendSge);
-    this.maxRecvSge = Math.min(dv.getUint32(ATTR_AT + f['cap.max_recv_sge'], true), maxRecvSge);
+    this.maxRecvSge = srq ? 0 : Math.min(dv.getUint32(ATTR_AT + f['cap.max_recv_sge'], true), maxRecvSge);
     this.maxInlineData = dv.getUint32(ATTR_AT + f['cap.max_inline_data'], true);
     this.qpn = new DataView(backend.view(handle, IBV_QP.size)).getUint32(IBV_QP.fields.qp_num, true);
     this.psn = Math.floor(Math.random() * 0x1000000);
@@ -371,6 +460,7 @@ export class QueuePair {
     }
     sendCq.attach(this.qpn, this);
     recvCq.attach(this.qpn, this);
+    srq?.attach(this);
     countLive('qps', 1);
   }
 
@@ -394,7 +484,10 @@ export class QueuePair {
     this.#state = 'RTS';
   }
 
-  /** Work requests posted whose completion has not been polled yet (send, receive). */
+  /**
+   * Work requests posted whose completion has not been polled yet (send, receive). The receives
+   * of a QP with an SRQ are the SRQ's: see `srq.outstanding`.
+   */
   get outstanding(): { send: number; recv: number } {
     return { send: this.#sendRing.size, recv: this.#recvRing.size };
   }
@@ -624,40 +717,8 @@ export class QueuePair {
 
   // ---- posting (hot path) ----
 
-  // Results of #writeSges (fields, not a returned object: the hot path allocates nothing).
-  #sgeCount = 0;
-  #sgeBytes = 0;
-
   #writeSges(sges: Sge | readonly Sge[] | undefined, at: number, max: number, ring: PostedRing, slot: number, method: string, opName: string, dv = this.#scratch.view): void {
-    this.#sgeCount = 0;
-    this.#sgeBytes = 0;
-    ring.counts[slot] = 0;
-    if (sges === undefined) return;
-    const isArray = Array.isArray(sges);
-    const n = isArray ? (sges as readonly Sge[]).length : 1;
-    if (n > max) throw new UsageError(`${method}${opName ? ` ${opName}` : ''}: ${n} SGEs exceed this queue pair's max ${max}`);
-    let bytes = 0;
-    for (let j = 0; j < n; j++) {
-      const s = isArray ? (sges as readonly Sge[])[j] : (sges as Sge);
-      const mr = s.mr;
-      if (!mr || mr.disposed) throw mr ? new ClosedError(`memory region (lkey ${mr.lkey}) in ${method}${opName ? ` ${opName}` : ''}`) : new UsageError(`${method}${opName ? ` ${opName}` : ''}: sge[${j}].mr is missing`);
-      if (mr.pd !== this.pd) throw new UsageError(`${method}${opName ? ` ${opName}` : ''}: sge[${j}].mr belongs to another protection domain`);
-      const offset = s.offset ?? 0;
-      const length = s.length ?? mr.length - offset;
-      if (!(offset >= 0 && length >= 0 && offset + length <= mr.length && Number.isInteger(offset) && Number.isInteger(length))) {
-        throw new UsageError(`${method}${opName ? ` ${opName}` : ''}: sge[${j}] offset ${offset} + length ${length} is outside the region's ${mr.length} bytes`);
-      }
-      const o = at + j * IBV_SGE.size;
-      setU64(dv, o + IBV_SGE.fields.addr, mr.addr + offset);
-      dv.setUint32(o + IBV_SGE.fields.length, length, true);
-      dv.setUint32(o + IBV_SGE.fields.lkey, mr.lkey, true);
-      ring.refs[slot * ring.perSlot + j] = mr;
-      ring.counts[slot] = j + 1; // so a throw on a later SGE still clears this reference
-      bytes += length;
-    }
-    ring.counts[slot] = n;
-    this.#sgeCount = n;
-    this.#sgeBytes = bytes;
+    writeSgeList(this.pd, sges, dv, at, max, ring, slot, method, opName, "this queue pair's");
   }
 
   /**
@@ -672,8 +733,8 @@ export class QueuePair {
     const wrId = wr.wrId ?? 0;
     if (!Number.isSafeInteger(wrId) || wrId < 0) throw new UsageError(`postSend: wrId must be a non-negative safe integer, got ${wrId}`);
     this.#writeSges(wr.sge, sgeAt, this.maxSendSge, ring, slot, 'postSend', opName, dv);
-    const n = this.#sgeCount;
-    const bytes = this.#sgeBytes;
+    const n = sgeList.count;
+    const bytes = sgeList.bytes;
     let flags = 0;
     if (wr.signaled !== false || this.#signalAll) flags |= C.IBV_SEND_SIGNALED;
     if (wr.fence) flags |= C.IBV_SEND_FENCE;
@@ -839,6 +900,7 @@ export class QueuePair {
    */
   prepareRecv(requests: RecvRequest | readonly RecvRequest[]): PreparedRecv {
     this.handle;
+    if (this.srq) throw this.#srqUsage('prepareRecv');
     const list = (Array.isArray(requests) ? requests : [requests]) as readonly RecvRequest[];
     const count = list.length;
     if (count === 0 || count > this.maxRecvWr) throw new UsageError(`prepareRecv: a chain of 1..${this.maxRecvWr} requests (maxRecvWr), got ${count}`);
@@ -864,7 +926,7 @@ export class QueuePair {
         setU64(dv, at + f.wr_id, wrIds[i]);
         setU64(dv, at + f.next, i + 1 < count ? block.address + at + wrSize : 0);
         setU64(dv, at + f.sg_list, block.address + sgeAt);
-        dv.setInt32(at + f.num_sge, this.#sgeCount, true);
+        dv.setInt32(at + f.num_sge, sgeList.count, true);
         refCounts[i] = scratchRing.counts[i];
         for (let j = 0; j < refCounts[i]; j++) refs.push(scratchRing.refs[i * scratchRing.perSlot + j]!);
       }
@@ -886,6 +948,7 @@ export class QueuePair {
   postPreparedRecv(prepared: PreparedRecv): number {
     const qp = this.#handle;
     if (!qp) throw new ClosedError(`queue pair ${this.qpn}`);
+    if (this.srq) throw this.#srqUsage('postPreparedRecv');
     const address = prepared.address;
     if (prepared.qp !== this || address === 0) throw new UsageError('postPreparedRecv: a disposed request, or one prepared on another queue pair');
     const ring = this.#recvRing;
@@ -928,13 +991,19 @@ export class QueuePair {
     this.#prepared.delete(prepared);
   }
 
+  #srqUsage(method: string): UsageError {
+    return new UsageError(`queue pair ${this.qpn} receives through a shared receive queue: ${method}() on the SRQ (qp.srq), not on the queue pair`);
+  }
+
   /**
    * Post one receive work request or a chain. Returns 0 or the provider's errno value (with
-   * `badIndex`). The buffers stay referenced until their completions are polled.
+   * `badIndex`). The buffers stay referenced until their completions are polled. UsageError on
+   * a queue pair created with an SRQ (post to the SRQ), ClosedError once disposed.
    */
   postRecv(requests: RecvRequest | readonly RecvRequest[]): number {
     const qp = this.#handle;
     if (!qp) throw new ClosedError(`queue pair ${this.qpn}`);
+    if (this.srq) throw this.#srqUsage('postRecv');
     const isArray = Array.isArray(requests);
     const count = isArray ? (requests as readonly RecvRequest[]).length : 1;
     if (count === 0) return 0;
@@ -957,7 +1026,7 @@ export class QueuePair {
         if (!Number.isSafeInteger(wrId) || wrId < 0) throw new UsageError(`postRecv: wrId must be a non-negative safe integer, got ${wrId}`);
         const sgeAt = this.#recvSgeAt + i * this.maxRecvSge * IBV_SGE.size;
         this.#writeSges(wr.sge, sgeAt, this.maxRecvSge, ring, slot, 'postRecv', '');
-        const n = this.#sgeCount;
+        const n = sgeList.count;
         setU64(dv, at + f.wr_id, wrId);
         setU64(dv, at + f.next, i + 1 < count ? base + at + IBV_RECV_WR.size : 0);
         dv.setInt32(at + f.num_sge, n, true);
@@ -992,6 +1061,9 @@ export class QueuePair {
 
   /** @internal a completion of this QP was polled: release the references it covers. */
   reap(c: Completion): void {
+    // A receive taken from the SRQ (its wr_id says so, whatever the status) is the SRQ's to
+    // release; it also puts the caller's wrId back into c.
+    if (this.srq !== undefined && this.srq.reap(c)) return;
     if (c.status === C.IBV_WC_SUCCESS) {
       if (c.opcode & C.IBV_WC_RECV) this.#recvRing.release(c.wrId, false);
       else this.#sendRing.release(c.wrId, true);
@@ -1012,6 +1084,7 @@ export class QueuePair {
     this.#handle = 0;
     this.sendCq.detach(this.qpn);
     this.recvCq.detach(this.qpn);
+    this.srq?.detach(this);
     countLive('qps', -1);
     this.pd.forget(this);
     const rc = this.#destroy(handle);

@@ -215,7 +215,7 @@ export interface CmConnectionOptions {
   /** Each step (address, route, connection) must finish within this. Default 5000 ms. */
   readonly timeoutMs?: number;
   /** Capabilities of the queue pair (sendCq/recvCq are made by the connection). */
-  readonly qp?: Omit<QueuePairOptions, 'sendCq' | 'recvCq'>;
+  readonly qp?: Omit<QueuePairOptions, 'sendCq' | 'recvCq' | 'srq'>;
   readonly cq?: CompletionQueueOptions;
   readonly responderResources?: number;
   readonly initiatorDepth?: number;

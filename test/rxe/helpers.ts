@@ -39,7 +39,7 @@ export const skipReason = findSkipReason();
 export const suffix = skipReason ? ` (skipped: ${skipReason})` : '';
 
 export function expectNothingLive(): void {
-  expect(liveVerbsObjects()).toEqual({ contexts: 0, pds: 0, mrs: 0, cqs: 0, qps: 0, channels: 0, cmIds: 0, ahs: 0 });
+  expect(liveVerbsObjects()).toEqual({ contexts: 0, pds: 0, mrs: 0, cqs: 0, qps: 0, srqs: 0, channels: 0, cmIds: 0, ahs: 0 });
 }
 
 export interface Side {

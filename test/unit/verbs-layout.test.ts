@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { C, LAYOUT_HEADERS, LAYOUTS } from '../../ffi/verbs-layout.js';
+import { C, IBV_QP_INIT_ATTR, IBV_SRQ_INIT_ATTR, LAYOUT_HEADERS, LAYOUTS } from '../../ffi/verbs-layout.js';
 
 const haveGcc = spawnSync('gcc', ['--version']).status === 0;
 const haveHeaders = existsSync('/usr/include/infiniband/verbs.h') && existsSync('/usr/include/rdma/rdma_cma.h');
@@ -50,6 +50,15 @@ describe.skipIf(!!skipReason)(`struct layouts and constants vs. the C compiler${
       expect(got).toEqual(expected);
     });
   }
+
+  it('covers the shared receive queue structs and the QP init attribute that names an SRQ', () => {
+    // Listed explicitly so that dropping one from LAYOUTS fails here instead of going unchecked.
+    const probed = new Set(LAYOUTS.map((s) => s.c));
+    for (const c of ['struct ibv_srq_init_attr', 'struct ibv_srq_attr', 'struct ibv_srq']) expect(probed.has(c), c).toBe(true);
+    expect(LAYOUTS.find((s) => s.c === 'struct ibv_qp_init_attr')?.fields).toHaveProperty('srq');
+    expect(actual['struct ibv_srq_init_attr#attr.max_wr']).toBe(IBV_SRQ_INIT_ATTR.fields['attr.max_wr']);
+    expect(actual['struct ibv_qp_init_attr#srq']).toBe(IBV_QP_INIT_ATTR.fields.srq);
+  });
 
   it('every constant has the value the headers give it', () => {
     const got = Object.fromEntries(Object.keys(C).map((k) => [k, actual[`const#${k}`]]));

@@ -46,6 +46,6 @@ describe.skipIf(!!skipReason)(`verbs without an RDMA device${skipReason ? ` (ski
   it('Context.open() throws the same error and leaves nothing behind', () => {
     expect(() => Context.open('rxe0')).toThrow(NoDeviceError);
     expect(() => Context.open()).toThrow(/no RDMA device \(ENOSYS: kernel has no RDMA support\)/);
-    expect(liveVerbsObjects()).toEqual({ contexts: 0, pds: 0, mrs: 0, cqs: 0, qps: 0, channels: 0, cmIds: 0, ahs: 0 });
+    expect(liveVerbsObjects()).toEqual({ contexts: 0, pds: 0, mrs: 0, cqs: 0, qps: 0, srqs: 0, channels: 0, cmIds: 0, ahs: 0 });
   });
 });
