@@ -52,6 +52,7 @@ import {
 } from './common.js';
 import {
   BenchSide,
+  bestRounds,
   column,
   DEFAULT_ROUNDS,
   DEVICE_FLAGS,
@@ -170,10 +171,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const ours: Latency = { p50: median(oursAll.map((l) => l.p50)), p99: median(oursAll.map((l) => l.p99)) };
       const theirs: Latency | null = theirsAll.length ? { p50: median(theirsAll.map((l) => l.p50)), p99: median(theirsAll.map((l) => l.p99)) } : null;
       if (rounds > 1) {
-        // The guest's disturbances only ever slow a round down, so the best rounds show what each side can do.
-        const bestOurs = Math.min(...oursAll.map((l) => l.p50));
-        const bestTheirs = theirsAll.length ? Math.min(...theirsAll.map((l) => l.p50)) : NaN;
-        const best = theirsAll.length ? `; best rounds ${bestOurs.toFixed(1)} vs ${bestTheirs.toFixed(1)} (${(bestOurs / bestTheirs).toFixed(2)}×)` : '';
+        const best = bestRounds(oursAll.map((l) => l.p50), theirsAll.map((l) => l.p50), 'lower');
         report.notes.push(`${test.label} p50 rounds (µs): memwire ${oursAll.map((l) => l.p50.toFixed(1)).join(', ')}; ${test.tool} ${theirsAll.map((l) => l.p50.toFixed(1)).join(', ') || 'none'}${best}`);
       }
       rows.push(makeRow(test.label, 'p50', 'us', 'lower', ours.p50, theirs?.p50 ?? null, test.tool));

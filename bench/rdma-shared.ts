@@ -397,6 +397,19 @@ export async function runRound(round: number, ours: () => Promise<void>, theirs:
   }
 }
 
+/**
+ * "; best rounds <ours> vs <theirs> (<ratio>×)" for a rounds note, or '' without perftest rounds.
+ * The guest's disturbances only ever slow a round down, so the best rounds show what each side
+ * can do; the medians stay the judged figures.
+ */
+export function bestRounds(ours: readonly number[], theirs: readonly number[], better: 'higher' | 'lower'): string {
+  if (theirs.length === 0 || ours.length === 0) return '';
+  const pick = better === 'higher' ? Math.max : Math.min;
+  const a = pick(...ours);
+  const b = pick(...theirs);
+  return `; best rounds ${a.toFixed(1)} vs ${b.toFixed(1)} (${(a / b).toFixed(2)}×)`;
+}
+
 /** The median of the finite values (NaN if none). */
 export function median(values: readonly number[]): number {
   const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);

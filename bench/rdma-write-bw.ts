@@ -16,10 +16,10 @@
  * message); the JS share is a few % at 4 KiB and under 1 % at 64 KiB. A run can fall into a
  * slow regime: the kernel defers that work to ksoftirqd on the same vCPU, which then shares it
  * with the busy-polling client (client user time ≈ ksoftirqd time, about half the bandwidth).
- * The server process used to poll for "done" every 5 ms with a /proc read; in its first seconds
- * the client fell into that regime in about a third of the 64 KiB rounds. Idling quietly (see
- * rdma-peer.ts) it fell in far less often (3 of about 40 traced rounds; perftest falls in it
- * too). The rest of the spread is the guest itself: stretches of a second or more in which the
+ * The server process used to poll for "done" every 5 ms with a /proc read, and the client fell
+ * into that regime in 9 of 15 traced 64 KiB rounds (none of 6 with the server started 5 s
+ * earlier, or inside the client's process). Idling quietly (see rdma-peer.ts) it fell in 6 of 44
+ * traced rounds; perftest falls in it too. The rest of the spread is the guest itself: stretches of a second or more in which the
  * same work takes 1.5–2× longer, for memwire and perftest alike. `--idle-wait` (not perftest's
  * way, off by default) sleeps 50 µs whenever a poll finds nothing; it showed no clear gain.
  *
@@ -48,7 +48,7 @@ import {
   type Row,
   type Target,
 } from './common.js';
-import { BenchSide, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, runRound, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
+import { BenchSide, bestRounds, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, runRound, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
@@ -146,9 +146,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const ours = median(oursAll);
       const theirs = theirsAll.length ? median(theirsAll) : null;
       if (rounds > 1) {
-        // The guest's disturbances only ever slow a round down, so the best rounds show what each side can do.
-        const best = theirsAll.length ? `; best rounds ${Math.max(...oursAll).toFixed(1)} vs ${Math.max(...theirsAll).toFixed(1)} (${(Math.max(...oursAll) / Math.max(...theirsAll)).toFixed(2)}×)` : '';
-        report.notes.push(`${label} rounds (MB/s): memwire ${oursAll.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirsAll.map((x) => x.toFixed(1)).join(', ') || 'none'}${best}`);
+        report.notes.push(`${label} rounds (MB/s): memwire ${oursAll.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirsAll.map((x) => x.toFixed(1)).join(', ') || 'none'}${bestRounds(oursAll, theirsAll, 'higher')}`);
       }
       rows.push(makeRow(label, 'bandwidth', 'MB/s', 'higher', ours, theirs, 'ib_write_bw'));
       targets.push({ case: label, metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio: 0.9, text: `${label} WRITE bandwidth at least 0.9× ib_write_bw's` });

@@ -178,7 +178,8 @@ function maskText(mask: number): string {
   return MASK_NAMES.filter(([bit]) => mask & bit).map(([, name]) => name).join('|');
 }
 
-function intIn(name: string, value: number | undefined, min: number, max: number): void {
+/** @internal UsageError unless `value` (when given) is an integer in min..max. */
+export function intIn(name: string, value: number | undefined, min: number, max: number): void {
   if (value === undefined) return;
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new UsageError(`${name} must be an integer ${min}..${max}, got ${String(value)}`);
@@ -248,6 +249,67 @@ export function writeSgeList(
   }
   sgeList.count = n;
   sgeList.bytes = bytes;
+}
+
+/** @internal A receive chain written once into native memory, for a prepareRecv (QP or SRQ). */
+export interface RecvChain {
+  readonly block: NativeBlock;
+  /** The regions of every request, in order (refCounts[i] for request i). */
+  readonly refs: MemoryRegion[];
+  readonly refCounts: Uint8Array;
+  readonly wrIds: Float64Array;
+}
+
+/**
+ * @internal Check `requests` (1..maxCount objects with non-negative safe-integer wrIds and SGE
+ * lists of at most `maxSge` regions of `pd`) and write them into a new NativeBlock as a chain of
+ * struct ibv_recv_wr followed by their SGEs. wr_id is written as given when `writeWrIds`; an SRQ
+ * writes its own at each post. UsageError names `countName` (the limit's option) and `owner`.
+ */
+export function writeRecvChain(
+  pd: ProtectionDomain,
+  requests: RecvRequest | readonly RecvRequest[],
+  maxSge: number,
+  maxCount: number,
+  countName: string,
+  owner: string,
+  writeWrIds: boolean,
+): RecvChain {
+  const list = (Array.isArray(requests) ? requests : [requests]) as readonly RecvRequest[];
+  const count = list.length;
+  if (count === 0 || count > maxCount) throw new UsageError(`prepareRecv: a chain of 1..${maxCount} requests (${countName}), got ${count}`);
+  for (const wr of list) {
+    if (!wr || typeof wr !== 'object') throw new UsageError('prepareRecv: every request must be an object');
+    const wrId = wr.wrId ?? 0;
+    if (!Number.isSafeInteger(wrId) || wrId < 0) throw new UsageError(`prepareRecv: wrId must be a non-negative safe integer, got ${wrId}`);
+  }
+  const wrSize = IBV_RECV_WR.size;
+  const sgeSize = maxSge * IBV_SGE.size;
+  const block = new NativeBlock(count * (wrSize + sgeSize), 'prepared receive work requests');
+  try {
+    const dv = block.view;
+    const f = IBV_RECV_WR.fields;
+    const scratch: RefSlots = { refs: new Array(count * maxSge).fill(undefined), counts: new Uint8Array(count), perSlot: maxSge };
+    const refs: MemoryRegion[] = [];
+    const refCounts = new Uint8Array(count);
+    const wrIds = new Float64Array(count);
+    for (let i = 0; i < count; i++) {
+      const at = i * wrSize;
+      const sgeAt = count * wrSize + i * sgeSize;
+      writeSgeList(pd, list[i].sge, dv, sgeAt, maxSge, scratch, i, 'prepareRecv', '', owner);
+      wrIds[i] = list[i].wrId ?? 0;
+      if (writeWrIds) setU64(dv, at + f.wr_id, wrIds[i]);
+      setU64(dv, at + f.next, i + 1 < count ? block.address + at + wrSize : 0);
+      setU64(dv, at + f.sg_list, block.address + sgeAt);
+      dv.setInt32(at + f.num_sge, sgeList.count, true);
+      refCounts[i] = scratch.counts[i];
+      for (let j = 0; j < refCounts[i]; j++) refs.push(scratch.refs[i * maxSge + j]!);
+    }
+    return { block, refs, refCounts, wrIds };
+  } catch (error) {
+    block.free();
+    throw error;
+  }
 }
 
 /** The memory references of posted work requests, one slot per WR, released in order. */
@@ -901,42 +963,10 @@ export class QueuePair {
   prepareRecv(requests: RecvRequest | readonly RecvRequest[]): PreparedRecv {
     this.handle;
     if (this.srq) throw this.#srqUsage('prepareRecv');
-    const list = (Array.isArray(requests) ? requests : [requests]) as readonly RecvRequest[];
-    const count = list.length;
-    if (count === 0 || count > this.maxRecvWr) throw new UsageError(`prepareRecv: a chain of 1..${this.maxRecvWr} requests (maxRecvWr), got ${count}`);
-    for (const wr of list) {
-      const wrId = wr?.wrId ?? 0;
-      if (!Number.isSafeInteger(wrId) || wrId < 0) throw new UsageError(`prepareRecv: wrId must be a non-negative safe integer, got ${wrId}`);
-    }
-    const wrSize = IBV_RECV_WR.size;
-    const sgeSize = this.maxRecvSge * IBV_SGE.size;
-    const block = new NativeBlock(count * (wrSize + sgeSize), 'prepared receive work requests');
-    try {
-      const dv = block.view;
-      const f = IBV_RECV_WR.fields;
-      const scratchRing = new PostedRing(count, this.maxRecvSge);
-      const refs: MemoryRegion[] = [];
-      const refCounts = new Uint8Array(count);
-      const wrIds = new Float64Array(count);
-      for (let i = 0; i < count; i++) {
-        const at = i * wrSize;
-        const sgeAt = count * wrSize + i * sgeSize;
-        this.#writeSges(list[i].sge, sgeAt, this.maxRecvSge, scratchRing, i, 'prepareRecv', '', dv);
-        wrIds[i] = list[i].wrId ?? 0;
-        setU64(dv, at + f.wr_id, wrIds[i]);
-        setU64(dv, at + f.next, i + 1 < count ? block.address + at + wrSize : 0);
-        setU64(dv, at + f.sg_list, block.address + sgeAt);
-        dv.setInt32(at + f.num_sge, sgeList.count, true);
-        refCounts[i] = scratchRing.counts[i];
-        for (let j = 0; j < refCounts[i]; j++) refs.push(scratchRing.refs[i * scratchRing.perSlot + j]!);
-      }
-      const prepared = new PreparedRecv(this, block, refs, refCounts, wrIds);
-      this.#prepared.add(prepared);
-      return prepared;
-    } catch (error) {
-      block.free();
-      throw error;
-    }
+    const chain = writeRecvChain(this.pd, requests, this.maxRecvSge, this.maxRecvWr, 'maxRecvWr', "this queue pair's", true);
+    const prepared = new PreparedRecv(this, chain.block, chain.refs, chain.refCounts, chain.wrIds);
+    this.#prepared.add(prepared);
+    return prepared;
   }
 
   /**

@@ -27,7 +27,7 @@ import { countLive } from './live.js';
 import type { MemoryRegion } from './memory-region.js';
 import { checkPointer, checkStatus, CleanupSteps, getU64, hex, NativeBlock, setU64 } from './native.js';
 import type { ProtectionDomain } from './protection-domain.js';
-import { sgeList, writeSgeList, type QueuePair, type RecvRequest, type RefSlots } from './queue-pair.js';
+import { intIn, sgeList, writeRecvChain, writeSgeList, type QueuePair, type RecvRequest, type RefSlots } from './queue-pair.js';
 
 export interface SharedReceiveQueueOptions {
   /** Most receive work requests posted at once (1..2^20; the device may grant more, see `maxWr`). */
@@ -56,13 +56,6 @@ export interface SharedReceiveQueueAttributes {
  * is exact and CompletionQueue.poll's plain u64 decode reads it back unchanged.
  */
 const SLOT_BASE = 2 ** 53;
-
-function intIn(name: string, value: number | undefined, min: number, max: number): void {
-  if (value === undefined) return;
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new UsageError(`${name} must be an integer ${min}..${max}, got ${String(value)}`);
-  }
-}
 
 /**
  * Posted receives by slot: the caller's wrId and the regions of each, and a stack of free slots.
@@ -344,42 +337,10 @@ export class SharedReceiveQueue {
    */
   prepareRecv(requests: RecvRequest | readonly RecvRequest[]): PreparedSharedRecv {
     this.handle;
-    const list = (Array.isArray(requests) ? requests : [requests]) as readonly RecvRequest[];
-    const count = list.length;
-    if (count === 0 || count > this.maxWr) throw new UsageError(`prepareRecv: a chain of 1..${this.maxWr} requests (maxWr), got ${count}`);
-    for (const wr of list) {
-      if (!wr || typeof wr !== 'object') throw new UsageError('prepareRecv: every request must be an object');
-      const wrId = wr.wrId ?? 0;
-      if (!Number.isSafeInteger(wrId) || wrId < 0) throw new UsageError(`prepareRecv: wrId must be a non-negative safe integer, got ${wrId}`);
-    }
-    const wrSize = IBV_RECV_WR.size;
-    const sgeSize = this.maxSge * IBV_SGE.size;
-    const block = new NativeBlock(count * (wrSize + sgeSize), 'prepared shared receive work requests');
-    try {
-      const dv = block.view;
-      const f = IBV_RECV_WR.fields;
-      const scratch: RefSlots = { refs: new Array(count * this.maxSge).fill(undefined), counts: new Uint8Array(count), perSlot: this.maxSge };
-      const refs: MemoryRegion[] = [];
-      const refCounts = new Uint8Array(count);
-      const wrIds = new Float64Array(count);
-      for (let i = 0; i < count; i++) {
-        const at = i * wrSize;
-        const sgeAt = count * wrSize + i * sgeSize;
-        writeSgeList(this.pd, list[i].sge, dv, sgeAt, this.maxSge, scratch, i, 'prepareRecv', '', "this shared receive queue's");
-        wrIds[i] = list[i].wrId ?? 0;
-        setU64(dv, at + f.next, i + 1 < count ? block.address + at + wrSize : 0);
-        setU64(dv, at + f.sg_list, block.address + sgeAt);
-        dv.setInt32(at + f.num_sge, sgeList.count, true);
-        refCounts[i] = scratch.counts[i];
-        for (let j = 0; j < refCounts[i]; j++) refs.push(scratch.refs[i * this.maxSge + j]!);
-      }
-      const prepared = new PreparedSharedRecv(this, block, refs, refCounts, wrIds);
-      this.#prepared.add(prepared);
-      return prepared;
-    } catch (error) {
-      block.free();
-      throw error;
-    }
+    const chain = writeRecvChain(this.pd, requests, this.maxSge, this.maxWr, 'maxWr', "this shared receive queue's", false);
+    const prepared = new PreparedSharedRecv(this, chain.block, chain.refs, chain.refCounts, chain.wrIds);
+    this.#prepared.add(prepared);
+    return prepared;
   }
 
   /**
