@@ -21,10 +21,11 @@ import {
   type QueuePair,
   type QueuePairEndpoint,
 } from '../src/index.js';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeBlock } from '../src/verbs/native.js';
 import { selfCommand } from '../ffi/runtime.js';
-import { allowedCpus, findExecutable, FlagError, freePort, isListening, Peer, pinThread, type FlagSpec, type ParsedFlags } from './common.js';
+import { allowedCpus, findExecutable, FlagError, freePort, isListening, Peer, pinThread, sleep, type FlagSpec, type ParsedFlags } from './common.js';
 
 export const DEVICE_FLAGS: FlagSpec = {
   // --dev0/--dev1 take a name: takeDeviceNames() removes them before parseFlags (which has no
@@ -120,12 +121,13 @@ export class BenchSide {
   readonly mr: MemoryRegion;
   readonly bytes: Uint8Array;
 
-  constructor(device: string, gidIndex: number, bufferBytes: number, depth: number) {
+  /** `recvEvents`: the receive CQ gets a completion channel, for `recvCq.wait()` (an idle server). */
+  constructor(device: string, gidIndex: number, bufferBytes: number, depth: number, recvEvents = false) {
     this.ctx = Context.open({ device, gidIndex });
     try {
       this.pd = this.ctx.allocPd();
       this.sendCq = this.ctx.createCompletionQueue({ entries: depth, events: false, batch: 16 });
-      this.recvCq = this.ctx.createCompletionQueue({ entries: depth, events: false, batch: 16 });
+      this.recvCq = this.ctx.createCompletionQueue({ entries: depth, events: recvEvents, batch: 16 });
       this.qp = this.pd.createQueuePair({ sendCq: this.sendCq, recvCq: this.recvCq, maxSendWr: depth, maxRecvWr: depth, maxSendSge: 1, maxRecvSge: 1 });
       this.#block = new NativeBlock(bufferBytes, 'bench buffer');
       this.bytes = this.#block.bytes.subarray(0, bufferBytes);
@@ -365,6 +367,45 @@ export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number
     }
   }
   return Number(process.hrtime.bigint() - start);
+}
+
+/** The window and thresholds of `settle()`: under 5 % of a CPU here, at most one tick there. */
+const SETTLE_WINDOW_MS = 200;
+const SETTLE_OWN_US = 10_000;
+const SETTLE_PEER_TICKS = 1;
+
+/**
+ * Before a measured loop: wait (at most `limitMs`) until this process and the server process
+ * `peerPid` have been idle for a whole window, and return the ms waited. A runtime that has just
+ * run the warm-up is still compiling it, and a server that has just started is still finishing
+ * its own start-up, on helper threads the pinning does not cover; under the guest's TCG such work
+ * on the other vCPU can slow the measured client (in traces, rounds with that vCPU 9–14 % busy
+ * were more often than not among the slowest of their run). perftest has no JIT and no runtime
+ * to start, so this begins memwire's measurement where perftest's begins: on a quiet machine.
+ */
+export async function settle(peerPid: number | null, limitMs = 3000): Promise<number> {
+  const started = Date.now();
+  const peerTicks = () => {
+    if (peerPid === null) return 0;
+    try {
+      const f = readFileSync(`/proc/${peerPid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks
+    } catch {
+      return 0; // gone, or /proc unreadable: nothing to wait for there
+    }
+  };
+  let own = process.cpuUsage();
+  let peer = peerTicks();
+  while (Date.now() - started < limitMs) {
+    await sleep(SETTLE_WINDOW_MS);
+    const ownNow = process.cpuUsage();
+    const peerNow = peerTicks();
+    const quiet = ownNow.user + ownNow.system - own.user - own.system < SETTLE_OWN_US && peerNow - peer <= SETTLE_PEER_TICKS;
+    own = ownNow;
+    peer = peerNow;
+    if (quiet) break;
+  }
+  return Date.now() - started;
 }
 
 // ---------------------------------------------------------------------------------------------

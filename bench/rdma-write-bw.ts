@@ -12,19 +12,25 @@
  *
  * What bounds it on rxe (measured in the project's TCG guest): rxe processes a user QP's send
  * queue inside the ibv_post_send system call (requester → veth → the peer's responder → ACK →
- * completer, all on the posting CPU), so bandwidth = bytes / (system-call time + user time per
- * message); the JS share is a few % at 4 KiB and under 1 % at 64 KiB. A run can fall into a
- * slow regime: the kernel defers that work to ksoftirqd on the same vCPU, which then shares it
- * with the busy-polling client (client user time ≈ ksoftirqd time, about half the bandwidth).
- * The server process used to poll for "done" every 5 ms with a /proc read, and the client fell
- * into that regime in 9 of 15 traced 64 KiB rounds (none of 6 with the server started 5 s
- * earlier, or inside the client's process). Idling quietly (see rdma-peer.ts) it fell in 6 of 44
- * traced rounds; perftest falls in it too. The rest of the spread is the guest itself: stretches of a second or more in which the
- * same work takes 1.5–2× longer, for memwire and perftest alike. `--idle-wait` (not perftest's
- * way, off by default) sleeps 50 µs whenever a poll finds nothing; it showed no clear gain.
+ * completer, all on the posting CPU): in traced rounds not one poll came back empty, and
+ * bandwidth = bytes / (system-call time + user time per message). The user time is the only
+ * part that is memwire's: 2.3–3.8 % of the client's CPU time on Bun, 3.1–6.5 % on Node, against
+ * about 2 % for ib_write_bw's client (thread tick counts over 20 000 writes, prepared and raw
+ * posts alternating). A run can fall into a slow regime: the kernel defers that work to
+ * ksoftirqd on the same vCPU, which then shares it with the busy-polling client (client user
+ * time ≈ ksoftirqd time, about half the bandwidth). The server process used to poll for "done"
+ * every 5 ms with a /proc read, and the client fell into that regime in 9 of 15 traced 64 KiB
+ * rounds (none of 6 with the server started 5 s earlier, or inside the client's process); it now
+ * blocks on its completion channel (see rdma-peer.ts), and the client waits for both processes
+ * to be idle before the measured loop (`settle()`: a runtime still compiling the warm-up, or a
+ * server still starting, keeps the other vCPU busy, and in traces such rounds were more often
+ * than not among the slowest of their run). The rest of the spread is the guest
+ * itself: the same work takes up to twice as long from one round to the next, in system and
+ * user time alike, for memwire and perftest alike. `--idle-wait` (not perftest's way, off by
+ * default) sleeps 50 µs whenever a poll finds nothing; it showed no clear gain.
  *
- * The client is this process on dev1 (second CPU), the server a process of the same runtime on dev0 (first CPU) that only keeps its
- * buffer registered; perftest runs as server `-d dev0` / client `-d dev1 <dev0's IPv4>` under
+ * The client is this process on dev1 (second CPU), the server a process of the same runtime on
+ * dev0 (first CPU) that only keeps its buffer registered; perftest runs as server `-d dev0` / client `-d dev1 <dev0's IPv4>` under
  * `taskset` on the same CPUs, `-x <gid> -F -s <size> -n <iterations>`. memwire first runs a
  * tenth of the iterations unmeasured (JIT warm-up). The guest's figures swing ±30 % between runs
  * (for perftest as for memwire), so the two alternate `--rounds` times (default 5) and the
@@ -48,7 +54,7 @@ import {
   type Row,
   type Target,
 } from './common.js';
-import { BenchSide, bestRounds, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, runRound, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
+import { BenchSide, bestRounds, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, runRound, settle, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
@@ -66,7 +72,7 @@ const MIB = 1 << 20;
 const IDLE_WAIT_MS = 0.05;
 const allowedCpusBefore = allowedCpus();
 
-async function measureMemwire(pair: DevicePair, size: number, iterations: number, cpus: [number, number] | null, timeoutMs: number, idle: number): Promise<number> {
+async function measureMemwire(pair: DevicePair, size: number, iterations: number, cpus: [number, number] | null, timeoutMs: number, idle: number): Promise<{ mbs: number; settledMs: number }> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, size, TX_DEPTH);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   try {
@@ -79,13 +85,14 @@ async function measureMemwire(pair: DevicePair, size: number, iterations: number
       if (Date.now() > deadline) throw new Error(`memwire ${sizeLabel(size)} writes did not finish within ${timeoutMs} ms`);
     };
     writeBwLoop(client, started.remote, size, Math.max(CQ_MOD, Math.round(iterations / 10)), TX_DEPTH, CQ_MOD, guard, idle);
+    const settledMs = await settle(p.pid);
     const ns = writeBwLoop(client, started.remote, size, iterations, TX_DEPTH, CQ_MOD, guard, idle);
     // Tell the server it may leave: a zero-byte SEND into its one posted receive.
     if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
     let polls = 0;
     while (client.sendCq.poll(1) === 0) if ((++polls & 0xffff) === 0) guard();
     await peer.finish(10_000);
-    return (size * iterations) / MIB / (ns / 1e9);
+    return { mbs: (size * iterations) / MIB / (ns / 1e9), settledMs };
   } finally {
     await peer?.stop();
     client.dispose();
@@ -125,8 +132,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         const ours = async () => {
           const started = Date.now();
           const one = await measureMemwire(pair, size, n, cpus, timeoutMs, idleWaitMs);
-          oursAll.push(one);
-          progress(`${label}: memwire ${one.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms)${tag}`);
+          oursAll.push(one.mbs);
+          progress(`${label}: memwire ${one.mbs.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms, quiet after ${one.settledMs} ms)${tag}`);
         };
         const theirs = async () => {
           const started = Date.now();
