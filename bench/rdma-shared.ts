@@ -21,7 +21,7 @@ import {
   type QueuePair,
   type QueuePairEndpoint,
 } from '../src/index.js';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeBlock } from '../src/verbs/native.js';
 import { selfCommand } from '../ffi/runtime.js';
@@ -367,6 +367,76 @@ export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number
     }
   }
   return Number(process.hrtime.bigint() - start);
+}
+
+/** utime and stime in /proc are in USER_HZ ticks: 100 per second on every Linux ABI. */
+const USER_HZ = 100;
+
+/** CPU time in clock ticks: the calling thread's user and system time, and `ksoftirqd/<cpu>`'s. */
+export interface CpuSample {
+  user: number;
+  system: number;
+  softirqd: number;
+}
+
+const softirqdPids = new Map<number, string | null>();
+
+function procTicks(path: string): [number, number] | null {
+  try {
+    const f = readFileSync(path, 'utf8').split(') ')[1].split(' ');
+    return [Number(f[11]), Number(f[12])]; // utime, stime
+  } catch {
+    return null;
+  }
+}
+
+function softirqdPid(cpu: number): string | null {
+  let pid = softirqdPids.get(cpu);
+  if (pid !== undefined) return pid;
+  pid = null;
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === `ksoftirqd/${cpu}`) {
+          pid = entry;
+          break;
+        }
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  softirqdPids.set(cpu, pid);
+  return pid;
+}
+
+/** A CpuSample now (`cpu`: the CPU whose ksoftirqd counts), or null where /proc cannot tell. */
+export function cpuSample(cpu: number | null): CpuSample | null {
+  const own = procTicks('/proc/thread-self/stat');
+  if (!own) return null;
+  const pid = cpu === null ? null : softirqdPid(cpu);
+  const soft = pid ? procTicks(`/proc/${pid}/stat`) : null;
+  return { user: own[0], system: own[1], softirqd: soft ? soft[0] + soft[1] : 0 };
+}
+
+/**
+ * "user U µs, system S µs, ksoftirqd K µs per write" between two samples, or '' without them:
+ * where a round's time went. rxe does its work inside ibv_post_send (system time); a round in the
+ * slow regime shows ksoftirqd time next to it; the user time is memwire's own.
+ */
+export function cpuSplit(before: CpuSample | null, after: CpuSample | null, writes: number): string {
+  if (!before || !after) return '';
+  const us = (ticks: number) => ((ticks / USER_HZ) * 1e6) / writes;
+  return `user ${us(after.user - before.user).toFixed(0)} µs, system ${us(after.system - before.system).toFixed(0)} µs, ksoftirqd ${us(after.softirqd - before.softirqd).toFixed(0)} µs per write`;
+}
+
+/** "ksoftirqd K µs per write" between two samples (for perftest's rounds), or ''. */
+export function softirqdSplit(before: CpuSample | null, after: CpuSample | null, writes: number): string {
+  if (!before || !after) return '';
+  return `ksoftirqd ${((((after.softirqd - before.softirqd) / USER_HZ) * 1e6) / writes).toFixed(0)} µs per write`;
 }
 
 /** The window and thresholds of `settle()`: under 5 % of a CPU here, at most one tick there. */

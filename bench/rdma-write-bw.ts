@@ -14,9 +14,10 @@
  * queue inside the ibv_post_send system call (requester → veth → the peer's responder → ACK →
  * completer, all on the posting CPU): in traced rounds not one poll came back empty, and
  * bandwidth = bytes / (system-call time + user time per message). The user time is the only
- * part that is memwire's: 2.3–3.8 % of the client's CPU time on Bun, 3.1–6.5 % on Node, against
- * about 2 % for ib_write_bw's client (thread tick counts over 20 000 writes, prepared and raw
- * posts alternating). A run can fall into a slow regime: the kernel defers that work to
+ * part that is memwire's: with prepared posts 2.9–4.6 % of the client's CPU time on Bun and
+ * 4.1–6.5 % on Node, against 1–3 % for ib_write_bw's client (thread tick counts over 20 000
+ * writes). The system time per write, measured side by side, was sometimes 15 % above
+ * perftest's (Node) and sometimes the same (Bun): within the guest's drift. A run can fall into a slow regime: the kernel defers that work to
  * ksoftirqd on the same vCPU, which then shares it with the busy-polling client (client user
  * time ≈ ksoftirqd time, about half the bandwidth). The server process used to poll for "done"
  * every 5 ms with a /proc read, and the client fell into that regime in 9 of 15 traced 64 KiB
@@ -54,7 +55,7 @@ import {
   type Row,
   type Target,
 } from './common.js';
-import { BenchSide, bestRounds, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, runRound, settle, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
+import { BenchSide, bestRounds, column, cpuSample, cpuSplit, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, runRound, settle, softirqdSplit, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
@@ -72,7 +73,7 @@ const MIB = 1 << 20;
 const IDLE_WAIT_MS = 0.05;
 const allowedCpusBefore = allowedCpus();
 
-async function measureMemwire(pair: DevicePair, size: number, iterations: number, cpus: [number, number] | null, timeoutMs: number, idle: number): Promise<{ mbs: number; settledMs: number }> {
+async function measureMemwire(pair: DevicePair, size: number, iterations: number, cpus: [number, number] | null, timeoutMs: number, idle: number): Promise<{ mbs: number; settledMs: number; split: string }> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, size, TX_DEPTH);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   try {
@@ -86,13 +87,15 @@ async function measureMemwire(pair: DevicePair, size: number, iterations: number
     };
     writeBwLoop(client, started.remote, size, Math.max(CQ_MOD, Math.round(iterations / 10)), TX_DEPTH, CQ_MOD, guard, idle);
     const settledMs = await settle(p.pid);
+    const before = cpuSample(cpus?.[1] ?? null);
     const ns = writeBwLoop(client, started.remote, size, iterations, TX_DEPTH, CQ_MOD, guard, idle);
+    const split = cpuSplit(before, cpuSample(cpus?.[1] ?? null), iterations);
     // Tell the server it may leave: a zero-byte SEND into its one posted receive.
     if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
     let polls = 0;
     while (client.sendCq.poll(1) === 0) if ((++polls & 0xffff) === 0) guard();
     await peer.finish(10_000);
-    return { mbs: (size * iterations) / MIB / (ns / 1e9), settledMs };
+    return { mbs: (size * iterations) / MIB / (ns / 1e9), settledMs, split };
   } finally {
     await peer?.stop();
     client.dispose();
@@ -133,15 +136,17 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
           const started = Date.now();
           const one = await measureMemwire(pair, size, n, cpus, timeoutMs, idleWaitMs);
           oursAll.push(one.mbs);
-          progress(`${label}: memwire ${one.mbs.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms, quiet after ${one.settledMs} ms)${tag}`);
+          progress(`${label}: memwire ${one.mbs.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms, quiet after ${one.settledMs} ms${one.split ? `; ${one.split}` : ''})${tag}`);
         };
         const theirs = async () => {
           const started = Date.now();
           try {
+            const before = cpuSample(cpus?.[1] ?? null);
             const result = await runPerftest('ib_write_bw', ['-s', String(size), '-n', String(n)], pair, cpus, timeoutMs);
+            const split = softirqdSplit(before, cpuSample(cpus?.[1] ?? null), n);
             const theirs = column(result.columns, 'BW average');
             theirsAll.push(theirs);
-            progress(`${label}: ib_write_bw ${theirs} MB/s (${Date.now() - started} ms)${tag}`);
+            progress(`${label}: ib_write_bw ${theirs} MB/s (${Date.now() - started} ms${split ? `; ${split}` : ''})${tag}`);
           } catch (error) {
             const message = `ib_write_bw ${label} failed${tag}: ${(error as Error).message}`;
             progress(message);
