@@ -295,6 +295,8 @@ export const IBV_QP = struct('struct ibv_qp', 160, {
  * ibv_create_srq writes the granted max_wr / max_sge back into attr. A QP takes its SRQ through
  * ibv_qp_init_attr.srq (above); struct ibv_srq starts with its context, as ibv_post_srq_recv reads.
  */
+/** struct ibv_async_event: the union `element` (cq, qp, srq, wq pointer, or int port_num), then the enum. */
+export const IBV_ASYNC_EVENT = struct('struct ibv_async_event', 16, { element: 0, event_type: 8 });
 export const IBV_SRQ_ATTR = struct('struct ibv_srq_attr', 12, { max_wr: 0, max_sge: 4, srq_limit: 8 });
 
 export const IBV_SRQ_INIT_ATTR = struct('struct ibv_srq_init_attr', 24, {
@@ -370,7 +372,7 @@ export const POLLFD = struct('struct pollfd', 8, { fd: 0, events: 4, revents: 6 
 export const LAYOUTS: readonly StructLayout[] = [
   IBV_DEVICE, IBV_CONTEXT, VERBS_CONTEXT, IBV_DEVICE_ATTR, IBV_PORT_ATTR, IBV_GID_ENTRY, IBV_SGE,
   IBV_SEND_WR, IBV_RECV_WR, IBV_WC, IBV_QP_CAP, IBV_QP_INIT_ATTR, IBV_QP_ATTR, IBV_AH_ATTR, IBV_GRH, IBV_PD, IBV_MR,
-  IBV_CQ, IBV_QP, IBV_SRQ_ATTR, IBV_SRQ_INIT_ATTR, IBV_SRQ, IBV_COMP_CHANNEL, RDMA_EVENT_CHANNEL, RDMA_CM_ID,
+  IBV_CQ, IBV_QP, IBV_ASYNC_EVENT, IBV_SRQ_ATTR, IBV_SRQ_INIT_ATTR, IBV_SRQ, IBV_COMP_CHANNEL, RDMA_EVENT_CHANNEL, RDMA_CM_ID,
   RDMA_CM_EVENT, RDMA_CONN_PARAM, SOCKADDR_IN, POLLFD,
 ];
 
@@ -411,6 +413,13 @@ export const C = {
   IBV_QP_DEST_QPN: 1 << 20,
   // enum ibv_srq_attr_mask
   IBV_SRQ_MAX_WR: 1 << 0, IBV_SRQ_LIMIT: 1 << 1,
+  // enum ibv_event_type
+  IBV_EVENT_CQ_ERR: 0, IBV_EVENT_QP_FATAL: 1, IBV_EVENT_QP_REQ_ERR: 2, IBV_EVENT_QP_ACCESS_ERR: 3,
+  IBV_EVENT_COMM_EST: 4, IBV_EVENT_SQ_DRAINED: 5, IBV_EVENT_PATH_MIG: 6, IBV_EVENT_PATH_MIG_ERR: 7,
+  IBV_EVENT_DEVICE_FATAL: 8, IBV_EVENT_PORT_ACTIVE: 9, IBV_EVENT_PORT_ERR: 10, IBV_EVENT_LID_CHANGE: 11,
+  IBV_EVENT_PKEY_CHANGE: 12, IBV_EVENT_SM_CHANGE: 13, IBV_EVENT_SRQ_ERR: 14,
+  IBV_EVENT_SRQ_LIMIT_REACHED: 15, IBV_EVENT_QP_LAST_WQE_REACHED: 16, IBV_EVENT_CLIENT_REREGISTER: 17,
+  IBV_EVENT_GID_CHANGE: 18, IBV_EVENT_WQ_FATAL: 19,
   // enum ibv_wr_opcode, ibv_send_flags
   IBV_WR_RDMA_WRITE: 0, IBV_WR_RDMA_WRITE_WITH_IMM: 1, IBV_WR_SEND: 2, IBV_WR_SEND_WITH_IMM: 3,
   IBV_WR_RDMA_READ: 4, IBV_WR_ATOMIC_CMP_AND_SWP: 5, IBV_WR_ATOMIC_FETCH_AND_ADD: 6,

@@ -7,8 +7,9 @@
  * Symbol versions: core verbs exist twice, as (IBVERBS_1.0) and @@IBVERBS_1.1. Binding by plain
  * name (dlsym) gives the default version, @@IBVERBS_1.1 — the one a C program compiled against
  * today's verbs.h links to (the SRQ verbs ibv_create_srq / ibv_modify_srq / ibv_query_srq /
- * ibv_destroy_srq too: rdma-core 44 exports each as (IBVERBS_1.0) and @@IBVERBS_1.1, checked with
- * `objdump -T libibverbs.so.1`). `_ibv_query_gid_ex` has only IBVERBS_1.11.
+ * ibv_destroy_srq too, and ibv_get_async_event / ibv_ack_async_event: rdma-core 44 exports each
+ * as (IBVERBS_1.0) and @@IBVERBS_1.1, checked with `objdump -T libibverbs.so.1`).
+ * `_ibv_query_gid_ex` has only IBVERBS_1.11.
  *
  * Every function returns what C returns; errno (or the returned errno value) is turned into an
  * error by src/.
@@ -44,6 +45,9 @@ export const VERBS = {
   ibv_destroy_cq: { name: 'ibv_destroy_cq', c: 'int ibv_destroy_cq(struct ibv_cq *cq)', returns: 'i32', args: ['ptr'] },
   ibv_get_cq_event: { name: 'ibv_get_cq_event', c: 'int ibv_get_cq_event(struct ibv_comp_channel *channel, struct ibv_cq **cq, void **cq_context)', returns: 'i32', args: ['ptr', 'ptr', 'ptr'] },
   ibv_ack_cq_events: { name: 'ibv_ack_cq_events', c: 'void ibv_ack_cq_events(struct ibv_cq *cq, unsigned int nevents)', returns: 'void', args: ['ptr', 'u32'] },
+  // Asynchronous events: read from context->async_fd (a read(2), EAGAIN when it is O_NONBLOCK and empty).
+  ibv_get_async_event: { name: 'ibv_get_async_event', c: 'int ibv_get_async_event(struct ibv_context *context, struct ibv_async_event *event)', returns: 'i32', args: ['ptr', 'ptr'] },
+  ibv_ack_async_event: { name: 'ibv_ack_async_event', c: 'void ibv_ack_async_event(struct ibv_async_event *event)', returns: 'void', args: ['ptr'] },
   ibv_create_qp: { name: 'ibv_create_qp', c: 'struct ibv_qp *ibv_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *qp_init_attr)', returns: 'ptr', args: ['ptr', 'ptr'] },
   ibv_modify_qp: { name: 'ibv_modify_qp', c: 'int ibv_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask)', returns: 'i32', args: ['ptr', 'ptr', 'i32'] },
   ibv_query_qp: { name: 'ibv_query_qp', c: 'int ibv_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask, struct ibv_qp_init_attr *init_attr)', returns: 'i32', args: ['ptr', 'ptr', 'i32', 'ptr'] },

@@ -28,6 +28,7 @@ export { MemoryRegion } from './verbs/memory-region.js';
 export type { MemoryAccess, RawMemory, Registrable, RemoteMemory, SizedMemory } from './verbs/memory-region.js';
 export { Completion, CompletionQueue } from './verbs/completion-queue.js';
 export type { CompletionQueueOptions, CompletionRecord } from './verbs/completion-queue.js';
+export type { AsyncEvent } from './verbs/async-events.js';
 export { DEFAULT_QKEY, PreparedRecv, PreparedSend, QueuePair } from './verbs/queue-pair.js';
 export { AddressHandle } from './verbs/address-handle.js';
 export { PreparedSharedRecv, SharedReceiveQueue } from './verbs/shared-receive-queue.js';

@@ -1,12 +1,14 @@
 /**
  * Context: one opened RDMA device (struct ibv_context). Queries the device, its ports and GID
- * table, picks the RoCE v2 IPv4 GID by itself (overridable), and is the parent of protection
- * domains and completion queues. dispose() releases every child first: queue pairs, then
+ * table, picks the RoCE v2 IPv4 GID by itself (overridable), reads its asynchronous events
+ * (nextAsyncEvent, see async-events.ts), and is the parent of protection domains and completion
+ * queues. dispose() releases every child first: queue pairs, then
  * completion queues, then memory regions and protection domains, then the device.
  */
 import { forgetInlineVerbs, inlineVerbs, type InlineVerbs } from '../../ffi/verbs.js';
 import { GID_SIZE, IBV_DEVICE_ATTR, IBV_GID_ENTRY, IBV_PORT_ATTR } from '../../ffi/verbs-layout.js';
 import { ClosedError, MemwireError, UsageError } from '../errors.js';
+import { AsyncEventReader, type AsyncEvent } from './async-events.js';
 import { CompletionQueue, type CompletionQueueOptions } from './completion-queue.js';
 import { listDevices, loadVerbs, withDeviceList, type DeviceInfo } from './device.js';
 import { NoDeviceError } from './errors.js';
@@ -159,6 +161,7 @@ export class Context {
   readonly #cqs = new Set<CompletionQueue>();
   readonly #gidOverride: number | undefined;
   #attributes: DeviceAttributes | undefined;
+  readonly #asyncEvents: AsyncEventReader;
   /** @internal the static-inline verbs of this context. */
   readonly inline: InlineVerbs;
 
@@ -179,6 +182,14 @@ export class Context {
       throw error;
     }
     this.#scratch = scratch;
+    this.#asyncEvents = new AsyncEventReader(`RDMA context of ${device.name}`, (kind, address) => {
+      if (kind === 'cq') return [...this.#cqs].find((cq) => !cq.disposed && cq.handle === address);
+      for (const pd of this.#pds) {
+        const found = pd.findChild(address);
+        if (found) return found;
+      }
+      return undefined;
+    });
     countLive('contexts', 1);
     watchForLeak(this, `RDMA context of ${device.name}`);
   }
@@ -338,6 +349,18 @@ export class Context {
     return cq;
   }
 
+  /**
+   * The next asynchronous event of this device (ibv_get_async_event), acknowledged, with the
+   * queue pair, completion queue or shared receive queue it names resolved to this context's
+   * object (or the port number): e.g. IBV_EVENT_SRQ_LIMIT_REACHED when an armed SRQ runs low,
+   * IBV_EVENT_QP_FATAL, IBV_EVENT_PORT_ERR. Resolves null when `timeoutMs` (default: no limit)
+   * passes first. Does not block the event loop. One wait at a time (a second concurrent call is
+   * a UsageError); ClosedError when the context is disposed, also while waiting.
+   */
+  nextAsyncEvent(options: { timeoutMs?: number } = {}): Promise<AsyncEvent | null> {
+    return this.#asyncEvents.next(() => this.handle, options.timeoutMs ?? Infinity);
+  }
+
   /** @internal */
   forget(child: ProtectionDomain | CompletionQueue): void {
     if (child instanceof ProtectionDomain) this.#pds.delete(child);
@@ -357,6 +380,7 @@ export class Context {
     for (const cq of [...this.#cqs]) steps.run(() => cq.dispose());
     for (const pd of [...this.#pds]) steps.run(() => pd.dispose());
     this.#handle = 0;
+    this.#asyncEvents.close();
     stopWatching(this);
     forgetInlineVerbs(handle);
     if (this.#owned) {

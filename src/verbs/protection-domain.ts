@@ -79,6 +79,13 @@ export class ProtectionDomain {
     return ah;
   }
 
+  /** @internal the live queue pair or shared receive queue at this struct address, if it is one of ours. */
+  findChild(address: number): QueuePair | SharedReceiveQueue | undefined {
+    for (const qp of this.#qps) if (!qp.disposed && qp.handle === address) return qp;
+    for (const srq of this.#srqs) if (!srq.disposed && srq.handle === address) return srq;
+    return undefined;
+  }
+
   /** @internal */
   adopt(qp: QueuePair): void {
     this.#qps.add(qp);

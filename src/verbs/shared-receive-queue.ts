@@ -253,10 +253,9 @@ export class SharedReceiveQueue {
 
   /**
    * Arm the low watermark (ibv_modify_srq with IBV_SRQ_LIMIT): once fewer than `limit` receives
-   * remain posted, the device raises the asynchronous event IBV_EVENT_SRQ_LIMIT_REACHED and
-   * disarms — `query().limit` reads 0 again (memwire does not read asynchronous events yet: poll
-   * `query()` to see it fired). UsageError for a limit outside 1..maxWr, SystemError if the
-   * device refuses it.
+   * remain posted, the device raises the asynchronous event IBV_EVENT_SRQ_LIMIT_REACHED (read it
+   * with `context.nextAsyncEvent()`: its `srq` is this SRQ) and disarms — `query().limit` reads
+   * 0 again. UsageError for a limit outside 1..maxWr, SystemError if the device refuses it.
    */
   armLimit(limit: number): void {
     const handle = this.handle;

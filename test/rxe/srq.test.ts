@@ -315,7 +315,7 @@ describe.skipIf(!!skipReason)(`shared receive queues on ${DEV0}/${DEV1} (${runti
     expect(srq.outstanding).toBe(srq.maxWr);
   });
 
-  it('the limit is armed, reported by query(), and disarms once fewer receives remain', async () => {
+  it('the limit is armed, reported by query(), fires IBV_EVENT_SRQ_LIMIT_REACHED naming the SRQ, and disarms', async () => {
     pair = srqPair({ srq: { maxWr: 8, limit: 3 } });
     const { a, b } = pair;
     const { srq } = b;
@@ -330,6 +330,11 @@ describe.skipIf(!!skipReason)(`shared receive queues on ${DEV0}/${DEV1} (${runti
     await a.cq.collect(2);
     await b.cqs[0].collect(2);
     expect(srq.outstanding).toBe(2); // below the limit of 3: the device raised the event and disarmed
+    const event = await b.ctx.nextAsyncEvent({ timeoutMs: 10_000 });
+    expect(event).toMatchObject({ name: 'IBV_EVENT_SRQ_LIMIT_REACHED', code: 15, element: srq.handle });
+    expect(event?.srq).toBe(srq);
+    expect(await b.ctx.nextAsyncEvent({ timeoutMs: 100 })).toBeNull(); // one event, acknowledged
+    expect(await a.ctx.nextAsyncEvent({ timeoutMs: 100 })).toBeNull(); // and none on the other device
     expect(srq.query().limit).toBe(0);
     srq.armLimit(1);
     expect(srq.query().limit).toBe(1);

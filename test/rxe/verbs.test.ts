@@ -397,6 +397,25 @@ describe.skipIf(!!skipReason)(`verbs on ${DEV0}/${DEV1} (${runtimeName}, ${backe
     expect(() => cq.poll()).toThrow(ClosedError);
   });
 
+  it('nextAsyncEvent: null once its timeout passes, one wait at a time, ClosedError once disposed (also while waiting)', async () => {
+    const ctx = Context.open(DEV0);
+    await expect(ctx.nextAsyncEvent({ timeoutMs: -1 })).rejects.toBeInstanceOf(UsageError);
+    const started = Date.now();
+    expect(await ctx.nextAsyncEvent({ timeoutMs: 300 })).toBeNull(); // nothing happened on the device
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    const waiting = ctx.nextAsyncEvent({ timeoutMs: 10_000 });
+    await expect(ctx.nextAsyncEvent()).rejects.toThrow(/still pending/);
+    // The event loop runs while the wait is pending.
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 10);
+    await new Promise((r) => setTimeout(r, 200));
+    clearInterval(ticker);
+    expect(ticks).toBeGreaterThan(3);
+    ctx.dispose();
+    await expect(waiting).rejects.toBeInstanceOf(ClosedError);
+    await expect(ctx.nextAsyncEvent({ timeoutMs: 10 })).rejects.toBeInstanceOf(ClosedError);
+  });
+
   it('waiting for a completion does not block the event loop (and says how long a wake-up takes)', async () => {
     pair = connectedPair();
     const [a, b] = pair;
