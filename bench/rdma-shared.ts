@@ -205,10 +205,7 @@ export function writeLatLoop(side: BenchSide, remote: BenchEndpoint, size: numbe
         }
       }
       if (scnt < total) {
-        while (unreaped >= MAX_UNREAPED) {
-          unreaped -= reapSends(sendCq);
-          if ((++polls & 0xffff) === 0) guard();
-        }
+        unreaped = reapDownTo(sendCq, unreaped, MAX_UNREAPED - 1, guard);
         bytes[size + last] = (scnt + 1) & 0xff;
         const rc = qp.postPrepared(wr);
         if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
@@ -217,10 +214,7 @@ export function writeLatLoop(side: BenchSide, remote: BenchEndpoint, size: numbe
         unreaped++;
       }
     }
-    while (unreaped > 0) {
-      unreaped -= reapSends(sendCq);
-      if ((++polls & 0xffff) === 0) guard();
-    }
+    reapDownTo(sendCq, unreaped, 0, guard);
   } finally {
     wr.dispose();
   }
@@ -238,6 +232,16 @@ function reapSends(cq: CompletionQueue): number {
     if (!c.ok) throw c.error();
   }
   return n;
+}
+
+/** Reap send completions until at most `keep` are owed (guard() every 65536 polls); returns how many still are. */
+function reapDownTo(cq: CompletionQueue, unreaped: number, keep: number, guard: () => void): number {
+  let polls = 0;
+  while (unreaped > keep) {
+    unreaped -= reapSends(cq);
+    if ((++polls & 0xffff) === 0) guard();
+  }
+  return unreaped;
 }
 
 /**
@@ -293,10 +297,7 @@ export function sendLatLoop(side: BenchSide, size: number, total: number, server
           repost();
           owedReposts -= REPOST_BATCH;
         }
-        while (unreaped >= MAX_UNREAPED) {
-          unreaped -= reapSends(sendCq);
-          if ((++polls & 0xffff) === 0) guard();
-        }
+        unreaped = reapDownTo(sendCq, unreaped, MAX_UNREAPED - 1, guard);
         const rc = qp.postPrepared(wr);
         if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
         if (stamps) stamps[scnt] = Number(process.hrtime.bigint());
@@ -304,10 +305,7 @@ export function sendLatLoop(side: BenchSide, size: number, total: number, server
         unreaped++;
       }
     }
-    while (unreaped > 0) {
-      unreaped -= reapSends(sendCq);
-      if ((++polls & 0xffff) === 0) guard();
-    }
+    reapDownTo(sendCq, unreaped, 0, guard);
   } finally {
     chain.dispose();
     wr.dispose();
@@ -429,14 +427,18 @@ export function cpuSample(cpu: number | null): CpuSample | null {
  */
 export function cpuSplit(before: CpuSample | null, after: CpuSample | null, writes: number): string {
   if (!before || !after) return '';
-  const us = (ticks: number) => ((ticks / USER_HZ) * 1e6) / writes;
-  return `user ${us(after.user - before.user).toFixed(0)} µs, system ${us(after.system - before.system).toFixed(0)} µs, ksoftirqd ${us(after.softirqd - before.softirqd).toFixed(0)} µs per write`;
+  const us = (key: keyof CpuSample) => usPerWrite(after[key] - before[key], writes);
+  return `user ${us('user')} µs, system ${us('system')} µs, ksoftirqd ${us('softirqd')} µs per write`;
 }
 
 /** "ksoftirqd K µs per write" between two samples (for perftest's rounds), or ''. */
 export function softirqdSplit(before: CpuSample | null, after: CpuSample | null, writes: number): string {
   if (!before || !after) return '';
-  return `ksoftirqd ${((((after.softirqd - before.softirqd) / USER_HZ) * 1e6) / writes).toFixed(0)} µs per write`;
+  return `ksoftirqd ${usPerWrite(after.softirqd - before.softirqd, writes)} µs per write`;
+}
+
+function usPerWrite(ticks: number, writes: number): string {
+  return (((ticks / USER_HZ) * 1e6) / writes).toFixed(0);
 }
 
 /** The window and thresholds of `settle()`: under 5 % of a CPU here, at most one tick there. */
@@ -456,13 +458,8 @@ const SETTLE_PEER_TICKS = 1;
 export async function settle(peerPid: number | null, limitMs = 3000): Promise<number> {
   const started = Date.now();
   const peerTicks = () => {
-    if (peerPid === null) return 0;
-    try {
-      const f = readFileSync(`/proc/${peerPid}/stat`, 'utf8').split(') ')[1].split(' ');
-      return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks
-    } catch {
-      return 0; // gone, or /proc unreadable: nothing to wait for there
-    }
+    const ticks = peerPid === null ? null : procTicks(`/proc/${peerPid}/stat`);
+    return ticks ? ticks[0] + ticks[1] : 0; // gone, or /proc unreadable: nothing to wait for there
   };
   let own = process.cpuUsage();
   let peer = peerTicks();

@@ -10,12 +10,12 @@
  * a QP, CQ or SRQ waits until every event read for it has been acknowledged.
  */
 import { backend } from '../../ffi/backend.js';
-import { errno as lastErrno, libc, pollAsync } from '../../ffi/libc.js';
-import { C, IBV_ASYNC_EVENT, IBV_CONTEXT, POLLFD } from '../../ffi/verbs-layout.js';
+import { errno as lastErrno } from '../../ffi/libc.js';
+import { C, IBV_ASYNC_EVENT, IBV_CONTEXT } from '../../ffi/verbs-layout.js';
 import { ClosedError, errnoError, UsageError } from '../errors.js';
 import type { CompletionQueue } from './completion-queue.js';
 import { loadVerbs } from './device.js';
-import { getU64, NativeBlock } from './native.js';
+import { getU64, NativeBlock, pollReadable, setNonBlocking } from './native.js';
 import type { QueuePair } from './queue-pair.js';
 import type { SharedReceiveQueue } from './shared-receive-queue.js';
 
@@ -142,13 +142,7 @@ export class AsyncEventReader {
       if (err !== EAGAIN && err !== EINTR) throw errnoError('ibv_get_async_event', err, { device: this.#owner, async_fd: this.#fd });
       const left = deadline - performance.now();
       if (left <= 0) return null;
-      const dv = block.view;
-      dv.setInt32(POLLFD_AT + POLLFD.fields.fd, this.#fd, true);
-      dv.setInt16(POLLFD_AT + POLLFD.fields.events, C.POLLIN, true);
-      dv.setInt16(POLLFD_AT + POLLFD.fields.revents, 0, true);
-      const slice = Math.max(1, Math.min(ASYNC_SLICE_MS, Math.ceil(left)));
-      const r = await pollAsync(block.address + POLLFD_AT, 1, slice);
-      if (r.value < 0 && r.errno !== EINTR) throw errnoError('poll', r.errno, { fd: this.#fd, timeout: slice });
+      await pollReadable(block, POLLFD_AT, this.#fd, left, ASYNC_SLICE_MS);
     }
   }
 
@@ -157,10 +151,7 @@ export class AsyncEventReader {
     if (!this.#block) this.#block = new NativeBlock(EVENT_AT + IBV_ASYNC_EVENT.size, 'async event scratch');
     if (this.#fd < 0) {
       const fd = new DataView(backend.view(contextHandle, IBV_CONTEXT.size)).getInt32(IBV_CONTEXT.fields.async_fd, true);
-      const flags = libc.fcntl(fd, C.F_GETFL, 0) as number;
-      if (flags === -1 || (libc.fcntl(fd, C.F_SETFL, flags | C.O_NONBLOCK) as number) === -1) {
-        throw errnoError('fcntl', lastErrno(), { fd, cmd: 'F_SETFL', flag: 'O_NONBLOCK', for: 'async_fd' });
-      }
+      setNonBlocking(fd, 'async_fd');
       this.#fd = fd;
     }
     return this.#block;

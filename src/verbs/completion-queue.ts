@@ -23,14 +23,13 @@
  * the caller's wrId back into the Completion (see shared-receive-queue.ts).
  */
 import { backend } from '../../ffi/backend.js';
-import { errno as lastErrno, libc, pollAsync } from '../../ffi/libc.js';
-import { C, IBV_COMP_CHANNEL, IBV_CQ, IBV_WC, POLLFD } from '../../ffi/verbs-layout.js';
+import { C, IBV_COMP_CHANNEL, IBV_CQ, IBV_WC } from '../../ffi/verbs-layout.js';
 import { ClosedError, errnoError, TimeoutError, UsageError } from '../errors.js';
 import type { Context } from './context.js';
 import { loadVerbs } from './device.js';
 import { completionError, type WorkCompletionError } from './errors.js';
 import { countLive } from './live.js';
-import { checkPointer, checkStatus, CleanupSteps, getU64, hex, NativeBlock } from './native.js';
+import { checkPointer, checkStatus, CleanupSteps, getU64, hex, NativeBlock, pollReadable, setNonBlocking } from './native.js';
 import type { QueuePair } from './queue-pair.js';
 
 /** Longest single off-thread poll(2) of the channel fd. */
@@ -129,10 +128,7 @@ export class CompletionQueue {
         this.#channel = checkPointer('ibv_create_comp_channel', v.ibv_create_comp_channel(contextHandle) as number, { device: context.device.name });
         countLive('channels', 1);
         this.#fd = new DataView(backend.view(this.#channel, IBV_COMP_CHANNEL.size)).getInt32(IBV_COMP_CHANNEL.fields.fd, true);
-        const flags = libc.fcntl(this.#fd, C.F_GETFL, 0) as number;
-        if (flags === -1 || (libc.fcntl(this.#fd, C.F_SETFL, flags | C.O_NONBLOCK) as number) === -1) {
-          throw errnoError('fcntl', lastErrno(), { fd: this.#fd, cmd: 'F_SETFL', flag: 'O_NONBLOCK' });
-        }
+        setNonBlocking(this.#fd, 'completion channel');
       }
       this.#handle = checkPointer('ibv_create_cq', v.ibv_create_cq(contextHandle, entries, 0, this.#channel, 0) as number, {
         device: context.device.name,
@@ -233,15 +229,9 @@ export class CompletionQueue {
       }
       const left = deadline - performance.now();
       if (left <= 0) return 0;
-      const dv = this.#scratch.view;
-      dv.setInt32(this.#pollfdAt + POLLFD.fields.fd, this.#fd, true);
-      dv.setInt16(this.#pollfdAt + POLLFD.fields.events, C.POLLIN, true);
-      dv.setInt16(this.#pollfdAt + POLLFD.fields.revents, 0, true);
-      const slice = Math.max(1, Math.min(SLICE_MS, Math.ceil(left)));
-      const r = await pollAsync(this.#scratch.address + this.#pollfdAt, 1, slice);
+      const readable = await pollReadable(this.#scratch, this.#pollfdAt, this.#fd, left, SLICE_MS);
       if (!this.#handle) throw new ClosedError('completion queue (disposed while waiting)');
-      if (r.value < 0 && r.errno !== 4 /* EINTR */) throw errnoError('poll', r.errno, { fd: this.#fd, timeout: slice });
-      if (r.value > 0) this.#drainEvents(v);
+      if (readable) this.#drainEvents(v);
     }
   }
 

@@ -5,9 +5,12 @@
  * their addresses are fixed, the hot path only writes numbers into them through a DataView.
  *
  * Also: the two helpers that turn a verbs failure into a SystemError (verbs functions return
- * NULL and set errno, or return an errno value directly).
+ * NULL and set errno, or return an errno value directly), and the two that every event fd of the
+ * verbs (completion channel, async fd, rdma_cm channel) is waited on with.
  */
-import { errno as lastErrno } from '../../ffi/libc.js';
+import { errno as lastErrno, libc, pollAsync } from '../../ffi/libc.js';
+import { C, POLLFD } from '../../ffi/verbs-layout.js';
+import type { NativeBlock } from '../native-block.js';
 export { NativeBlock } from '../native-block.js';
 import { errnoError, type CallArgs, type SystemError } from '../errors.js';
 
@@ -45,6 +48,32 @@ export function checkStatus(call: string, result: number, args: CallArgs = {}): 
 export function statusError(call: string, result: number, args: CallArgs = {}): SystemError {
   const code = result > 0 ? result : lastErrno() || -result;
   return errnoError(call, code, args);
+}
+
+/** Make an event fd non-blocking (fcntl O_NONBLOCK), so its read can never block the thread; SystemError naming `what` otherwise. */
+export function setNonBlocking(fd: number, what: string): void {
+  const flags = libc.fcntl(fd, C.F_GETFL, 0) as number;
+  if (flags === -1 || (libc.fcntl(fd, C.F_SETFL, flags | C.O_NONBLOCK) as number) === -1) {
+    throw errnoError('fcntl', lastErrno(), { fd, cmd: 'F_SETFL', flag: 'O_NONBLOCK', for: what });
+  }
+}
+
+/**
+ * One bounded wait for `fd` to become readable, off the main thread (koffi: libuv's pool; Bun: a
+ * Worker): a struct pollfd written into `block` at `at` (the block must outlive the wait), then
+ * poll(2) for min(`maxSliceMs`, `leftMs`) ms, at least 1, so no helper thread is parked for long.
+ * Resolves true when the fd is readable, false when the slice ran out or a signal came (EINTR);
+ * SystemError for any other poll failure.
+ */
+export async function pollReadable(block: NativeBlock, at: number, fd: number, leftMs: number, maxSliceMs: number): Promise<boolean> {
+  const dv = block.view;
+  dv.setInt32(at + POLLFD.fields.fd, fd, true);
+  dv.setInt16(at + POLLFD.fields.events, C.POLLIN, true);
+  dv.setInt16(at + POLLFD.fields.revents, 0, true);
+  const slice = Math.max(1, Math.min(maxSliceMs, Math.ceil(leftMs)));
+  const r = await pollAsync(block.address + at, 1, slice);
+  if (r.value < 0 && r.errno !== 4 /* EINTR */) throw errnoError('poll', r.errno, { fd, timeout: slice });
+  return r.value > 0;
 }
 
 /** Format an address for messages. */

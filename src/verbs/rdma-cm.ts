@@ -12,15 +12,15 @@
  * Register memory on `connection.pd`.
  */
 import { backend } from '../../ffi/backend.js';
-import { errno as lastErrno, libc, pollAsync } from '../../ffi/libc.js';
+import { errno as lastErrno } from '../../ffi/libc.js';
 import { rdmacm } from '../../ffi/rdmacm.js';
-import { C, IBV_CONTEXT, RDMA_CM_EVENT, RDMA_CM_ID, RDMA_CONN_PARAM, RDMA_EVENT_CHANNEL, SOCKADDR_IN, POLLFD } from '../../ffi/verbs-layout.js';
+import { C, IBV_CONTEXT, RDMA_CM_EVENT, RDMA_CM_ID, RDMA_CONN_PARAM, RDMA_EVENT_CHANNEL, SOCKADDR_IN } from '../../ffi/verbs-layout.js';
 import { checkSyscall, ClosedError, errnoError, MemwireError, TimeoutError, UsageError, type CallArgs } from '../errors.js';
 import type { CompletionQueue, CompletionQueueOptions } from './completion-queue.js';
 import { Context } from './context.js';
 import { listDevices, loadVerbs } from './device.js';
 import { countLive, stopWatching, watchForLeak } from './live.js';
-import { CleanupSteps, getU64, hex, NativeBlock, setU64 } from './native.js';
+import { CleanupSteps, getU64, hex, NativeBlock, pollReadable, setNonBlocking, setU64 } from './native.js';
 import type { ProtectionDomain } from './protection-domain.js';
 import { QueuePair, type QueuePairOptions } from './queue-pair.js';
 
@@ -102,10 +102,7 @@ class CmChannel {
     this.handle = handle;
     this.fd = new DataView(backend.view(handle, RDMA_EVENT_CHANNEL.size)).getInt32(RDMA_EVENT_CHANNEL.fields.fd, true);
     try {
-      const flags = libc.fcntl(this.fd, C.F_GETFL, 0) as number;
-      if (flags === -1 || (libc.fcntl(this.fd, C.F_SETFL, flags | C.O_NONBLOCK) as number) === -1) {
-        throw errnoError('fcntl', lastErrno(), { fd: this.fd, cmd: 'F_SETFL', flag: 'O_NONBLOCK' });
-      }
+      setNonBlocking(this.fd, 'rdma_cm event channel');
       this.scratch = new NativeBlock(1024, 'rdma_cm channel scratch');
     } catch (error) {
       cm.rdma_destroy_event_channel(handle);
@@ -161,13 +158,7 @@ class CmChannel {
         if (event) return event;
         const left = deadline - performance.now();
         if (left <= 0) throw new TimeoutError(`${step}: no rdma_cm event within ${timeoutMs} ms`);
-        const dv = this.scratch.view;
-        dv.setInt32(POLLFD_AT + POLLFD.fields.fd, this.fd, true);
-        dv.setInt16(POLLFD_AT + POLLFD.fields.events, C.POLLIN, true);
-        dv.setInt16(POLLFD_AT + POLLFD.fields.revents, 0, true);
-        const slice = Math.max(1, Math.min(CM_SLICE_MS, Math.ceil(left)));
-        const r = await pollAsync(this.scratch.address + POLLFD_AT, 1, slice);
-        if (r.value < 0 && r.errno !== 4) throw errnoError('poll', r.errno, { fd: this.fd, timeout: slice });
+        await pollReadable(this.scratch, POLLFD_AT, this.fd, left, CM_SLICE_MS);
       }
     } finally {
       this.#pending--;
