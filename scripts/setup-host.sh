@@ -3,9 +3,11 @@
 #   libibverbs1 ibverbs-providers librdmacm1  — so `memwire doctor` can load the RDMA libraries
 #   ucx-utils                                  — ucx_perftest, the shared-memory benchmark anchor
 #   gcc libc6-dev                              — C baselines the benchmarks compile
+#   libibverbs-dev librdmacm-dev               — verbs.h / rdma_cma.h: test/unit/verbs-layout checks
+#                                                every struct offset against them (it skips without)
 # Idempotent; runs apt-get only when something is missing. Needs root (or sudo).
 set -euo pipefail
-packages=(libibverbs1 ibverbs-providers librdmacm1 ucx-utils gcc libc6-dev)
+packages=(libibverbs1 ibverbs-providers librdmacm1 ucx-utils gcc libc6-dev libibverbs-dev librdmacm-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
