@@ -1,6 +1,6 @@
 /**
  * The vocabulary every FFI declaration in memwire is written in, and the one interface both
- * backends (koffi, bun:ffi) implement. Nothing here imports a runtime-specific module.
+ * backends (koffi, bun:ffi, Deno's FFI) implement. Nothing here imports a runtime-specific module.
  *
  * Pointers cross the FFI boundary as plain numbers (x86_64 user addresses fit in 47 bits, so a
  * double holds them exactly); 0 is NULL. Numbers are cheaper than BigInt on every runtime.
@@ -32,8 +32,12 @@ export type NativeFn = (...args: any[]) => any;
 /** The outcome of a call run off the calling thread: its result and the errno it left. */
 export interface AsyncResult {
   readonly value: number;
+  /** errno the call left, or ERRNO_UNKNOWN where the runtime cannot tell (Deno's pool threads). */
   readonly errno: number;
 }
+
+/** An off-thread call failed but its thread's errno is out of reach: the caller must classify it. */
+export const ERRNO_UNKNOWN = -1;
 
 export interface NativeLibrary {
   /** The path or soname the library was opened by. */
@@ -48,7 +52,7 @@ export interface NativeLibrary {
 }
 
 export interface FfiBackend {
-  readonly name: 'koffi' | 'bun:ffi';
+  readonly name: 'koffi' | 'bun:ffi' | 'deno';
   /** Open a shared library by soname or path; throws a plain Error with the loader's message. */
   open(path: string): NativeLibrary;
   /** A callable for a C function pointer (e.g. an entry of a provider's ops table). */
