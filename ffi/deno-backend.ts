@@ -78,6 +78,17 @@ function definition(decl: { returns: CType; args: readonly CType[] }, nonblockin
   return { parameters: decl.args.map((a) => DENO_TYPE[a]), result: DENO_RESULT[decl.returns], nonblocking };
 }
 
+/**
+ * A 64-bit result as the other backends give it (koffi's uint64_t, bun:ffi's *_fast types): a number
+ * while it is a safe integer (sizes, -1, addresses), else the BigInt itself (a GUID, a 64-bit key).
+ */
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+function narrow(value: bigint | number): bigint | number {
+  if (typeof value === 'number') return value;
+  return value <= MAX_SAFE && value >= MIN_SAFE ? Number(value) : value;
+}
+
 /** Adapt what Deno represents differently from memwire's declaration: strings and 64-bit results. */
 function adapt(fn: NativeFn, returns: CType, args: readonly CType[]): NativeFn {
   const hasCStrArg = args.includes('cstr');
@@ -87,7 +98,7 @@ function adapt(fn: NativeFn, returns: CType, args: readonly CType[]): NativeFn {
     if (hasCStrArg) values = values.map((v, i) => (args[i] === 'cstr' ? cString(v) : v));
     const result = fn(...values);
     if (returns === 'cstr') return readCStringAt(result as object | null);
-    return wide ? Number(result) : result;
+    return wide ? narrow(result as bigint | number) : result;
   };
 }
 
@@ -107,7 +118,7 @@ class DenoLibrary implements NativeLibrary {
       fn = Deno.dlopen(this.path, { [decl.name]: definition(decl, true) }).symbols[decl.name];
       this.asyncFns.set(decl.name, fn);
     }
-    const value = Number(await fn(...args));
+    const value = Number(await fn(...args)); // poll's int, futex's long: small values
     // The call ran on one of Deno's pool threads, whose errno this thread cannot see.
     return { value, errno: value < 0 ? ERRNO_UNKNOWN : 0 };
   }
@@ -145,7 +156,7 @@ export const denoBackend: FfiBackend = {
   errno(): number {
     if (!errnoCell) {
       errnoLocation ??= Deno.dlopen('libc.so.6', { __errno_location: { parameters: [], result: 'usize' } }).symbols.__errno_location;
-      errnoCell = new Int32Array(denoBackend.view(Number(errnoLocation()), 4));
+      errnoCell = new Int32Array(denoBackend.view(Number(errnoLocation()), 4)); // an address: always safe
     }
     return errnoCell[0];
   },
