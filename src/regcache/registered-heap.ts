@@ -303,6 +303,25 @@ export class RegisteredHeap {
   }
 
   /**
+   * The live allocation at (`block`, `offset`) — as another process of the node names it — as a
+   * HeapBuffer over this process's mapping (mapping the block, purging a stale entry). UsageError
+   * if no allocation starts there.
+   */
+  at(block: number, offset: number): HeapBuffer {
+    this.#check();
+    this.#lock();
+    try {
+      const mapping = this.#current(block);
+      if (!mapping) throw new UsageError(`block slot ${block} holds no block`, 'ERR_MEMWIRE_BAD_OFFSET');
+      const index = mapping.heap.usedIndex(offset, 'at');
+      const length = mapping.heap.length(index);
+      return new HeapBuffer(block, mapping.blockId, offset, length, mapping.view(offset, length));
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /**
    * Keys and addresses for posting `buffer` (or `length` bytes of it from `at`): a hit compares
    * this process's entry with the descriptor and returns; a miss registers; a stale entry is
    * purged first. UsageError if the buffer's block is gone (it was freed) or the range is outside it.
