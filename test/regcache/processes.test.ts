@@ -10,7 +10,15 @@ import { DrivenChild } from './driven-child.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  const errors: unknown[] = [];
+  for (const c of cleanups.splice(0).reverse()) {
+    try {
+      await c();
+    } catch (error) {
+      errors.push(error);
+    }
+  }
+  if (errors.length) throw errors[0];
 });
 
 function heap(label: string, options: Parameters<typeof RegisteredHeap.create>[1]): RegisteredHeap {
