@@ -38,6 +38,7 @@ import {
   RC_LAYOUT_VERSION, RC_MAGIC, READY,
 } from './layout.js';
 import { noneRegistrar, type Registrar } from './registrar.js';
+import type { MemoryRegion } from '../verbs/memory-region.js';
 import { selfPid } from '../shm/process-identity.js';
 
 export interface RegisteredHeapOptions {
@@ -85,7 +86,10 @@ export interface RegisteredRange {
   readonly remoteAddr: number;
   readonly block: number;
   readonly blockId: number;
+  /** Byte offset in the block's data area: with `mr`, an SGE is { mr, offset, length }. */
   readonly offset: number;
+  /** The block's memory region in this process (verbs registrar; undefined for "none"). */
+  readonly mr: MemoryRegion | undefined;
 }
 
 /** Counters of this process's registration table (as Open MPI's grdma prints them), and the heap's. */
@@ -345,7 +349,7 @@ export class RegisteredHeap {
       this.#counts.hits++;
       const r = block.registration;
       const offset = buffer.offset + at;
-      return { lkey: r.lkey, rkey: r.rkey, address: block.region.address + offset, remoteAddr: r.iova + offset, block: slot, blockId: block.blockId, offset };
+      return { lkey: r.lkey, rkey: r.rkey, address: block.region.address + offset, remoteAddr: r.iova + offset, block: slot, blockId: block.blockId, offset, mr: r.mr };
     }
     return this.#lookupSlow(buffer, at);
   }
@@ -362,7 +366,7 @@ export class RegisteredHeap {
       }
       const r = this.#use(block);
       const offset = buffer.offset + at;
-      return { lkey: r.lkey, rkey: r.rkey, address: block.region.address + offset, remoteAddr: r.iova + offset, block: block.slot, blockId: block.blockId, offset };
+      return { lkey: r.lkey, rkey: r.rkey, address: block.region.address + offset, remoteAddr: r.iova + offset, block: block.slot, blockId: block.blockId, offset, mr: r.mr };
     } finally {
       this.#unlock();
     }
@@ -372,7 +376,7 @@ export class RegisteredHeap {
    * The whole of block `slot` as registered in this process (mapping and registering it now if
    * needed, purging a stale entry): what an agent exposes to peers. undefined if the slot is empty.
    */
-  lookupBlock(slot: number): { blockId: number; bytes: number; lkey: number; rkey: number; iova: number; address: number } | undefined {
+  lookupBlock(slot: number): { blockId: number; bytes: number; lkey: number; rkey: number; iova: number; address: number; mr: MemoryRegion | undefined } | undefined {
     this.#check();
     checkInt('block slot', slot, 0, this.maxBlocks - 1);
     this.#lock();
@@ -380,7 +384,7 @@ export class RegisteredHeap {
       const block = this.#current(slot);
       if (!block) return undefined;
       const r = this.#use(block);
-      return { blockId: block.blockId, bytes: block.region.size, lkey: r.lkey, rkey: r.rkey, iova: r.iova, address: block.region.address };
+      return { blockId: block.blockId, bytes: block.region.size, lkey: r.lkey, rkey: r.rkey, iova: r.iova, address: block.region.address, mr: r.mr };
     } finally {
       this.#unlock();
     }

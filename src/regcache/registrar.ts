@@ -31,6 +31,8 @@ export interface Registration {
    * address (ProtectionDomain.registerMemory has no iova argument yet), so it is that address.
    */
   readonly iova: number;
+  /** The verbs registrar's memory region (an SGE's `mr`, whose offset is the block data offset). */
+  readonly mr?: MemoryRegion;
 }
 
 /** What the heap hands a registrar: one block's data area, mapped in this process. */
@@ -96,10 +98,6 @@ const ENOMEM = 12;
 const EPERM = 1;
 const EAGAIN = 11;
 
-interface VerbsRegistration extends Registration {
-  readonly mr: MemoryRegion;
-}
-
 /**
  * Registers blocks with ibv_reg_mr in `pd`. `access` defaults to local write only: a heap whose
  * blocks are RDMA WRITE targets asks for `{ remoteWrite: true }`, a source heap needs nothing
@@ -125,11 +123,10 @@ export class VerbsRegistrar implements Registrar {
       }
       throw error;
     }
-    const registration: VerbsRegistration = { lkey: mr.lkey, rkey: mr.rkey, iova: mr.addr, mr };
-    return registration;
+    return { lkey: mr.lkey, rkey: mr.rkey, iova: mr.addr, mr };
   }
 
   deregister(registration: Registration): void {
-    (registration as VerbsRegistration).mr?.dispose();
+    registration.mr?.dispose();
   }
 }

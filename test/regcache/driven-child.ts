@@ -14,9 +14,10 @@ export class DrivenChild {
   #stderr = '';
   #exited = false;
 
-  constructor(heapName: string) {
-    const script = fileURLToPath(new URL('../../dist/test/fixtures/regcache-child.js', import.meta.url));
-    const [exe, ...argv] = selfCommand(script, [heapName]);
+  /** Start test/fixtures/<fixture>.js with `args`, under `wrapper` (e.g. prlimit …) if given. */
+  constructor(args: readonly string[], fixture = 'regcache-child', wrapper: readonly string[] = []) {
+    const script = fileURLToPath(new URL(`../../dist/test/fixtures/${fixture}.js`, import.meta.url));
+    const [exe, ...argv] = [...wrapper, ...selfCommand(script, args)];
     this.process = spawn(exe, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     createInterface({ input: this.process.stdout! }).on('line', (line) => {
       this.#lines.push(line);
@@ -48,9 +49,9 @@ export class DrivenChild {
   }
 
   /** Send one command; the answer's words after the command name. Throws on an "error" answer. */
-  async ask(command: string): Promise<string[]> {
+  async ask(command: string, timeoutMs?: number): Promise<string[]> {
     this.process.stdin!.write(`${command}\n`);
-    const answer = await this.next();
+    const answer = await this.next(timeoutMs);
     const [head, ...rest] = answer.split(' ');
     if (head === 'error') throw new Error(`child: ${rest.join(' ')}`);
     return rest;

@@ -28,7 +28,7 @@ function heap(label: string, options: Parameters<typeof RegisteredHeap.create>[1
 }
 
 async function child(name: string): Promise<DrivenChild> {
-  const c = new DrivenChild(name);
+  const c = new DrivenChild([name]);
   cleanups.push(() => c.kill());
   expect(await c.next()).toBe('ready');
   return c;
