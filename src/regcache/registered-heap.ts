@@ -37,7 +37,7 @@ import {
   descriptorCheck, DESCRIPTOR_SIZE, joinId, MAX_BLOCK_BYTES, MAX_BLOCKS, MIN_BLOCK_BYTES, PAGE, RC_CONTENT_TAG,
   RC_LAYOUT_VERSION, RC_MAGIC, READY,
 } from './layout.js';
-import { noneRegistrar, type Registrar } from './registrar.js';
+import { noneRegistrar, type Registrar, type Registration } from './registrar.js';
 import type { MemoryRegion } from '../verbs/memory-region.js';
 import { selfPid } from '../shm/process-identity.js';
 
@@ -74,6 +74,11 @@ export class HeapBuffer {
     readonly length: number,
     readonly view: Uint8Array,
   ) {}
+
+  /** @internal lookup()'s last answer for the whole buffer, and the registration it came from. */
+  cachedRange: RegisteredRange | undefined = undefined;
+  /** @internal */
+  cachedFrom: Registration | undefined = undefined;
 }
 
 /** What posting needs for an allocation (or a range of one). */
@@ -348,8 +353,15 @@ export class RegisteredHeap {
     ) {
       this.#counts.hits++;
       const r = block.registration;
+      // The whole buffer's answer is kept on it: a hit allocates nothing (no GC pauses in posting loops).
+      if (at === 0 && buffer.cachedFrom === r) return buffer.cachedRange!;
       const offset = buffer.offset + at;
-      return { lkey: r.lkey, rkey: r.rkey, address: block.region.address + offset, remoteAddr: r.iova + offset, block: slot, blockId: block.blockId, offset, mr: r.mr };
+      const range = { lkey: r.lkey, rkey: r.rkey, address: block.region.address + offset, remoteAddr: r.iova + offset, block: slot, blockId: block.blockId, offset, mr: r.mr };
+      if (at === 0) {
+        buffer.cachedRange = range;
+        buffer.cachedFrom = r;
+      }
+      return range;
     }
     return this.#lookupSlow(buffer, at);
   }
