@@ -281,7 +281,9 @@ export class RegisteredHeap {
       try {
         this.#use(block);
       } catch (error) {
+        // Nothing stays allocated when this process cannot register the block (e.g. memlock).
         this.#releaseIndex(block, index);
+        this.#applyPolicy(block.slot);
         throw error;
       }
       const offset = block.ctx.payloadOffset(index);
@@ -348,7 +350,7 @@ export class RegisteredHeap {
       Atomics.load(w, d + D_STATE / 4) === D_LIVE &&
       w[d + D_ID_LO / 4] === block.idLo &&
       w[d + D_ID_HI / 4] === block.idHi &&
-      at >= 0 &&
+      at >>> 0 === at &&
       at < buffer.length
     ) {
       this.#counts.hits++;
