@@ -30,98 +30,19 @@ import { allocatorLockIndex, Locks } from '../shmem/locks.js';
 import { claimSlot, freeSlot, markDead, markLeaving } from '../shmem/members.js';
 import { B_OWNERS_HI, B_OWNERS_LO, B_SIZE, GRANULE, MAX_MEMBERS } from '../shmem/layout.js';
 import { BlockMapping, blockBytesFor, heapGranulesOf, MAX_REQUEST } from './block.js';
+import { DescriptorTable } from './descriptors.js';
+import { HeapBuffer, type RegisteredHeapOpenOptions, type RegisteredHeapOptions, type RegisteredHeapStats, type RegisteredRange } from './types.js';
 import {
-  blockRegionName, C_BLOCK_BYTES, C_CREATOR_PID, C_DESCRIPTOR_OFFSET, C_GROWN, C_INIT, C_KEEP_FREE, C_LOCK_TABLE, C_MAGIC,
-  C_MAX_BLOCKS, C_MAX_MEMBERS, C_NEXT_ID_HI, C_NEXT_ID_LO, C_RELEASED, C_REPAIRS, C_VERSION, controlGeometry, D_ALLOCS,
-  D_CHECK, D_EMPTY, D_GROWING, D_ID_HI, D_ID_LO, D_LIVE, D_RELEASING, D_SIZE_HI, D_SIZE_LO, D_STATE, D_USED_GRANULES,
-  descriptorCheck, DESCRIPTOR_SIZE, joinId, MAX_BLOCK_BYTES, MAX_BLOCKS, MIN_BLOCK_BYTES, PAGE, RC_CONTENT_TAG,
-  RC_LAYOUT_VERSION, RC_MAGIC, READY,
+  blockRegionName, C_BLOCK_BYTES, C_CREATOR_PID, C_DESCRIPTOR_OFFSET, C_INIT, C_KEEP_FREE, C_LOCK_TABLE, C_MAGIC,
+  C_MAX_BLOCKS, C_MAX_MEMBERS, C_NEXT_ID_LO, C_VERSION, controlGeometry, D_EMPTY, D_GROWING, D_ID_HI, D_ID_LO, D_LIVE,
+  D_RELEASING, D_STATE, MAX_BLOCK_BYTES, MAX_BLOCKS, MIN_BLOCK_BYTES, PAGE, RC_CONTENT_TAG, RC_LAYOUT_VERSION, RC_MAGIC, READY,
 } from './layout.js';
-import { noneRegistrar, type Registrar, type Registration } from './registrar.js';
+import { noneRegistrar, type Registrar } from './registrar.js';
 import type { MemoryRegion } from '../verbs/memory-region.js';
+
+export { HeapBuffer };
+export type { RegisteredHeapOpenOptions, RegisteredHeapOptions, RegisteredHeapStats, RegisteredRange };
 import { selfPid } from '../shm/process-identity.js';
-
-export interface RegisteredHeapOptions {
-  /** Who registers blocks: noneRegistrar (default: shared memory only) or a VerbsRegistrar. */
-  registrar?: Registrar;
-  /** Data bytes of a standard block obtained from the OS: a multiple of 4096, 64 KiB – 1 GiB. Default 4 MiB. */
-  blockBytes?: number;
-  /** Descriptor table entries: blocks the heap may hold at once (1–4096). Default 256. */
-  maxBlocks?: number;
-  /** Processes that may have the heap open at once (1–64). Default 16. */
-  maxMembers?: number;
-  /** Wholly free standard blocks kept before one is given back to the OS. Default 1. */
-  keepFreeBlocks?: number;
-  /** Permission bits of the shm objects. Default 0o600. */
-  mode?: number;
-}
-
-export interface RegisteredHeapOpenOptions {
-  registrar?: Registrar;
-  /** How long to wait for the creator to finish initialising. Default 2000 ms. */
-  timeoutMs?: number;
-}
-
-/** An allocation: `view` is zero-copy over the block's mapping in this process. */
-export class HeapBuffer {
-  constructor(
-    /** The descriptor-table slot of its block (FIG. 3's location). */
-    readonly block: number,
-    /** The blockId of its block: if the slot's blockId differs, the block was released. */
-    readonly blockId: number,
-    /** Byte offset in the block's data area (the same in every process). */
-    readonly offset: number,
-    readonly length: number,
-    readonly view: Uint8Array,
-  ) {}
-
-  /** @internal lookup()'s last answer for the whole buffer, and the registration it came from. */
-  cachedRange: RegisteredRange | undefined = undefined;
-  /** @internal */
-  cachedFrom: Registration | undefined = undefined;
-}
-
-/** What posting needs for an allocation (or a range of one). */
-export interface RegisteredRange {
-  readonly lkey: number;
-  readonly rkey: number;
-  /** This process's address of the first byte (a local SGE's addr). */
-  readonly address: number;
-  /** What a peer puts in remote_addr to reach the first byte: the registration's iova + offset. */
-  readonly remoteAddr: number;
-  readonly block: number;
-  readonly blockId: number;
-  /** Byte offset in the block's data area: with `mr`, an SGE is { mr, offset, length }. */
-  readonly offset: number;
-  /** The block's memory region in this process (verbs registrar; undefined for "none"). */
-  readonly mr: MemoryRegion | undefined;
-}
-
-/** Counters of this process's registration table (as Open MPI's grdma prints them), and the heap's. */
-export interface RegisteredHeapStats {
-  /** Registrations made by this process (each block at most once per blockId). */
-  registrations: number;
-  deregistrations: number;
-  /** Uses that found this process's registration current. */
-  hits: number;
-  /** Uses that had to register (a block not yet registered here). */
-  misses: number;
-  /** Entries found stale (the descriptor's blockId differed) and purged. */
-  stalePurges: number;
-  /** Blocks this process released to the OS. */
-  releases: number;
-  /** Blocks mapped / registered in this process now, and their bytes. */
-  mappedBlocks: number;
-  registeredBlocks: number;
-  registeredBytes: number;
-  /** Heap-wide: live blocks, their bytes, allocations, blocks ever grown / released, repairs after a death. */
-  liveBlocks: number;
-  liveBytes: number;
-  allocations: number;
-  blocksGrown: number;
-  blocksReleased: number;
-  repairs: number;
-}
 
 const DEFAULTS = { blockBytes: 4 << 20, maxBlocks: 256, maxMembers: 16, keepFreeBlocks: 1, mode: 0o600 };
 const MAX_NAME = 180;
@@ -142,13 +63,12 @@ export class RegisteredHeap {
   readonly keepFreeBlocks: number;
   readonly #control: SharedRegion;
   readonly #ctx: PoolContext;
-  readonly #w: Int32Array;
   readonly #locks: Locks;
   readonly #lockIndex: number;
-  readonly #descBase: number; // word index of descriptor 0
+  readonly #table: DescriptorTable;
   readonly #mode: number;
   /** The private registration table, index-aligned with the descriptor table (FIG. 4). */
-  readonly #table: (BlockMapping | undefined)[];
+  readonly #mine: (BlockMapping | undefined)[];
   #hint = 0;
   #disposed = false;
   readonly #counts = { registrations: 0, deregistrations: 0, hits: 0, misses: 0, stalePurges: 0, releases: 0 };
@@ -159,7 +79,6 @@ export class RegisteredHeap {
     this.registrar = registrar;
     this.isCreator = isCreator;
     this.#control = control;
-    this.#w = w;
     this.#mode = mode;
     this.blockBytes = w[C_BLOCK_BYTES / 4];
     this.maxBlocks = w[C_MAX_BLOCKS / 4];
@@ -169,8 +88,8 @@ export class RegisteredHeap {
     this.#ctx = new PoolContext(control, { maxMembers, maxLocks: 1, lockTableOffset, heapOffset: descriptorOffset, heapGranules: 0 });
     this.#locks = new Locks(this.#ctx);
     this.#lockIndex = allocatorLockIndex(this.#ctx);
-    this.#descBase = descriptorOffset >>> 2;
-    this.#table = new Array<BlockMapping | undefined>(this.maxBlocks).fill(undefined);
+    this.#table = new DescriptorTable(this.name, w, descriptorOffset, this.maxBlocks);
+    this.#mine = new Array<BlockMapping | undefined>(this.maxBlocks).fill(undefined);
     if (!claimSlot(this.#ctx)) {
       throw new UsageError(`registered heap ${JSON.stringify(this.name)} has ${maxMembers} processes already; reap() frees the slots of dead ones`, 'ERR_MEMWIRE_HEAP_MEMBERS');
     }
@@ -339,9 +258,10 @@ export class RegisteredHeap {
    */
   lookup(buffer: HeapBuffer, at = 0): RegisteredRange {
     const slot = buffer.block;
-    const block = this.#table[slot];
-    const d = this.#descBase + slot * (DESCRIPTOR_SIZE / 4);
-    const w = this.#w;
+    const block = this.#mine[slot];
+    const table = this.#table;
+    const d = table.at(slot, 0);
+    const w = table.w;
     // Hot path: the entry is current iff the descriptor is LIVE with the entry's blockId.
     if (
       block !== undefined &&
@@ -411,7 +331,7 @@ export class RegisteredHeap {
     try {
       let released = 0;
       for (let slot = 0; slot < this.maxBlocks; slot++) {
-        if (this.#state(slot) === D_LIVE && this.#word(slot, D_ALLOCS) === 0) {
+        if (this.#table.state(slot) === D_LIVE && this.#table.allocs(slot) === 0) {
           this.#releaseBlock(slot);
           released++;
         }
@@ -446,16 +366,17 @@ export class RegisteredHeap {
     let liveBlocks = 0;
     let liveBytes = 0;
     let allocations = 0;
+    const table = this.#table;
     for (let slot = 0; slot < this.maxBlocks; slot++) {
-      if (this.#state(slot) !== D_LIVE) continue;
+      if (table.state(slot) !== D_LIVE) continue;
       liveBlocks++;
-      liveBytes += joinId(this.#word(slot, D_SIZE_LO), this.#word(slot, D_SIZE_HI));
-      allocations += this.#word(slot, D_ALLOCS);
+      liveBytes += table.bytes(slot);
+      allocations += table.allocs(slot);
     }
     let mappedBlocks = 0;
     let registeredBlocks = 0;
     let registeredBytes = 0;
-    for (const block of this.#table) {
+    for (const block of this.#mine) {
       if (!block) continue;
       mappedBlocks++;
       if (block.registration) {
@@ -463,19 +384,7 @@ export class RegisteredHeap {
         registeredBytes += block.region.size;
       }
     }
-    const w = this.#w;
-    return {
-      ...this.#counts,
-      mappedBlocks,
-      registeredBlocks,
-      registeredBytes,
-      liveBlocks,
-      liveBytes,
-      allocations,
-      blocksGrown: w[C_GROWN / 4],
-      blocksReleased: w[C_RELEASED / 4],
-      repairs: w[C_REPAIRS / 4],
-    };
+    return { ...this.#counts, mappedBlocks, registeredBlocks, registeredBytes, liveBlocks, liveBytes, allocations, ...table.counters() };
   }
 
   /**
@@ -507,8 +416,7 @@ export class RegisteredHeap {
     if (this.isCreator) {
       for (let slot = 0; slot < this.maxBlocks; slot++) {
         step(() => {
-          const state = this.#state(slot);
-          if (state !== D_EMPTY) unlinkQuietly(blockRegionName(this.name, joinId(this.#word(slot, D_ID_LO), this.#word(slot, D_ID_HI))));
+          if (this.#table.state(slot) !== D_EMPTY) unlinkQuietly(blockRegionName(this.name, this.#table.blockId(slot)));
         });
       }
     }
@@ -522,32 +430,7 @@ export class RegisteredHeap {
     this.dispose();
   }
 
-  // --- the descriptor table -------------------------------------------------------------------
-
-  #word(slot: number, field: number): number {
-    return this.#w[this.#descBase + slot * (DESCRIPTOR_SIZE / 4) + field / 4];
-  }
-
-  #setWord(slot: number, field: number, value: number): void {
-    this.#w[this.#descBase + slot * (DESCRIPTOR_SIZE / 4) + field / 4] = value;
-  }
-
-  #state(slot: number): number {
-    return Atomics.load(this.#w, this.#descBase + slot * (DESCRIPTOR_SIZE / 4) + D_STATE / 4);
-  }
-
-  #setState(slot: number, state: number): void {
-    // Ordering point: the fields written before are visible before the new state.
-    Atomics.store(this.#w, this.#descBase + slot * (DESCRIPTOR_SIZE / 4) + D_STATE / 4, state);
-  }
-
-  #writeCheck(slot: number): void {
-    this.#setWord(
-      slot,
-      D_CHECK,
-      descriptorCheck(slot, this.#word(slot, D_ID_LO), this.#word(slot, D_ID_HI), this.#word(slot, D_SIZE_LO), this.#word(slot, D_SIZE_HI), D_LIVE),
-    );
-  }
+  // --- the private registration table ----------------------------------------------------------
 
   /**
    * This process's entry for the block descriptor `slot` names now (claims 2, 3, FIG. 7): the
@@ -556,36 +439,25 @@ export class RegisteredHeap {
    */
   #current(slot: number): BlockMapping | undefined {
     if (!Number.isInteger(slot) || slot < 0 || slot >= this.maxBlocks) throw new UsageError(`block slot ${String(slot)} is outside 0..${this.maxBlocks - 1}`);
-    const state = this.#state(slot);
-    const mine = this.#table[slot];
+    const table = this.#table;
+    const state = table.state(slot);
+    const mine = this.#mine[slot];
     if (state !== D_LIVE) {
-      if (state !== D_EMPTY && state !== D_GROWING && state !== D_RELEASING) throw new CorruptionError(this.name, `descriptor ${slot} has state ${state}`);
+      table.checkState(slot, state);
       if (mine) this.#purgeStale(slot);
       return undefined;
     }
-    const idLo = this.#word(slot, D_ID_LO);
-    const idHi = this.#word(slot, D_ID_HI);
-    if (mine && mine.idLo === idLo && mine.idHi === idHi) return mine;
-    const sizeLo = this.#word(slot, D_SIZE_LO);
-    const sizeHi = this.#word(slot, D_SIZE_HI);
-    if (this.#word(slot, D_CHECK) !== descriptorCheck(slot, idLo, idHi, sizeLo, sizeHi, D_LIVE)) {
-      throw new CorruptionError(this.name, `descriptor ${slot} fails its check word (torn or forged)`);
-    }
-    const id = joinId(idLo, idHi);
-    const size = joinId(sizeLo, sizeHi);
-    const next = joinId(this.#w[C_NEXT_ID_LO / 4], this.#w[C_NEXT_ID_HI / 4]);
-    if (id < 1 || id >= next) throw new CorruptionError(this.name, `descriptor ${slot} names blockId ${id}; only ids below ${next} were ever handed out`);
-    if (mine && id < mine.blockId) throw new CorruptionError(this.name, `descriptor ${slot}'s blockId went backwards from ${mine.blockId} to ${id}`);
-    if (size < MIN_BLOCK_BYTES || size > MAX_BLOCK_BYTES || size % PAGE !== 0) throw new CorruptionError(this.name, `descriptor ${slot} has block size ${size}`);
+    if (mine && mine.idLo === table.idLo(slot) && mine.idHi === table.idHi(slot)) return mine;
+    const live = table.checkedLive(slot, mine?.blockId);
     for (let other = 0; other < this.maxBlocks; other++) {
-      const entry = this.#table[other];
-      if (other !== slot && entry !== undefined && entry.blockId === id && this.#state(other) === D_LIVE && this.#word(other, D_ID_LO) === idLo && this.#word(other, D_ID_HI) === idHi) {
-        throw new CorruptionError(this.name, `descriptors ${other} and ${slot} both name block ${id}`);
+      const entry = this.#mine[other];
+      if (other !== slot && entry !== undefined && entry.blockId === live.blockId && table.state(other) === D_LIVE && table.blockId(other) === live.blockId) {
+        throw table.corrupt(`descriptors ${other} and ${slot} both name block ${live.blockId}`);
       }
     }
     if (mine) this.#purgeStale(slot);
-    const block = BlockMapping.open(this.name, slot, idLo, idHi, size);
-    this.#table[slot] = block;
+    const block = BlockMapping.open(this.name, slot, live.idLo, live.idHi, live.bytes);
+    this.#mine[slot] = block;
     return block;
   }
 
@@ -604,9 +476,9 @@ export class RegisteredHeap {
 
   /** Drop this process's entry at `slot` (deregister, unmap): stale, released, or leaving. */
   #purge(slot: number): void {
-    const block = this.#table[slot];
+    const block = this.#mine[slot];
     if (!block) return;
-    this.#table[slot] = undefined;
+    this.#mine[slot] = undefined;
     const registration = block.registration;
     block.registration = undefined;
     try {
@@ -628,11 +500,11 @@ export class RegisteredHeap {
 
   #allocInExisting(size: number, lo: number, hi: number): [BlockMapping, number] | undefined {
     const need = Math.max(3, 2 + Math.ceil(size / GRANULE));
+    const table = this.#table;
     for (let k = 0; k < this.maxBlocks; k++) {
       const slot = (this.#hint + k) % this.maxBlocks;
-      if (this.#state(slot) !== D_LIVE) continue;
-      const bytes = joinId(this.#word(slot, D_SIZE_LO), this.#word(slot, D_SIZE_HI));
-      if (heapGranulesOf(bytes) - 1 - this.#word(slot, D_USED_GRANULES) < need) continue;
+      // The descriptor's counts let full blocks be skipped without mapping them.
+      if (table.state(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
       const block = this.#current(slot);
       if (!block) continue;
       const found = this.#allocIn(block, size, lo, hi);
@@ -644,9 +516,7 @@ export class RegisteredHeap {
   #allocIn(block: BlockMapping, size: number, lo: number, hi: number): [BlockMapping, number] | undefined {
     const index = block.heap.alloc(size, lo, hi);
     if (index === 0) return undefined;
-    const granules = block.ctx.w[block.ctx.blockBase(index) + B_SIZE / 4];
-    this.#setWord(block.slot, D_ALLOCS, this.#word(block.slot, D_ALLOCS) + 1);
-    this.#setWord(block.slot, D_USED_GRANULES, this.#word(block.slot, D_USED_GRANULES) + granules);
+    this.#table.count(block.slot, 1, block.ctx.w[block.ctx.blockBase(index) + B_SIZE / 4]);
     this.#hint = block.slot;
     return [block, index];
   }
@@ -654,64 +524,35 @@ export class RegisteredHeap {
   #releaseIndex(block: BlockMapping, index: number): void {
     const granules = block.ctx.w[block.ctx.blockBase(index) + B_SIZE / 4];
     block.heap.release(index);
-    this.#setWord(block.slot, D_ALLOCS, this.#word(block.slot, D_ALLOCS) - 1);
-    this.#setWord(block.slot, D_USED_GRANULES, this.#word(block.slot, D_USED_GRANULES) - granules);
+    this.#table.count(block.slot, -1, granules);
   }
 
   /** FIG. 6: obtain a block from the OS and insert its descriptor; undefined when the table is full. */
   #grow(size: number): BlockMapping | undefined {
-    let slot = -1;
-    for (let s = 0; s < this.maxBlocks; s++) {
-      if (this.#state(s) === D_EMPTY) {
-        slot = s;
-        break;
-      }
-    }
+    const table = this.#table;
+    const slot = table.emptySlot();
     if (slot < 0) return undefined;
-    const w = this.#w;
-    const idLo = w[C_NEXT_ID_LO / 4];
-    const idHi = w[C_NEXT_ID_HI / 4];
-    const next = joinId(idLo, idHi) + 1;
-    w[C_NEXT_ID_LO / 4] = next % 2 ** 32 | 0;
-    w[C_NEXT_ID_HI / 4] = Math.floor(next / 2 ** 32);
-    const bytes = blockBytesFor(size, this.blockBytes);
-    // GROWING with the new id first: a grower that dies leaves a name the repair can remove.
-    this.#setWord(slot, D_ID_LO, idLo);
-    this.#setWord(slot, D_ID_HI, idHi);
-    this.#setWord(slot, D_SIZE_LO, 0);
-    this.#setWord(slot, D_SIZE_HI, 0);
-    this.#setState(slot, D_GROWING);
+    const { idLo, idHi } = table.beginGrow(slot);
     // Claim 3: the OS gives this process a block: a different registration at this slot is stale.
-    if (this.#table[slot]) this.#purgeStale(slot);
+    if (this.#mine[slot]) this.#purgeStale(slot);
+    const bytes = blockBytesFor(size, this.blockBytes);
     let block: BlockMapping;
     try {
       block = BlockMapping.create(this.name, slot, idLo, idHi, bytes, this.#mode);
     } catch (error) {
-      this.#setState(slot, D_EMPTY);
+      table.empty(slot, false);
       throw error;
     }
-    this.#setWord(slot, D_SIZE_LO, bytes % 2 ** 32 | 0);
-    this.#setWord(slot, D_SIZE_HI, Math.floor(bytes / 2 ** 32));
-    this.#setWord(slot, D_ALLOCS, 0);
-    this.#setWord(slot, D_USED_GRANULES, 0);
-    this.#writeCheck(slot);
-    this.#setState(slot, D_LIVE);
-    w[C_GROWN / 4]++;
-    this.#table[slot] = block;
+    table.finishGrow(slot, bytes);
+    this.#mine[slot] = block;
     return block;
   }
 
   /** After a free left block `slot` wholly free: give it back if the policy says so. */
   #applyPolicy(slot: number): void {
-    if (this.#word(slot, D_ALLOCS) !== 0) return;
-    const bytes = joinId(this.#word(slot, D_SIZE_LO), this.#word(slot, D_SIZE_HI));
-    if (bytes > this.blockBytes) {
-      this.#releaseBlock(slot);
-      return;
-    }
-    let whollyFree = 0;
-    for (let s = 0; s < this.maxBlocks; s++) if (this.#state(s) === D_LIVE && this.#word(s, D_ALLOCS) === 0) whollyFree++;
-    if (whollyFree > this.keepFreeBlocks) this.#releaseBlock(slot);
+    const table = this.#table;
+    if (table.state(slot) !== D_LIVE || table.allocs(slot) !== 0) return;
+    if (table.bytes(slot) > this.blockBytes || table.whollyFree() > this.keepFreeBlocks) this.#releaseBlock(slot);
   }
 
   /**
@@ -719,25 +560,14 @@ export class RegisteredHeap {
    * back; every other process's stays in its table until its next use finds it stale.
    */
   #releaseBlock(slot: number): void {
-    const name = blockRegionName(this.name, joinId(this.#word(slot, D_ID_LO), this.#word(slot, D_ID_HI)));
-    this.#setState(slot, D_RELEASING);
-    if (this.#table[slot]) {
+    const name = blockRegionName(this.name, this.#table.blockId(slot));
+    this.#table.beginRelease(slot);
+    if (this.#mine[slot]) {
       this.#counts.releases++;
       this.#purge(slot);
     }
     unlinkQuietly(name);
-    this.#emptySlot(slot);
-    this.#w[C_RELEASED / 4]++;
-  }
-
-  #emptySlot(slot: number): void {
-    // The blockId stays: the next block in this slot gets a new, larger one.
-    this.#setWord(slot, D_SIZE_LO, 0);
-    this.#setWord(slot, D_SIZE_HI, 0);
-    this.#setWord(slot, D_ALLOCS, 0);
-    this.#setWord(slot, D_USED_GRANULES, 0);
-    this.#setWord(slot, D_CHECK, 0);
-    this.#setState(slot, D_EMPTY);
+    this.#table.empty(slot, true);
   }
 
   /** Free the allocations owned only by member `slots`, dropping them from shared owner sets. */
@@ -749,7 +579,7 @@ export class RegisteredHeap {
       else clearHi |= 1 << (s - 32);
     }
     for (let slot = 0; slot < this.maxBlocks; slot++) {
-      if (this.#state(slot) !== D_LIVE || this.#word(slot, D_ALLOCS) === 0) continue;
+      if (this.#table.state(slot) !== D_LIVE || this.#table.allocs(slot) === 0) continue;
       const block = this.#current(slot);
       if (!block) continue;
       const orphans: number[] = [];
@@ -792,13 +622,14 @@ export class RegisteredHeap {
    * block's allocator is rebuilt from its block headers and its descriptor's counts recomputed.
    */
   #repair(): void {
-    this.#w[C_REPAIRS / 4]++;
+    const table = this.#table;
+    table.countRepair();
     for (let slot = 0; slot < this.maxBlocks; slot++) {
-      const state = this.#state(slot);
+      const state = table.state(slot);
       if (state === D_GROWING || state === D_RELEASING) {
-        unlinkQuietly(blockRegionName(this.name, joinId(this.#word(slot, D_ID_LO), this.#word(slot, D_ID_HI))));
-        if (this.#table[slot]) this.#purgeStale(slot);
-        this.#emptySlot(slot);
+        unlinkQuietly(blockRegionName(this.name, table.blockId(slot)));
+        if (this.#mine[slot]) this.#purgeStale(slot);
+        table.empty(slot, state === D_RELEASING);
         continue;
       }
       if (state !== D_LIVE) continue;
@@ -812,8 +643,7 @@ export class RegisteredHeap {
         allocs++;
         granules += size;
       });
-      this.#setWord(slot, D_ALLOCS, allocs);
-      this.#setWord(slot, D_USED_GRANULES, granules);
+      table.setCounts(slot, allocs, granules);
     }
   }
 }
