@@ -9,7 +9,8 @@
  *      completion → free, with every wholly free block given back to the OS every --release-every
  *      operations (trim), so blocks really come and go; against register-per-allocation (the same
  *      allocation from the same kind of heap, ibv_reg_mr + the WRITE + ibv_dereg_mr each time).
- *      Operations per second, ratio memwire / anchor.
+ *      Operations per second, ratio memwire / anchor. The same loops without the WRITE (malloc →
+ *      lookup → free against malloc → ibv_reg_mr → ibv_dereg_mr → free) show registration alone.
  *   3. ibv_reg_mr and ibv_dereg_mr µs per MiB of shared memory (1–256 MiB, pages touched first),
  *      median of --reps; no anchor (no published rxe figure; UCX's model for real NICs is in the notes).
  */
@@ -26,6 +27,7 @@ export const FLAGS: FlagSpec = {
   batch: { kind: 'count', help: 'lookups per timed batch (default 1000)' },
   sizes: { kind: 'sizes', help: 'churn allocation sizes (default 4KiB,64KiB)' },
   'release-every': { kind: 'count', help: 'churn: give free blocks back to the OS every N operations (default 64)' },
+  'block-bytes': { kind: 'sizes', help: 'churn: the heap\'s standard block (default 4 × the size, at least 64KiB)' },
   'reg-sizes': { kind: 'sizes', help: 'ibv_reg_mr sizes (default 1MiB,4MiB,16MiB,64MiB,256MiB; --quick up to 64MiB)' },
   reps: { kind: 'count', help: 'ibv_reg_mr repetitions per size (default 5; --quick 3)' },
   device: { kind: 'boolean', help: 'run only the parts that need an RDMA device' },
@@ -149,12 +151,14 @@ function writeAndWait(rig: Rig, mr: MemoryRegion, offset: number, length: number
 
 // --- 2. churn ------------------------------------------------------------------------------------------
 
-function churn(report: BenchReport, rig: Rig, sizes: readonly number[], ops: number, releaseEvery: number): void {
+function churn(report: BenchReport, rig: Rig, sizes: readonly number[], ops: number, releaseEvery: number, write: boolean, blockBytes: number | undefined): void {
   const pd = rig.qp.pd;
   for (const size of sizes) {
-    progress(`regcache churn: ${sizeLabel(size)}, ${ops} operations each way`);
+    progress(`regcache churn${write ? '' : ' (no WRITE)'}: ${sizeLabel(size)}, ${ops} operations each way`);
     // memwire: the registered heap (blocks registered once per block, released every K ops).
-    const heap = RegisteredHeap.create(benchName('churn'), { blockBytes: Math.max(4 << 20, 4 * size), registrar: new VerbsRegistrar(pd) });
+    // One allocation is live at a time: a block of 4 × the size holds it with room to spare.
+    const block = blockBytes ?? Math.max(65536, Math.ceil((4 * size) / 4096) * 4096);
+    const heap = RegisteredHeap.create(benchName('churn'), { blockBytes: block, registrar: new VerbsRegistrar(pd) });
     let oursRate: number;
     let released = 0;
     try {
@@ -163,7 +167,7 @@ function churn(report: BenchReport, rig: Rig, sizes: readonly number[], ops: num
           const buf = heap.malloc(size)!;
           buf.view[0] = i;
           const r = heap.lookup(buf);
-          writeAndWait(rig, r.mr!, r.offset, size);
+          if (write) writeAndWait(rig, r.mr!, r.offset, size);
           heap.free(buf);
           if ((i + 1) % releaseEvery === 0) released += heap.trim();
         }
@@ -173,12 +177,12 @@ function churn(report: BenchReport, rig: Rig, sizes: readonly number[], ops: num
       loop(ops);
       oursRate = ops / (Number(nowNs() - t0) / 1e9);
       const s = heap.stats();
-      report.notes.push(`churn ${sizeLabel(size)}: memwire registered ${s.registrations} blocks for ${ops + Math.min(50, ops)} operations (${released} blocks given back to the OS)`);
+      if (write) report.notes.push(`churn ${sizeLabel(size)}: blocks of ${sizeLabel(block)}; memwire registered ${s.registrations} blocks for ${ops + Math.min(50, ops)} operations (${released} blocks given back to the OS)`);
     } finally {
       heap.dispose();
     }
     // Anchor: the same allocation from an unregistered heap, registered and deregistered each time.
-    const plain = RegisteredHeap.create(benchName('plain'), { blockBytes: Math.max(4 << 20, 4 * size) });
+    const plain = RegisteredHeap.create(benchName('plain'), { blockBytes: block });
     let theirRate: number;
     try {
       const loop = (count: number) => {
@@ -188,7 +192,7 @@ function churn(report: BenchReport, rig: Rig, sizes: readonly number[], ops: num
           const r = plain.lookup(buf);
           const mr = pd.registerMemory({ address: r.address, length: size });
           try {
-            writeAndWait(rig, mr, 0, size);
+            if (write) writeAndWait(rig, mr, 0, size);
           } finally {
             mr.dispose();
           }
@@ -203,7 +207,7 @@ function churn(report: BenchReport, rig: Rig, sizes: readonly number[], ops: num
     } finally {
       plain.dispose();
     }
-    report.rows.push(makeRow(`churn ${sizeLabel(size)}`, 'malloc+write+free', 'ops/s', 'higher', oursRate, theirRate, 'reg-per-alloc'));
+    report.rows.push(makeRow(`churn ${sizeLabel(size)}`, write ? 'malloc+write+free' : 'malloc+lookup+free', 'ops/s', 'higher', oursRate, theirRate, 'reg-per-alloc'));
   }
 }
 
@@ -265,7 +269,12 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       report.notes.push(`churn and ibv_reg_mr parts skipped: ${rig} (run them in the rxe guest: scripts/rxe/run.sh -- node dist/src/cli/main.js bench regcache)`);
     } else {
       try {
-        churn(report, rig, sizes, flags.count.get('iterations') ?? (quick ? 300 : 2000), flags.count.get('release-every') ?? 64);
+        const ops = flags.count.get('iterations') ?? (quick ? 300 : 2000);
+        const releaseEvery = flags.count.get('release-every') ?? 64;
+        churn(report, rig, sizes, ops, releaseEvery, true, flags.sizes.get('block-bytes')?.[0]);
+        // The same without the WRITE: what registration alone costs each way (on rxe under
+        // emulation a 64 KiB WRITE takes milliseconds and hides it).
+        churn(report, rig, sizes, ops, releaseEvery, false, flags.sizes.get('block-bytes')?.[0]);
         regCost(report, rig, regSizes, flags.count.get('reps') ?? (quick ? 3 : 5));
         report.notes.push(`RDMA on ${rig.ctxs.map((c) => c.device.name).join(' → ')}${rig.ctxs.length === 1 ? ' (loopback)' : ''}`);
         targets.push({ case: 'churn 64KiB', metric: 'malloc+write+free', anchorName: 'reg-per-alloc', maxRatio: Infinity, minRatio: 20, text: 'churn at 64 KiB ≥ 20× register-per-allocation' });
