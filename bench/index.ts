@@ -79,6 +79,10 @@ const BENCHES: Record<string, BenchEntry> = {
     description: 'RDMA WRITE bandwidth at 4 KiB and 64 KiB on two RDMA devices (or one, loopback), vs perftest ib_write_bw',
     load: () => import('./rdma-write-bw.js'),
   },
+  regcache: {
+    description: 'RegisteredHeap: lookup hit vs Map.get; malloc+WRITE+free churn vs ibv_reg_mr per allocation; ibv_reg_mr µs per MiB',
+    load: () => import('./regcache.js'),
+  },
   'rdma-lat': {
     description: '2 B RDMA WRITE and SEND one-way latency on two RDMA devices (or one, loopback), vs perftest ib_write_lat / ib_send_lat',
     load: () => import('./rdma-lat.js'),

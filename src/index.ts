@@ -66,3 +66,8 @@ export { Claim, Postbox, LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from
 export type { PostboxOptions, PostboxState, Message as PostboxMessage, MessageHandler, ReceiveOptions } from './postbox/postbox.js';
 export { SegmentReceiver, SegmentSender } from './segments/segments.js';
 export type { GroupSpec, SegmentGroupInfo, SegmentHandler, SegmentInfo, SegmentOptions } from './segments/segments.js';
+// Dynamic RDMA registration (seed 004): a growable shared heap of OS blocks, registered lazily.
+export { HeapBuffer, RegisteredHeap } from './regcache/registered-heap.js';
+export type { RegisteredHeapOpenOptions, RegisteredHeapOptions, RegisteredHeapStats, RegisteredRange } from './regcache/registered-heap.js';
+export { MemlockLimitError, memlockLimit, noneRegistrar, VerbsRegistrar } from './regcache/registrar.js';
+export type { BlockMemory, Registrar, Registration } from './regcache/registrar.js';
