@@ -66,3 +66,10 @@ export { Claim, Postbox, LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from
 export type { PostboxOptions, PostboxState, Message as PostboxMessage, MessageHandler, ReceiveOptions } from './postbox/postbox.js';
 export { SegmentReceiver, SegmentSender } from './segments/segments.js';
 export type { GroupSpec, SegmentGroupInfo, SegmentHandler, SegmentInfo, SegmentOptions } from './segments/segments.js';
+// RDMA requests (seed 002): coalesce small elements, divide large ones, continue as slots free up.
+export { DISPOSE_FLUSH_MS, ENGINE_WR_ID, RequestEngine } from './coalesce/engine.js';
+export { countWorkRequests, planRequest } from './coalesce/plan.js';
+export type { PlanElement, PlanLimits, PlannedWr } from './coalesce/plan.js';
+export type {
+  RemoteRegion, RequestElement, RequestEngineOptions, RequestFailure, RequestLimits, RequestOp, SettledRequests, SubmitOptions,
+} from './coalesce/types.js';

@@ -74,6 +74,7 @@ export class QueuePair {
   #handle: number;
   #state: QueuePairState = 'RESET';
   #port = 1;
+  #maxRdAtomic = 0;
   #qkey = DEFAULT_QKEY;
   readonly #signalAll: boolean;
   readonly #scratch: NativeBlock;
@@ -226,6 +227,24 @@ export class QueuePair {
    * Work requests posted whose completion has not been polled yet (send, receive). The receives
    * of a QP with an SRQ are the SRQ's: see `srq.outstanding`.
    */
+  /** The port this QP was bound to (toInit; 1 until then). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /**
+   * The initiator depth this QP was moved to RTS with (RDMA READs and atomics it may have in
+   * flight, max_rd_atomic), or 0 when it was connected by rdma_cm (see its initiatorDepth).
+   */
+  get maxRdAtomic(): number {
+    return this.#maxRdAtomic;
+  }
+
+  /** Send-queue slots free now: maxSendWr minus the send work requests posted and not yet reaped. No allocation. */
+  get sendSlotsFree(): number {
+    return this.#sendRing.capacity - this.#sendRing.size;
+  }
+
   get outstanding(): { send: number; recv: number } {
     return { send: this.#sendRing.size, recv: this.#recvRing.size };
   }
@@ -305,6 +324,7 @@ export class QueuePair {
     }
     const t = rtsAttributes(this.pd.context, this.#scratch.view, ATTR_AT, this.psn, options);
     this.#modify('RTS', t.mask, t.shown);
+    this.#maxRdAtomic = t.maxRdAtomic;
   }
 
   /**
@@ -568,6 +588,36 @@ export class QueuePair {
     }
     const rc = this.#postRecv(qp, base + this.#recvWrAt, base + BAD_WR_AT);
     return this.#settlePost(rc, dv, base + this.#recvWrAt, IBV_RECV_WR.size, count, ring);
+  }
+
+  /**
+   * @internal Post a chain of `count` send work requests the caller wrote into its own native
+   * memory at `address` (struct ibv_send_wr, IBV_SEND_WR.size apart, `next` pointers set, each
+   * sg_list pointing at its SGEs), for the request engine (src/coalesce/). Work request i keeps
+   * `refCounts[i]` regions, `refs[i * perWr ...]`, referenced until its completion (or a later one)
+   * is polled; `wrIds[i]` and `signaled[i]` as written in the chain. Returns 0 or the provider's
+   * errno value with `badIndex` (12 ENOMEM before any call when fewer than `count` slots are free).
+   * No allocation; the caller checked every value.
+   */
+  postSendChain(address: number, count: number, wrIds: Float64Array, signaled: Uint8Array, refs: readonly (MemoryRegion | undefined)[], refCounts: Uint8Array, perWr: number): number {
+    const qp = this.#handle;
+    if (!qp) throw new ClosedError(`queue pair ${this.qpn}`);
+    const ring = this.#sendRing;
+    if (ring.size + count > ring.capacity) {
+      this.badIndex = 0;
+      return 12;
+    }
+    for (let i = 0; i < count; i++) {
+      const slot = ring.slot(i);
+      const n = refCounts[i];
+      for (let j = 0; j < n; j++) ring.refs[slot * ring.perSlot + j] = refs[i * perWr + j];
+      ring.counts[slot] = n;
+      ring.ahs[slot] = undefined;
+      ring.wrIds[slot] = wrIds[i];
+      ring.signaled[slot] = signaled[i];
+    }
+    const rc = this.#postSend(qp, address, this.#scratch.address + BAD_WR_AT);
+    return this.#settlePost(rc, this.#scratch.view, address, IBV_SEND_WR.size, count, ring);
   }
 
   /**
