@@ -12,8 +12,8 @@
  *    `progress()` polls, posts what fits and reports the requests that settled in `settled`
  *    (reused arrays): no allocation per request or work request, no exception on the path.
  *  - applications: `write()` / `read()` return a promise of the bytes moved; the engine then
- *    drives the completion queue itself (its channel's wait() if it has one, else polling
- *    between turns of the event loop).
+ *    drives the completion queue itself (a poll per turn of the event loop while completions
+ *    come, then one a millisecond).
  *
  * Completions and accounting. Each work request's wr_id is ENGINE_WR_ID + a sequence number.
  * Only some ask for a completion: every `signalEvery`-th, the last of each request, the last one
@@ -53,6 +53,9 @@ export const ENGINE_WR_ID = 2 ** 52;
 export const DISPOSE_FLUSH_MS = 5000;
 
 const EAGAIN = 11;
+
+/** Empty polls of the promise form's driver before it polls once a millisecond instead of every turn. */
+const IDLE_POLLS = 64;
 
 // Request slot states.
 const FREE = 0;
@@ -114,6 +117,7 @@ export class RequestEngine {
 
   #failure: MemwireError | undefined; // set once the queue pair failed: later requests flush
   #disposed = false;
+  #closing = false; // dispose() is flushing the queue pair
   #promised = 0;
   #driving = false;
   readonly #onOther: ((c: Completion) => void) | undefined;
@@ -185,6 +189,11 @@ export class RequestEngine {
 
   get disposed(): boolean {
     return this.#disposed;
+  }
+
+  /** Work requests posted since the engine was made (a running count, for tools and benches). */
+  get postedWorkRequests(): number {
+    return this.#wrTail;
   }
 
   /** Whether `c` is a completion of one of this engine's work requests. */
@@ -304,49 +313,41 @@ export class RequestEngine {
     });
   }
 
-  /** Drive the CQ while promises wait: its channel when it has one, else a poll per event-loop turn. */
+  /**
+   * Drive the CQ while promises wait: progress() once per turn of the event loop (setImmediate)
+   * while completions come, then every millisecond (setTimeout) after IDLE_POLLS empty polls, so
+   * an idle wait does not spin. Not the CQ's wait(): it polls into the CQ's shared completion
+   * array, which any other poll before this loop resumes would overwrite (completions lost).
+   */
   #drive(): void {
     if (this.#driving) return;
     this.#driving = true;
-    const cq = this.qp.sendCq;
     const loop = async () => {
-      let useWait = true;
-      while (this.#promised > 0 && !this.#disposed) {
-        this.progress();
-        if (this.#promised === 0 || this.#disposed) break;
-        let n = 0;
-        if (useWait) {
-          try {
-            n = await cq.wait({ timeoutMs: 100 });
-          } catch (error) {
-            if (!(error instanceof UsageError) || error instanceof ClosedError) throw error;
-            useWait = false; // no channel, or another wait() pending: poll instead
-          }
+      try {
+        let idle = 0;
+        while (this.#promised > 0 && !this.#disposed) {
+          const settled = this.progress();
+          if (this.#promised === 0 || this.#disposed) break;
+          idle = settled > 0 ? 0 : idle + 1;
+          await new Promise((resolve) => (idle < IDLE_POLLS ? setImmediate(resolve) : setTimeout(resolve, 1)));
         }
-        if (n > 0) {
-          for (let i = 0; i < n; i++) this.#take(cq.completions[i]);
-          this.#pump();
-        } else if (!useWait) {
-          await new Promise((resolve) => setImmediate(resolve));
-        }
+      } finally {
+        // Synchronously with the last settle: a promise made in its continuation starts a new loop.
+        this.#driving = false;
       }
     };
-    loop()
-      .catch((error: unknown) => {
-        const e = error instanceof Error ? error : new Error(String(error));
-        for (let k = 0; k < this.#count; k++) {
-          const slot = (this.#first + k) % this.limits.maxRequests;
-          const reject = this.#reject[slot];
-          if (reject) {
-            this.#resolve[slot] = this.#reject[slot] = undefined;
-            this.#promised--;
-            reject(e);
-          }
+    loop().catch((error: unknown) => {
+      const e = error instanceof Error ? error : new Error(String(error));
+      for (let k = 0; k < this.#count; k++) {
+        const slot = (this.#first + k) % this.limits.maxRequests;
+        const reject = this.#reject[slot];
+        if (reject) {
+          this.#resolve[slot] = this.#reject[slot] = undefined;
+          this.#promised--;
+          reject(e);
         }
-      })
-      .finally(() => {
-        this.#driving = false;
-      });
+      }
+    });
   }
 
   /** One polled completion: the engine's are accounted, the rest go to onOtherCompletion. */
@@ -365,7 +366,9 @@ export class RequestEngine {
     if (!ok) {
       const slot = this.#wrSlot[seq % this.#wrSlot.length];
       if (!this.#errors[slot]) {
-        this.#errors[slot] = c.status === C.IBV_WC_WR_FLUSH_ERR ? new FlushedError(c) : completionError(c);
+        // A flush under dispose() is the dispose's doing: ClosedError, as for requests never posted.
+        if (c.status !== C.IBV_WC_WR_FLUSH_ERR) this.#errors[slot] = completionError(c);
+        else this.#errors[slot] = this.#closing ? this.#closed() : new FlushedError(c);
       }
       if (!this.#failure) this.#failure = this.#errors[slot] as MemwireError;
       this.#accountOne(false);
@@ -400,8 +403,13 @@ export class RequestEngine {
     }
   }
 
-  /** The FlushedError of a request the failed queue pair never ran. */
+  #closed(): ClosedError {
+    return new ClosedError('request engine (disposed with requests in flight)');
+  }
+
+  /** The FlushedError of a request the failed queue pair never ran (ClosedError under dispose). */
   #flushed(slot: number): Error {
+    if (this.#closing) return this.#closed();
     const opcode = this.#isRead[slot] ? C.IBV_WC_RDMA_READ : C.IBV_WC_RDMA_WRITE;
     return new FlushedError({ wrId: 0, status: C.IBV_WC_WR_FLUSH_ERR, opcode, vendorErr: 0, qpNum: this.qp.qpn });
   }
@@ -583,12 +591,15 @@ export class RequestEngine {
   dispose(): void {
     if (this.#disposed) return;
     this.settled.count = 0;
+    this.#closing = true;
     if (this.#wrTail > this.#wrHead && !this.qp.disposed) {
       try {
         if (this.qp.queryState() !== 'ERR') this.qp.toError();
         const cq = this.qp.sendCq;
         const deadline = performance.now() + DISPOSE_FLUSH_MS;
-        while (this.#wrTail > this.#wrHead && performance.now() < deadline) {
+        // Until every posted work request is accounted for — or the queue pair has none left
+        // unreaped at all (a completion someone else polled is gone, but the NIC is done with it).
+        while (this.#wrTail > this.#wrHead && this.qp.sendSlotsFree < this.qp.maxSendWr && performance.now() < deadline) {
           const n = cq.poll();
           for (let i = 0; i < n; i++) {
             const c = cq.completions[i];
@@ -602,7 +613,7 @@ export class RequestEngine {
     }
     this.#disposed = true;
     // Requests whose own completion failed keep that error; the rest were closed under them.
-    this.#closeAll(new ClosedError('request engine (disposed with requests in flight)'));
+    this.#closeAll(this.#closed());
     this.#block.free();
   }
 
