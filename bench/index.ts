@@ -46,6 +46,10 @@ const BENCHES: Record<string, BenchEntry> = {
     description: 'RDMA WRITE bandwidth at 4 KiB and 64 KiB on two RDMA devices (or one, loopback), vs perftest ib_write_bw',
     load: () => import('./rdma-write-bw.js'),
   },
+  'rdma-coalesce': {
+    description: 'RDMA requests (seed 002): 32×64 B coalesced vs one WR each, one 32 MiB request divided at max_msg_sz vs ib_write_bw, --post-list 16 vs ib_write_bw -l 16',
+    load: () => import('./rdma-coalesce.js'),
+  },
   'rdma-lat': {
     description: '2 B RDMA WRITE and SEND one-way latency on two RDMA devices (or one, loopback), vs perftest ib_write_lat / ib_send_lat',
     load: () => import('./rdma-lat.js'),

@@ -190,3 +190,42 @@ export class PostedRing {
     }
   }
 }
+
+/**
+ * @internal Record a chain of `count` send requests in `ring`'s next slots: request i keeps
+ * `refCounts[i]` regions — `refs[i * perWr ...]` when `perWr` > 0, else the next ones of `refs`
+ * in order — with `wrIds[i]`, `signaled[i]` and `ahs?.[i]`. ClosedError (naming `method`) for a
+ * disposed region, after clearing what it recorded. The caller checked that the ring has room.
+ */
+export function stageChain(
+  ring: PostedRing,
+  count: number,
+  refs: readonly (MemoryRegion | undefined)[],
+  refCounts: Uint8Array,
+  perWr: number,
+  wrIds: Float64Array,
+  signaled: Uint8Array,
+  ahs: readonly (AddressHandle | undefined)[] | undefined,
+  method: string,
+): void {
+  let r = 0;
+  for (let i = 0; i < count; i++) {
+    const slot = ring.slot(i);
+    const n = refCounts[i];
+    if (perWr > 0) r = i * perWr;
+    ring.counts[slot] = 0;
+    for (let j = 0; j < n; j++) {
+      const mr = refs[r + j]!;
+      if (mr.disposed) {
+        for (let k = 0; k <= i; k++) ring.clear(ring.slot(k));
+        throw new ClosedError(`memory region (lkey ${mr.lkey}) in ${method}`);
+      }
+      ring.refs[slot * ring.perSlot + j] = mr;
+    }
+    ring.counts[slot] = n;
+    ring.ahs[slot] = ahs ? ahs[i] : undefined;
+    ring.wrIds[slot] = wrIds[i];
+    ring.signaled[slot] = signaled[i];
+    r += n;
+  }
+}

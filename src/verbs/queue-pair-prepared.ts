@@ -2,10 +2,41 @@
  * Work requests a queue pair wrote into native memory once, to post many times (perftest's way):
  * PreparedSend (QueuePair.prepareSend) and PreparedRecv (QueuePair.prepareRecv).
  */
+import { IBV_SEND_WR, IBV_SGE } from '../../ffi/verbs-layout.js';
 import type { AddressHandle } from './address-handle.js';
 import type { MemoryRegion } from './memory-region.js';
-import type { NativeBlock } from './native.js';
+import { NativeBlock, setU64 } from './native.js';
+import { PostedRing } from './queue-pair-posting.js';
 import type { QueuePair } from './queue-pair.js';
+import type { SendRequest } from './queue-pair-types.js';
+
+/** @internal writeSendWr of a queue pair (queue-pair-transitions.ts), bound to it. */
+type WriteSendWr = (wr: SendRequest, dv: DataView, at: number, sgeAt: number, next: number, ring: PostedRing, slot: number) => void;
+
+/**
+ * @internal Write `list` (1..maxChain requests, checked by `write`) into a new NativeBlock as a
+ * chain of struct ibv_send_wr followed by their SGEs: QueuePair.prepareSend.
+ */
+export function writeSendChain(qp: QueuePair, list: readonly SendRequest[], write: WriteSendWr): PreparedSend {
+  const count = list.length;
+  const sgeBytes = qp.maxSendSge * IBV_SGE.size;
+  const block = new NativeBlock(count * (IBV_SEND_WR.size + sgeBytes), 'prepared send work requests');
+  try {
+    const ring = new PostedRing(count, qp.maxSendSge);
+    const refs: MemoryRegion[] = [];
+    for (let i = 0; i < count; i++) {
+      const at = i * IBV_SEND_WR.size;
+      const sgeAt = count * IBV_SEND_WR.size + i * sgeBytes;
+      setU64(block.view, at + IBV_SEND_WR.fields.sg_list, block.address + sgeAt);
+      write(list[i], block.view, at, sgeAt, i + 1 < count ? block.address + at + IBV_SEND_WR.size : 0, ring, i);
+      for (let j = 0; j < ring.counts[i]; j++) refs.push(ring.refs[i * qp.maxSendSge + j]!);
+    }
+    return new PreparedSend(qp, block, refs, ring.counts.slice(), ring.wrIds.slice(), ring.signaled.slice(), ring.ahs.slice());
+  } catch (error) {
+    block.free();
+    throw error;
+  }
+}
 
 
 /**
@@ -42,25 +73,37 @@ export abstract class PreparedRequests {
 }
 
 /**
- * A send work request written once into native memory by `QueuePair.prepareSend()`, posted with
- * `qp.postPrepared(prepared)` (or `prepared.post()`).
+ * A send work request — or a chain of them (a post list) — written once into native memory by
+ * `QueuePair.prepareSend()`, posted with `qp.postPrepared(prepared)` (or `prepared.post()`).
  */
 export class PreparedSend extends PreparedRequests {
-  /** @internal */
+  /** How many send work requests one post adds (the chain's length). */
+  readonly count: number;
+  /** @internal the regions of every request, in order (refCounts[i] for request i) */
   readonly refs: readonly MemoryRegion[];
-  readonly wrId: number;
-  /** @internal 1 when signaled */
-  readonly signaled: number;
   /** @internal */
-  readonly ah: AddressHandle | undefined;
+  readonly refCounts: Uint8Array;
+  /** @internal */
+  readonly wrIds: Float64Array;
+  /** @internal 1 where the request is signaled */
+  readonly signaledFlags: Uint8Array;
+  /** @internal */
+  readonly ahs: readonly (AddressHandle | undefined)[];
 
   /** @internal use qp.prepareSend(). */
-  constructor(qp: QueuePair, block: NativeBlock, refs: readonly MemoryRegion[], wrId: number, signaled: number, ah: AddressHandle | undefined) {
+  constructor(qp: QueuePair, block: NativeBlock, refs: readonly MemoryRegion[], refCounts: Uint8Array, wrIds: Float64Array, signaledFlags: Uint8Array, ahs: readonly (AddressHandle | undefined)[]) {
     super(qp, block);
     this.refs = refs;
-    this.wrId = wrId;
-    this.signaled = signaled;
-    this.ah = ah;
+    this.refCounts = refCounts;
+    this.wrIds = wrIds;
+    this.signaledFlags = signaledFlags;
+    this.ahs = ahs;
+    this.count = wrIds.length;
+  }
+
+  /** The first request's wrId. */
+  get wrId(): number {
+    return this.wrIds[0];
   }
 
   /** Post it on its queue pair: see QueuePair.postPrepared. */

@@ -26,8 +26,8 @@ import { countLive } from './live.js';
 import type { MemoryRegion } from './memory-region.js';
 import { checkPointer, getU64, hex, NativeBlock, setU64 } from './native.js';
 import type { ProtectionDomain } from './protection-domain.js';
-import { PostedRing, sgeList, writeRecvChain, writeSgeList } from './queue-pair-posting.js';
-import { PreparedRecv, PreparedSend, type PreparedRequests } from './queue-pair-prepared.js';
+import { PostedRing, sgeList, stageChain, writeRecvChain, writeSgeList } from './queue-pair-posting.js';
+import { PreparedRecv, writeSendChain, type PreparedRequests, type PreparedSend } from './queue-pair-prepared.js';
 import { initAttributes, rtrAttributes, rtsAttributes, writeSendWr } from './queue-pair-transitions.js';
 import {
   DEFAULT_QKEY, intIn, maskText, STATE_NAMES,
@@ -411,66 +411,47 @@ export class QueuePair {
   }
 
   /**
-   * Write one send work request into native memory once, for posting it many times with
-   * `postPrepared()` — perftest's way: the hot loop then writes no struct field at all (the
-   * request is validated once, here). Data of an inline request is copied at each post, so the
-   * caller may change the bytes of its buffers between posts. The returned object keeps the
-   * request's memory regions referenced; it is freed by its dispose() or with this queue pair.
-   * UsageError / ClosedError as postSend for a malformed request.
+   * Write one send work request — or a chain of up to maxChain (a post list, perftest's `-l`) —
+   * into native memory once, for posting many times with `postPrepared()`: the hot loop then
+   * writes no struct field at all (the requests are validated once, here). Data of an inline
+   * request is copied at each post, so the caller may change the bytes of its buffers between
+   * posts. The returned object keeps the requests' memory regions referenced; it is freed by its
+   * dispose() or with this queue pair. UsageError / ClosedError as postSend for a malformed request.
    */
-  prepareSend(request: SendRequest): PreparedSend {
+  prepareSend(requests: SendRequest | readonly SendRequest[]): PreparedSend {
     this.handle;
-    const block = new NativeBlock(IBV_SEND_WR.size + this.maxSendSge * IBV_SGE.size, 'prepared send work request');
-    try {
-      setU64(block.view, IBV_SEND_WR.fields.sg_list, block.address + IBV_SEND_WR.size);
-      const scratchRing = new PostedRing(1, this.maxSendSge);
-      writeSendWr(this, this.#signalAll, request, block.view, 0, IBV_SEND_WR.size, 0, scratchRing, 0);
-      const refs = scratchRing.refs.slice(0, scratchRing.counts[0]) as MemoryRegion[];
-      const prepared = new PreparedSend(this, block, refs, scratchRing.wrIds[0], scratchRing.signaled[0], scratchRing.ahs[0]);
-      this.#prepared.add(prepared);
-      return prepared;
-    } catch (error) {
-      block.free();
-      throw error;
-    }
+    const list = (Array.isArray(requests) ? requests : [requests]) as readonly SendRequest[];
+    const count = list.length;
+    if (count === 0 || count > this.maxChain) throw new UsageError(`prepareSend: a chain of 1..${this.maxChain} requests (maxChain), got ${count}`);
+    const prepared = writeSendChain(this, list, (wr, dv, at, sgeAt, next, ring, slot) => writeSendWr(this, this.#signalAll, wr, dv, at, sgeAt, next, ring, slot));
+    this.#prepared.add(prepared);
+    return prepared;
   }
 
   /**
-   * Post a request made by `prepareSend()`. Returns 0 or the provider's errno value (12 ENOMEM:
-   * the send queue is full until completions are polled). Its regions stay referenced until its
-   * completion (or a later one) is polled. ClosedError if this QP or one of the regions is disposed.
+   * Post a request (or chain) made by `prepareSend()`. Returns 0 or the provider's errno value
+   * (12 ENOMEM: the send queue is full until completions are polled), with `badIndex` as postSend.
+   * The regions stay referenced until the completions (or later ones) are polled. ClosedError if
+   * this QP or one of the regions is disposed.
    */
   postPrepared(prepared: PreparedSend): number {
     const qp = this.#handle;
     if (!qp) throw new ClosedError(`queue pair ${this.qpn}`);
     if (prepared.qp !== this || prepared.address === 0) throw new UsageError('postPrepared: a disposed request, or one prepared on another queue pair');
     const ring = this.#sendRing;
-    if (ring.size >= ring.capacity) {
+    const count = prepared.count;
+    if (ring.size + count > ring.capacity) {
       this.badIndex = 0;
       return 12;
     }
-    const slot = ring.slot(0);
-    const refs = prepared.refs;
-    for (let j = 0; j < refs.length; j++) {
-      if (refs[j].disposed) {
-        ring.clear(slot);
-        throw new ClosedError(`memory region (lkey ${refs[j].lkey}) in postPrepared`);
-      }
-      ring.refs[slot * ring.perSlot + j] = refs[j];
-    }
-    ring.counts[slot] = refs.length;
-    ring.ahs[slot] = prepared.ah;
-    ring.wrIds[slot] = prepared.wrId;
-    ring.signaled[slot] = prepared.signaled;
+    stageChain(ring, count, prepared.refs, prepared.refCounts, 0, prepared.wrIds, prepared.signaledFlags, prepared.ahs, 'postPrepared');
     const rc = this.#postSend(qp, prepared.address, this.#scratch.address + BAD_WR_AT);
-    if (rc !== 0) {
-      ring.clear(slot);
-      this.badIndex = 0;
-      return rc;
+    if (rc === 0) {
+      this.badIndex = -1;
+      ring.size += count;
+      return 0;
     }
-    this.badIndex = -1;
-    ring.size += 1;
-    return 0;
+    return this.#settlePost(rc, this.#scratch.view, prepared.address, IBV_SEND_WR.size, count, ring);
   }
 
   /**
@@ -607,15 +588,7 @@ export class QueuePair {
       this.badIndex = 0;
       return 12;
     }
-    for (let i = 0; i < count; i++) {
-      const slot = ring.slot(i);
-      const n = refCounts[i];
-      for (let j = 0; j < n; j++) ring.refs[slot * ring.perSlot + j] = refs[i * perWr + j];
-      ring.counts[slot] = n;
-      ring.ahs[slot] = undefined;
-      ring.wrIds[slot] = wrIds[i];
-      ring.signaled[slot] = signaled[i];
-    }
+    stageChain(ring, count, refs, refCounts, perWr, wrIds, signaled, undefined, 'postSendChain');
     const rc = this.#postSend(qp, address, this.#scratch.address + BAD_WR_AT);
     return this.#settlePost(rc, this.#scratch.view, address, IBV_SEND_WR.size, count, ring);
   }
