@@ -91,7 +91,7 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
       return Number(process.hrtime.bigint() - t0);
     };
     try {
-      loop(Math.max(10, Math.round(requests / 10)));
+      loop(Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
       await settle(p.pid);
       const wrsBefore = engine.postedWorkRequests;
       const ns = loop(requests);
@@ -165,7 +165,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const theirs: number[] = [];
       const probe = new BenchSide(pair.dev1, pair.gidIndex, 4096, 4);
       try {
-        maxMsg = new RequestEngine(probe.qp).limits.maxMessageSize;
+        using engine = new RequestEngine(probe.qp);
+        maxMsg = engine.limits.maxMessageSize;
       } finally {
         probe.dispose();
       }
@@ -205,7 +206,13 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   }
   // Case 3: rdma-write-bw --post-list 16 vs ib_write_bw -l 16 (4 KiB and 64 KiB).
   if (!flags.boolean.has('no-post-list')) {
-    const passOn = [...argv.filter((a) => !/^--(requests|large-requests|no-post-list|json)\b/.test(a)), '--post-list', '16'];
+    // rdma-write-bw's own flags pass on; this bench's (and their values) do not.
+    const passOn: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      if (/^--(requests|large-requests)$/.test(argv[i])) i++;
+      else if (!/^--(requests|large-requests)=|^--(no-post-list|json)$/.test(argv[i])) passOn.push(argv[i]);
+    }
+    passOn.push('--post-list', '16');
     const sub = await runWriteBw(passOn);
     for (const row of sub.report.rows) rows.push({ ...row, case: `post-list-16 ${row.case}` });
     for (const t of sub.report.targets) {
