@@ -83,6 +83,10 @@ const BENCHES: Record<string, BenchEntry> = {
     description: 'RegisteredHeap: lookup hit vs Map.get; malloc+WRITE+free churn vs ibv_reg_mr per allocation; ibv_reg_mr µs per MiB',
     load: () => import('./regcache.js'),
   },
+  'rdma-coalesce': {
+    description: 'RDMA requests (seed 002): 32×64 B coalesced vs one WR each, one 32 MiB request divided at max_msg_sz vs ib_write_bw, --post-list 16 vs ib_write_bw -l 16',
+    load: () => import('./rdma-coalesce.js'),
+  },
   'rdma-lat': {
     description: '2 B RDMA WRITE and SEND one-way latency on two RDMA devices (or one, loopback), vs perftest ib_write_lat / ib_send_lat',
     load: () => import('./rdma-lat.js'),

@@ -71,3 +71,10 @@ export { HeapBuffer, RegisteredHeap } from './regcache/registered-heap.js';
 export type { RegisteredHeapOpenOptions, RegisteredHeapOptions, RegisteredHeapStats, RegisteredRange } from './regcache/registered-heap.js';
 export { MemlockLimitError, memlockLimit, noneRegistrar, VerbsRegistrar } from './regcache/registrar.js';
 export type { BlockMemory, Registrar, Registration } from './regcache/registrar.js';
+// RDMA requests (seed 002): coalesce small elements, divide large ones, continue as slots free up.
+export { DISPOSE_FLUSH_MS, ENGINE_WR_ID, RequestEngine } from './coalesce/engine.js';
+export { countWorkRequests, planRequest } from './coalesce/plan.js';
+export type { PlanElement, PlanLimits, PlannedWr } from './coalesce/plan.js';
+export type {
+  RemoteRegion, RequestElement, RequestEngineOptions, RequestFailure, RequestLimits, RequestOp, SettledRequests, SubmitOptions,
+} from './coalesce/types.js';
