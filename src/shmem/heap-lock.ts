@@ -12,10 +12,10 @@
  */
 import { TimeoutError } from '../errors.js';
 import type { PoolContext } from './context.js';
-import { crashPoint } from './crash-points.js';
+import { crashPoint, crashPointsArmed } from './crash-points.js';
 import type { Heap } from './heap.js';
 import { GEN_MASK, LOCK_CONTENDED, LOCK_SLOT_MASK } from './layout.js';
-import { allocatorLockIndex, type Locks } from './locks.js';
+import { allocatorLockIndex, DEFAULT_LOCK_SPIN, type Locks } from './locks.js';
 import { slotPid } from './members.js';
 
 /** How long a pool method waits for the allocator's lock by default (PoolOpenOptions.allocatorTimeoutMs). */
@@ -26,14 +26,15 @@ export class HeapLock {
   readonly #locks: Locks;
   readonly #heap: Heap;
   readonly #index: number;
-  readonly #options: { timeoutMs: number };
+  readonly #options: { readonly timeoutMs: number; readonly spin: number };
+  readonly #traced = crashPointsArmed();
 
   constructor(ctx: PoolContext, locks: Locks, heap: Heap, timeoutMs: number) {
     this.#ctx = ctx;
     this.#locks = locks;
     this.#heap = heap;
     this.#index = allocatorLockIndex(ctx);
-    this.#options = { timeoutMs };
+    this.#options = { timeoutMs, spin: DEFAULT_LOCK_SPIN }; // checked by the pool, made once
   }
 
   /** Take the lock (TimeoutError after the bound), repairing the heap when a repair is owed. */
@@ -56,7 +57,7 @@ export class HeapLock {
   }
 
   unlock(): void {
-    crashPoint();
+    if (this.#traced) crashPoint();
     this.#locks.releaseAt(this.#index);
   }
 

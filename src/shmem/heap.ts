@@ -35,7 +35,7 @@
  */
 import { UsageError } from '../errors.js';
 import type { PoolContext } from './context.js';
-import { crashPoint } from './crash-points.js';
+import { crashPoint, crashPointsArmed } from './crash-points.js';
 import {
   BIN_COUNT,
   BLOCK_FREE,
@@ -101,6 +101,8 @@ export class Heap {
   readonly #end: number;
   /** More steps than this through a list or the heap means a cycle. */
   readonly #maxSteps: number;
+  /** Crash points armed (tests only): asked once, so malloc/free skip them otherwise. */
+  readonly #traced = crashPointsArmed();
 
   constructor(ctx: PoolContext) {
     this.#ctx = ctx;
@@ -191,7 +193,9 @@ export class Heap {
     this.#entry(0, found, taken, JOURNAL_USED);
     if (split) this.#entry(1, found + need, rest, JOURNAL_FREE);
     this.#commit(split ? 2 : 1);
-    this.#applyJournal();
+    // The journal's writes, from the values in hand (a replay reads them back from the journal).
+    this.#writeChecked(found, taken, BLOCK_USED);
+    if (split) this.#writeChecked(found + need, rest, BLOCK_FREE);
     if (split) {
       this.#setPrevSize(found + need + rest, rest);
       this.#put(this.#ctx.blockBase(found + need) + B_PREV_SIZE / 4, need);
@@ -241,7 +245,9 @@ export class Heap {
     if (prevFree) this.#entry(entries++, index, size, JOURNAL_MERGED);
     if (nextFree) this.#entry(entries++, next, nextSize, JOURNAL_MERGED);
     this.#commit(entries);
-    this.#applyJournal();
+    this.#writeChecked(start, merged, BLOCK_FREE);
+    if (prevFree) this.#writeChecked(index, size, BLOCK_MERGED);
+    if (nextFree) this.#writeChecked(next, nextSize, BLOCK_MERGED);
     this.#setPrevSize(start + merged, merged);
     this.#insert(start, merged);
     this.#hdr(P_USED_BLOCKS, -1);
@@ -312,7 +318,7 @@ export class Heap {
   rebuild(): void {
     const w = this.#w;
     const ctx = this.#ctx;
-    crashPoint();
+    if (this.#traced) crashPoint();
     // Ordering point: "recovering" is set before anything is rewritten, cleared after all of it.
     Atomics.store(w, P_RECOVERING >>> 2, 1);
     if (Atomics.load(w, P_JOURNAL >>> 2) !== 0) {
@@ -377,7 +383,7 @@ export class Heap {
     this.#put(P_FREE_BLOCKS >>> 2, freeBlocks);
     this.#put(P_FREE_GRANULES >>> 2, freeGranules);
     this.#hdr(P_REBUILDS, 1);
-    crashPoint();
+    if (this.#traced) crashPoint();
     Atomics.store(w, P_RECOVERING >>> 2, 0);
   }
 
@@ -432,7 +438,7 @@ export class Heap {
   }
 
   #commit(entries: number): void {
-    crashPoint();
+    if (this.#traced) crashPoint();
     // Ordering point: the entries are written before the count that makes them binding.
     Atomics.store(this.#w, P_JOURNAL >>> 2, entries);
   }
@@ -460,7 +466,7 @@ export class Heap {
   }
 
   #closeJournal(): void {
-    crashPoint();
+    if (this.#traced) crashPoint();
     // Ordering point: every header of the update is written before the journal lets go of it.
     Atomics.store(this.#w, P_JOURNAL >>> 2, 0);
   }
@@ -552,7 +558,7 @@ export class Heap {
 
   /** Every write of the allocator goes through here: one crash point per word written. */
   #put(wordIndex: number, value: number): void {
-    crashPoint();
+    if (this.#traced) crashPoint();
     this.#w[wordIndex] = value;
   }
 

@@ -59,7 +59,7 @@ export const RECHECK_MS = 100;
 export const TRY_RECHECK_MS = 1;
 
 const HOLDER_MASK = ~LOCK_CONTENDED;
-const DEFAULTS = { timeoutMs: Infinity, spin: DEFAULT_LOCK_SPIN };
+const DEFAULTS: { readonly timeoutMs: number; readonly spin: number } = { timeoutMs: Infinity, spin: DEFAULT_LOCK_SPIN };
 
 export class Locks {
   readonly #ctx: PoolContext;
@@ -142,12 +142,15 @@ export class Locks {
    * UsageError if this process already holds it (that would deadlock the thread).
    */
   acquire(id: number, options?: LockWaitOptions): SetLockResult {
-    return this.acquireAt(this.wordIndex(id), options);
+    return this.acquireAt(this.wordIndex(id), options === undefined ? DEFAULTS : checkOptions(options));
   }
 
-  /** acquire() of the lock word at word index `index` (the allocator's lock has no public id). */
-  acquireAt(index: number, options?: LockWaitOptions): SetLockResult {
-    const { timeoutMs, spin } = options === undefined ? DEFAULTS : checkOptions(options);
+  /**
+   * acquire() of the lock word at word index `index` (the allocator's lock has no public id),
+   * with options already checked (no allocation on this path: malloc and free take it).
+   */
+  acquireAt(index: number, checked: { readonly timeoutMs: number; readonly spin: number } = DEFAULTS): SetLockResult {
+    const { timeoutMs, spin } = checked;
     const w = this.#w;
     const me = this.#ctx.lockTag;
     // Ordering point: the compareExchange is the acquire; everything after it sees the previous holder's writes.
