@@ -90,7 +90,10 @@ function validateSize(size: unknown): asserts size is number {
   }
   if (size <= 0) throw new UsageError(`region size must be positive, got ${size}`);
   if (size > MAX_REGION_DATA_SIZE) {
-    throw new UsageError(`region size ${size} is over the limit of ${MAX_REGION_DATA_SIZE} bytes (16 GiB)`);
+    throw new UsageError(
+      `region size ${size} is over the limit of ${MAX_REGION_DATA_SIZE} bytes (4 GiB less the ${REGION_HEADER_SIZE}-byte header: ` +
+        'the most one view can cover on every runtime)',
+    );
   }
 }
 
@@ -194,6 +197,10 @@ export class SharedRegion {
       }
       if (size < REGION_HEADER_SIZE) {
         throw new TimeoutError(`region ${JSON.stringify(name)} was not initialised within ${timeoutMs} ms (size ${size})`);
+      }
+      // Checked before mapping: a view over more than this would abort Node (see MAX_VIEW_BYTES).
+      if (size > MAX_REGION_DATA_SIZE + REGION_HEADER_SIZE) {
+        throw new CorruptionError(name, `the object is ${size} bytes, larger than any memwire region (at most ${MAX_REGION_DATA_SIZE + REGION_HEADER_SIZE})`);
       }
       mapping = mapShared(fd, size, false, shmName);
       const words = new Int32Array(mapping.buffer, 0, REGION_HEADER_SIZE / 4);
