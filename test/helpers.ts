@@ -22,11 +22,17 @@ export interface Child {
 }
 
 /**
- * Start test/fixtures/<fixture>.ts (built into dist/) in a process of the runtime under test.
+ * Start test/fixtures/<fixture>.ts (built into dist/) in a process of the runtime under test;
+ * with `asUid`, as that user and group (through setpriv, which needs root).
  */
-export function startFixture(fixture: string, args: readonly (string | number)[]): Child {
+export function startFixture(fixture: string, args: readonly (string | number)[], options: { asUid?: number } = {}): Child {
   const script = fileURLToPath(new URL(`../dist/test/fixtures/${fixture}.js`, import.meta.url));
-  const [exe, ...argv] = selfCommand(script, args.map(String));
+  const command = selfCommand(script, args.map(String));
+  if (options.asUid !== undefined) {
+    const id = String(options.asUid);
+    command.unshift('setpriv', '--reuid', id, '--regid', id, '--clear-groups', '--');
+  }
+  const [exe, ...argv] = command;
   const child = spawn(exe, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
