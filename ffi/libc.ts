@@ -27,6 +27,7 @@ export const LIBC = {
   sysconf: { name: 'sysconf', c: 'long sysconf(int name)', returns: 'i64', args: ['i32'] },
   getpid: { name: 'getpid', c: 'pid_t getpid(void)', returns: 'i32', args: [] },
   getuid: { name: 'getuid', c: 'uid_t getuid(void)', returns: 'u32', args: [] },
+  geteuid: { name: 'geteuid', c: 'uid_t geteuid(void)', returns: 'u32', args: [] },
   kill: { name: 'kill', c: 'int kill(pid_t pid, int sig)', returns: 'i32', args: ['i32', 'i32'] },
   getrlimit: { name: 'getrlimit', c: 'int getrlimit(int resource, struct rlimit *rlim)', returns: 'i32', args: ['i32', 'buf'] },
   statvfs: { name: 'statvfs', c: 'int statvfs(const char *path, struct statvfs *buf)', returns: 'i32', args: ['cstr', 'buf'] },
@@ -59,7 +60,7 @@ export const SC_PAGESIZE = 30;
 export const RLIMIT_MEMLOCK = 8;
 export const SIGKILL = 9;
 
-/** struct stat on x86_64: 144 bytes; st_mode at 24 (u32), st_uid at 28, st_size at 48 (i64). */
+/** struct stat on x86_64: 144 bytes; st_mode at 24 (u32), st_uid at 28 (u32), st_size at 48 (i64). */
 export const STAT_SIZE = 144;
 export const STAT_MODE = 24;
 export const STAT_UID = 28;

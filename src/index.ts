@@ -11,6 +11,7 @@ export { MAX_REGION_DATA_SIZE } from './shm/region-layout.js';
 export {
   ClosedError,
   CorruptionError,
+  ForeignObjectError,
   MemwireError,
   NotSupportedError,
   SystemError,

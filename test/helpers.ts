@@ -32,11 +32,21 @@ export function commandOn(runtime: RuntimeName, script: string, args: readonly s
 
 /**
  * Start test/fixtures/<fixture>.ts (built into dist/) in a process of the runtime under test, or
- * of `runtime` when given (cross-runtime tests).
+ * of `runtime` when given (cross-runtime tests); with `asUid`, as that user and group (through
+ * setpriv, which needs root).
  */
-export function startFixture(fixture: string, args: readonly (string | number)[], runtime: RuntimeName = runtimeName): Child {
+export function startFixture(
+  fixture: string,
+  args: readonly (string | number)[],
+  options: { asUid?: number; runtime?: RuntimeName } = {},
+): Child {
   const script = fileURLToPath(new URL(`../dist/test/fixtures/${fixture}.js`, import.meta.url));
-  const [exe, ...argv] = commandOn(runtime, script, args.map(String));
+  const command = commandOn(options.runtime ?? runtimeName, script, args.map(String));
+  if (options.asUid !== undefined) {
+    const id = String(options.asUid);
+    command.unshift('setpriv', '--reuid', id, '--regid', id, '--clear-groups', '--');
+  }
+  const [exe, ...argv] = command;
   const child = spawn(exe, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

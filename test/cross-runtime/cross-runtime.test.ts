@@ -25,7 +25,7 @@ describe('node, bun and deno on one machine', () => {
     const domain = `xrt${process.pid}${Date.now().toString(36)}`;
     try {
       const procs = RUNTIMES.map((runtime) =>
-        startFixture('postbox-child', ['soak', domain, runtime, RUNTIMES.join(','), 1000, JSON.stringify({ maxSize: 1 << 20 })], runtime),
+        startFixture('postbox-child', ['soak', domain, runtime, RUNTIMES.join(','), 1000, JSON.stringify({ maxSize: 1 << 20 })], { runtime }),
       );
       children.push(...procs);
       expect(procs.map((p) => p.process.spawnargs[0].split('/').pop())).toEqual(['node', 'bun', 'deno']);
@@ -47,7 +47,7 @@ describe('node, bun and deno on one machine', () => {
       const counters = pool.malloc(16, { owners: [] });
       pool.region.view('int32', counters, 4).fill(0);
       const count = 20_000;
-      const lockers = RUNTIMES.map((runtime) => startFixture('shmem-child', ['mutex', pool.name, lock, count, counters, 3], runtime));
+      const lockers = RUNTIMES.map((runtime) => startFixture('shmem-child', ['mutex', pool.name, lock, count, counters, 3], { runtime }));
       children.push(...lockers);
       await Promise.all(lockers.map((c) => finished(c, 150_000)));
       const words = pool.region.view('int32', counters, 4);
@@ -57,7 +57,7 @@ describe('node, bun and deno on one machine', () => {
       // Signals and messages: each child sendAll()s `rounds` sequenced messages to everyone and
       // checks what it takes; this process checks what reaches it, per sender and in order.
       const rounds = 300;
-      const peers = RUNTIMES.map((runtime) => startFixture('shmem-child', ['all-to-all', pool.name, rounds], runtime));
+      const peers = RUNTIMES.map((runtime) => startFixture('shmem-child', ['all-to-all', pool.name, rounds], { runtime }));
       children.push(...peers);
       await Promise.all(peers.map((c) => c.waitFor('ready')));
       const ids = await Promise.all(
