@@ -27,8 +27,8 @@ import { ClosedError, CorruptionError, SystemError, UsageError } from '../errors
 import { SharedRegion } from '../shm/region.js';
 import { PoolContext } from '../shmem/context.js';
 import { allocatorLockIndex, Locks } from '../shmem/locks.js';
-import { claimSlot, freeSlot, markDead, markLeaving } from '../shmem/members.js';
-import { B_OWNERS_HI, B_OWNERS_LO, B_SIZE, GRANULE, MAX_MEMBERS } from '../shmem/layout.js';
+import { claimSlot, freeSlot, slotProcessAlive } from '../shmem/members.js';
+import { B_OWNERS_HI, B_OWNERS_LO, B_SIZE, GRANULE, MAX_MEMBERS, MEMBER_LEAVING, MEMBER_LIVE, M_STATE } from '../shmem/layout.js';
 import { BlockMapping, blockBytesFor, heapGranulesOf, MAX_REQUEST } from './block.js';
 import { DescriptorTable } from './descriptors.js';
 import { HeapBuffer, type RegisteredHeapOpenOptions, type RegisteredHeapOptions, type RegisteredHeapStats, type RegisteredRange } from './types.js';
@@ -349,16 +349,28 @@ export class RegisteredHeap {
    */
   reap(): number {
     this.#check();
-    const dead = markDead(this.#ctx);
-    if (dead.length === 0) return 0;
+    const ctx = this.#ctx;
+    // A departure runs under this heap's lock from start to end (as a ShmemPool's does), so a
+    // LEAVING slot seen under the lock is one whose owner or reaper died mid-departure: finish it.
     this.#lock();
     try {
-      this.#freeOwnedBy(dead);
+      const slots: number[] = [];
+      for (let slot = 0; slot < ctx.maxMembers; slot++) {
+        if (slot === ctx.slot) continue;
+        const stateIndex = ctx.memberBase(slot) + M_STATE / 4;
+        const state = Atomics.load(ctx.w, stateIndex);
+        if (state === MEMBER_LEAVING) slots.push(slot);
+        else if (state === MEMBER_LIVE && !slotProcessAlive(ctx, slot)) {
+          if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE) slots.push(slot);
+        }
+      }
+      if (slots.length === 0) return 0;
+      this.#freeOwnedBy(slots);
+      for (const slot of slots) freeSlot(ctx, slot);
+      return slots.length;
     } finally {
       this.#unlock();
     }
-    for (const slot of dead) freeSlot(this.#ctx, slot);
-    return dead.length;
   }
 
   stats(): RegisteredHeapStats {
@@ -404,10 +416,15 @@ export class RegisteredHeap {
       }
     };
     step(() => {
-      if (!markLeaving(this.#ctx)) return;
+      const ctx = this.#ctx;
       this.#lock();
       try {
-        this.#freeOwnedBy([this.#ctx.slot]);
+        // LIVE → LEAVING → FREE all under the lock: a death between them leaves a LEAVING slot that
+        // the next reap() finishes (see reap()).
+        const stateIndex = ctx.memberBase(ctx.slot) + M_STATE / 4;
+        if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) !== MEMBER_LIVE) return;
+        this.#freeOwnedBy([ctx.slot]);
+        freeSlot(ctx, ctx.slot);
       } finally {
         this.#unlock();
       }
@@ -420,7 +437,6 @@ export class RegisteredHeap {
         });
       }
     }
-    step(() => freeSlot(this.#ctx, this.#ctx.slot));
     this.#disposed = true;
     step(() => this.#control.dispose());
     if (errors.length > 0) throw errors[0];
