@@ -65,7 +65,6 @@ export class OutChannel {
   queued = 0;
   tail: Promise<void> = Promise.resolve();
   claimOpen = false;
-  touched = false;
   lastCheck = 0;
   gone: Error | null = null;
 

@@ -24,6 +24,16 @@ export const SendStatus = {
 
 /** The largest message send() accepts by default: 1 GiB (chunked above the cyclic transaction size). */
 export const MAX_MESSAGE_BYTES = 2 ** 30;
+/**
+ * Size limits of a sender's data segment (one per receiving node), checked by Postbox.open
+ * (UsageError) and by receivers (CorruptionError): the buffer pool (option poolBytes) at most
+ * 1 GiB, the postboxes (postboxes × slots × slotBytes) at most 256 MiB, a slot at most 1 MiB. So
+ * a data segment stays below 1.3 GiB — every offset in it fits the 32-bit words of the layout and
+ * every runtime maps it whole — and the objects are sparse: only what is written takes memory.
+ */
+export const MAX_POOL_BYTES = 2 ** 30;
+export const MAX_POSTBOX_BYTES = 2 ** 28;
+export const MAX_SLOT_BYTES = 2 ** 20;
 /** A dead receiver is reported to its senders at most this long after it died (event loop running). */
 export const LIVENESS_BOUND_MS = 250;
 export const LIVENESS_INTERVAL_MS = 100;
@@ -95,12 +105,37 @@ export function positive(what: string, value: number | undefined, fallback: numb
   return v;
 }
 
-/** A payload as bytes, or a UsageError: Uint8Array (and Buffer), any ArrayBufferView, ArrayBuffer. */
+/**
+ * A payload as bytes, or a UsageError: Uint8Array (and Buffer), any ArrayBufferView, ArrayBuffer —
+ * not one whose buffer was detached (transferred), which reads as empty and would send nothing.
+ */
 export function toBytes(data: unknown): Uint8Array {
-  if (data instanceof Uint8Array) return data;
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  throw new UsageError(`a message must be bytes (Uint8Array, Buffer, ArrayBufferView or ArrayBuffer), got ${data === null ? 'null' : typeof data}`);
+  if (data instanceof Uint8Array && data.length !== 0) return data;
+  if (!ArrayBuffer.isView(data) && !(data instanceof ArrayBuffer)) {
+    throw new UsageError(`a message must be bytes (Uint8Array, Buffer, ArrayBufferView or ArrayBuffer), got ${data === null ? 'null' : typeof data}`);
+  }
+  try {
+    // A detached buffer refuses a new view (TypeError), as do the offsets of a view of one.
+    if (data instanceof ArrayBuffer) return new Uint8Array(data);
+    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.length === 0) new Uint8Array(data.buffer); // an empty view: of a detached buffer?
+    return bytes;
+  } catch {
+    throw new UsageError('a message must be bytes: its ArrayBuffer was detached (transferred)');
+  }
+}
+
+const TRANSPORT_METHODS = ['expose', 'openLocal', 'attach', 'find', 'isAlive', 'remove'] as const;
+
+/** `transport` if it looks like a Transport (its methods, node and self), else a UsageError. */
+export function checkTransport(transport: unknown): Transport {
+  const t = transport as Partial<Record<string, unknown>> | null;
+  const missing =
+    typeof t !== 'object' || t === null
+      ? ['everything']
+      : [...TRANSPORT_METHODS.filter((m) => typeof t[m] !== 'function'), ...(typeof t.node === 'string' ? [] : ['node']), ...(typeof t.self === 'object' && t.self !== null ? [] : ['self'])];
+  if (missing.length > 0) throw new UsageError(`option transport is not a Transport (missing ${missing.join(', ')})`);
+  return transport as Transport;
 }
 
 export function nodeTag(node: string): string {

@@ -168,13 +168,14 @@ function spaceOn(s: PostboxSender, node: string): NodeSpace {
     encodeDescriptor(ack.descriptor, image.source.subarray(DS_ACK_DESCRIPTOR, DS_ACK_DESCRIPTOR + DESCRIPTOR_BYTES));
     image.write(0, DS_DIRECTORY);
     image.publish(H_INIT, INIT_READY);
+    const space = new NodeSpace(node, data, image, ack, g);
+    s.spaces.set(node, space);
+    return space;
   } catch (error) {
+    // Nothing half-made stays: the names go with the owner's handles.
     image?.dispose();
     data?.dispose();
     ack.dispose();
     throw error;
   }
-  const space = new NodeSpace(node, data, image, ack, g);
-  s.spaces.set(node, space);
-  return space;
 }

@@ -41,7 +41,7 @@ import { ShmTransport } from '../transport/shm.js';
 import type { Transport } from '../transport/types.js';
 import type { Claim } from './claim.js';
 import {
-  checkName, EndpointCore, LIVENESS_INTERVAL_MS, MAX_MESSAGE_BYTES, positive, type Message, type MessageHandler, type PostboxOptions,
+  checkName, checkTransport, EndpointCore, LIVENESS_INTERVAL_MS, MAX_MESSAGE_BYTES, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, positive, type Message, type MessageHandler, type PostboxOptions,
   type PostboxState, type ReceiveOptions,
 } from './common.js';
 import {
@@ -53,7 +53,7 @@ import { PostboxReceiver } from './receiver.js';
 import { PostboxSender } from './sender.js';
 
 export { Claim } from './claim.js';
-export { LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from './common.js';
+export { LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, SendStatus } from './common.js';
 export type { Message, MessageHandler, PostboxOptions, PostboxState, ReceiveOptions } from './common.js';
 
 let defaultTransport: ShmTransport | undefined;
@@ -86,11 +86,14 @@ export class Postbox {
 
   static open(name: string, options: PostboxOptions = {}): Postbox {
     checkName('endpoint name', name, MAX_ENDPOINT_NAME);
+    if (typeof options !== 'object' || options === null) throw new UsageError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
     const domain = options.domain ?? 'default';
     checkName('domain', domain, 32);
     const slotBytes = positive('slotBytes', options.slotBytes, 256, 64, 64);
+    if (slotBytes > MAX_SLOT_BYTES) throw new UsageError(`slotBytes must be ≤ ${MAX_SLOT_BYTES}, got ${slotBytes}`);
     const blockSize = positive('blockSize', options.blockSize, 4096, 64, 64);
     const poolBytes = positive('poolBytes', options.poolBytes, 4 << 20, blockSize);
+    if (poolBytes > MAX_POOL_BYTES) throw new UsageError(`poolBytes must be ≤ ${MAX_POOL_BYTES} (1 GiB), got ${poolBytes}`);
     const geometry: DataGeometry = {
       postboxes: positive('postboxes', options.postboxes, 64),
       slots: positive('slots', options.slots, 64, 2),
@@ -99,6 +102,10 @@ export class Postbox {
       blocks: Math.floor(poolBytes / blockSize),
     };
     if (geometry.postboxes > 4096 || geometry.slots > 1 << 16) throw new UsageError('postboxes must be ≤ 4096 and slots ≤ 65536');
+    const postboxBytes = geometry.postboxes * geometry.slots * slotBytes;
+    if (postboxBytes > MAX_POSTBOX_BYTES) {
+      throw new UsageError(`postboxes × slots × slotBytes must be ≤ ${MAX_POSTBOX_BYTES} (256 MiB), got ${postboxBytes}`);
+    }
     const maxIncoming = positive('maxIncoming', options.maxIncoming, 64);
     if (maxIncoming > 4096) throw new UsageError('maxIncoming must be ≤ 4096');
     const cts = options.cyclicTransactionSize;
@@ -109,7 +116,7 @@ export class Postbox {
     if (max !== undefined && (!Number.isSafeInteger(max) || max < 0 || max > 2 ** 31 - 1)) {
       throw new UsageError(`maxMessageBytes must be a whole number within 0..2^31-1, got ${String(max)}`);
     }
-    const transport = options.transport ?? (defaultTransport ??= new ShmTransport());
+    const transport = options.transport === undefined ? (defaultTransport ??= new ShmTransport()) : checkTransport(options.transport);
     const target = transport.expose(`pb.${domain}.ep.${name}`, endpointBytes(maxIncoming), { replaceStale: true });
     const w = target.int32;
     w[H_MAGIC >> 2] = EP_MAGIC;

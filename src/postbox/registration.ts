@@ -8,9 +8,9 @@
  */
 import { CorruptionError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES } from '../transport/descriptor.js';
-import type { Image, Target } from '../transport/types.js';
+import type { Image, SegmentDescriptor, Target, Transport } from '../transport/types.js';
 import { InChannel } from './channels.js';
-import { NAME, nodeTag, readAscii, startOf } from './common.js';
+import { MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, NAME, nodeTag, readAscii, startOf } from './common.js';
 import {
   ackBytes, AK_BLOCKS, AK_MAGIC, dataBytes, DIR_ASSIGNED, DIR_BYTES, DIR_NAME, DIR_NAME_LEN, DIR_STATE, DS_ACK_DESCRIPTOR,
   DS_BLOCK_SIZE, DS_BLOCKS, DS_DIRECTORY, DS_MAGIC, DS_POSTBOXES, DS_SLOT_BYTES, DS_SLOTS, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN,
@@ -57,11 +57,18 @@ function attachIncoming(r: PostboxReceiver, e: number): void {
   let data: Target | undefined;
   let ack: Image | undefined;
   try {
+    // A sender creates its data segment, complete, before it registers: look before opening, so
+    // that an entry naming an object that is missing, empty or of another size costs no wait
+    // (opening one waits for its creator to initialise it) and is rejected at once.
+    if (!isThere(r.core.transport, descriptor, region, e)) {
+      // The sender closed (or died and was cleaned up) before we attached: nothing to read.
+      Atomics.store(r.core.words, (base + EN_STATE) >> 2, ENTRY_FREE);
+      return;
+    }
     try {
       data = r.core.transport.openLocal(descriptor);
     } catch (error) {
       if (!(error instanceof UsageError)) throw error;
-      // The sender closed (or died and was cleaned up) before we attached: nothing to read.
       Atomics.store(r.core.words, (base + EN_STATE) >> 2, ENTRY_FREE);
       return;
     }
@@ -70,6 +77,7 @@ function attachIncoming(r: PostboxReceiver, e: number): void {
     if (ackDescriptor.name !== `pb.${r.core.domain}.ack.${sender}.${nodeTag(r.core.transport.node)}`) {
       throw new CorruptionError(descriptor.name, `ack segment ${ackDescriptor.name} is not ${sender}'s`);
     }
+    if (!isThere(r.core.transport, ackDescriptor, descriptor.name, e)) throw new CorruptionError(descriptor.name, `its ack segment ${ackDescriptor.name} does not exist`);
     ack = r.core.transport.attach(ackDescriptor);
     if (ack.load(H_MAGIC) !== AK_MAGIC || ack.load(H_VERSION) !== LAYOUT_VERSION || ack.load(H_INIT) !== INIT_READY) {
       throw new CorruptionError(ackDescriptor.name, 'not an initialised ack segment');
@@ -104,7 +112,8 @@ function checkData(r: PostboxReceiver, data: Target, index: number): DataGeometr
   };
   const sane =
     g.postboxes >= 1 && g.postboxes <= 4096 && g.slots >= 2 && g.slots <= 1 << 16 && g.slotBytes >= 64 && g.slotBytes % 64 === 0 &&
-    g.slotBytes <= 1 << 20 && g.blockSize >= 64 && g.blockSize % 64 === 0 && g.blocks >= 1 && dataBytes(g) === data.size;
+    g.slotBytes <= MAX_SLOT_BYTES && g.postboxes * g.slots * g.slotBytes <= MAX_POSTBOX_BYTES && g.blockSize >= 64 &&
+    g.blockSize % 64 === 0 && g.blocks >= 1 && g.blocks * g.blockSize <= MAX_POOL_BYTES && dataBytes(g) === data.size;
   if (!sane) throw new CorruptionError(name, `geometry ${JSON.stringify(g)} does not describe a ${data.size}-byte segment`);
   if (index < 0 || index >= g.postboxes) throw new CorruptionError(name, `postbox ${index} of ${g.postboxes}`);
   const dir = DS_DIRECTORY + index * DIR_BYTES;
@@ -113,4 +122,17 @@ function checkData(r: PostboxReceiver, data: Target, index: number): DataGeometr
     throw new CorruptionError(name, `directory entry ${index} is not assigned to ${r.core.name}`);
   }
   return g;
+}
+
+/**
+ * Whether the target `descriptor` names exists now: false if it does not (or is empty);
+ * CorruptionError if it has another size than the descriptor says. Opens nothing.
+ */
+function isThere(transport: Transport, descriptor: SegmentDescriptor, region: string, e: number): boolean {
+  const found = transport.find(descriptor.name, descriptor.node);
+  if (!found) return false;
+  if (found.size !== descriptor.size) {
+    throw new CorruptionError(region, `entry ${e}: names ${descriptor.name} of ${descriptor.size} bytes; the segment of that name has ${found.size}`);
+  }
+  return true;
 }

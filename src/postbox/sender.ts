@@ -64,7 +64,7 @@ export class PostboxSender {
   /** Postbox.trySend(). */
   trySend(peer: string, data: Uint8Array | ArrayBufferView | ArrayBuffer): number {
     if (this.core.closed) this.core.live();
-    const bytes = data instanceof Uint8Array ? data : toBytes(data);
+    const bytes = data instanceof Uint8Array && data.length !== 0 ? data : toBytes(data);
     const ch = this.out.get(peer) ?? channelFor(this, peer);
     if (ch.gone) {
       if (ch.gone instanceof PeerGoneError) return SendStatus.PEER_GONE;
@@ -259,7 +259,6 @@ export class PostboxSender {
     ch.sent = seq;
     // Ordering point: indicator and message are written before the sequence word is published.
     sp.image.publish(slot, seq);
-    ch.touched = true;
     // Ring only a receiver that said it sleeps (its flag is read after our publication).
     const status = ch.endpoint.load(EP_STATUS);
     if (status !== 0) {
