@@ -11,7 +11,7 @@ import {
 import { DESCRIPTOR_BYTES, encodeDescriptor } from '../../src/transport/descriptor.js';
 import {
   DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_STATE, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN, EN_PID, EN_POSTBOX, EN_STATE, ENTRY_BYTES,
-  ENTRY_FREE, ENTRY_READY, EP_ENTRIES, EP_REGISTRATIONS,
+  ENTRY_FREE, ENTRY_READY, EP_ENTRIES, EP_REGISTRATIONS, postboxOffset,
 } from '../../src/postbox/layout.js';
 import { MAX_POOL_BYTES } from '../../src/postbox/postbox.js';
 import { finished, type Child } from '../helpers.js';
@@ -90,6 +90,28 @@ describe("item 4: one hostile word in the sender's data segment", () => {
     await box.flush({ timeoutMs: 20_000 }); // a broken channel holds nothing up
     expect(box.inspect().peers[0].gone).toBe('CorruptionError');
     expect(rx.stdout()).not.toMatch(/^got (5\d|[6-8]\d)$/m); // none of the 40 reached the receiver
+  });
+});
+
+describe('item 4: the receiver finds a channel corrupt while the sender still has room', () => {
+  it('the sender learns it from its ack block within the liveness bound, not only once the postbox is full', async () => {
+    const d = domain('rxcorrupt');
+    const rx = startPostboxChild('draining-receiver', d, 'rx');
+    children.push(rx);
+    await rx.waitFor('ready');
+    const box = Postbox.open('tx', { domain: d }); // 64 slots: plenty of room
+    boxes.push(box);
+    for (let i = 0; i < 4; i++) await box.send('rx', new Uint8Array(10 + i));
+    await box.flush({ timeoutMs: 20_000 });
+    // The slot the receiver reads next (postbox 0, slot 4) gets a sequence number that cannot be.
+    const g = { postboxes: 64, slots: 64, slotBytes: 256, blockSize: 4096, blocks: 1024 };
+    const poke = startPostboxChild('poke', '-', `pb.${d}.data.tx`, String(postboxOffset(g) + 4 * g.slotBytes), '12345');
+    children.push(poke);
+    expect(await finished(poke)).toBe(0);
+    await rx.waitFor('error CorruptionError');
+    await sleep(2 * LIVENESS_BOUND_MS);
+    await expect(box.send('rx', new Uint8Array(1))).rejects.toBeInstanceOf(CorruptionError);
+    expect(() => box.trySend('rx', new Uint8Array(1))).toThrow(CorruptionError);
   });
 });
 
