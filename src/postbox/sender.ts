@@ -45,6 +45,14 @@ export class PostboxSender {
       throw new UsageError(`message of ${bytes.length} bytes is over the limit of ${this.maxMessageBytes} bytes`);
     }
     let ch = channelFor(this, peer);
+    // The liveness checks run on a timer; if it has not run for a while (the event loop was
+    // busy), check this receiver now, so a send never goes to one that died long ago. (send()
+    // only: trySend() keeps its hot path free of clocks and checks when it finds no room.)
+    const now = Date.now();
+    if (!ch.gone && now - ch.lastCheck >= LIVENESS_INTERVAL_MS) {
+      ch.lastCheck = now;
+      checkReceiver(this, ch);
+    }
     if (ch.gone) ch = reconnect(this, peer, ch);
     if (ch.queued === 0 && !ch.claimOpen && bytes.length <= this.cyclicTransactionSize) {
       const status = this.place(ch, bytes, 0, bytes.length, F_FIRST | F_LAST, bytes.length);

@@ -62,6 +62,24 @@ describe('item 3: a receiver that died while its sender idled', () => {
   });
 });
 
+describe('item 3: a receiver that died while its sender’s event loop was busy', () => {
+  it('send() checks a receiver not checked for a while before placing: PeerGoneError', async () => {
+    const d = domain('busy');
+    const child = startPostboxChild('draining-receiver', d, 'rx');
+    children.push(child);
+    await child.waitFor('ready');
+    const box = Postbox.open('tx', { domain: d });
+    boxes.push(box);
+    await box.send('rx', new Uint8Array(10));
+    await box.flush({ timeoutMs: 20_000 });
+    child.process.kill('SIGKILL');
+    await child.exit;
+    // The event loop is busy (no timer runs) past the bound, then the program sends.
+    for (const until = Date.now() + 2 * LIVENESS_BOUND_MS; Date.now() < until; );
+    await expect(box.send('rx', new Uint8Array(10))).rejects.toBeInstanceOf(PeerGoneError);
+  });
+});
+
 describe("item 4: one hostile word in the sender's data segment", () => {
   it.each([
     ["its directory entry's state ← 7", DS_DIRECTORY + DIR_STATE, 7],
