@@ -16,11 +16,11 @@
  *       16     …  body (little-endian, fixed fields first, then one length-prefixed name)
  *
  *   type           body                                                  answer
- *   HELLO       1  pid u32, 0 u32, startTime u64, role u8, node name      WELCOME | ERROR
+ *   HELLO       1  pid u32, 0 u32, startTime u64, role u8 (Role), node    WELCOME
  *   WELCOME     2  pid u32, 0 u32, startTime u64, node name               —
  *   ALLOCATE    3  size u64, target name                                  DESCRIPTOR | ERROR
  *   FIND        4  target name                                            DESCRIPTOR | ERROR
- *   DESCRIPTOR  5  size u64, rkey u32, target name                        —
+ *   DESCRIPTOR  5  size u64, rkey u32, base u32, target name              —
  *   REMOVE      6  target name                                            DONE | ERROR
  *   DONE        7  (empty)                                                —
  *   IS_ALIVE    8  pid u32, 0 u32, startTime u64                          ALIVE
@@ -34,8 +34,10 @@
  *
  * A name is a length byte and that many bytes of ASCII (the region-name alphabet of
  * src/shm/names.ts, at most MAX_NAME_LENGTH); a node name may be empty. The body must end
- * exactly where `length` says. Descriptors hold no address: targets are registered with iova 0,
- * so a remote address is an offset into the target.
+ * exactly where `length` says. Descriptors hold no address: a target is registered with an iova
+ * equal to its first byte's offset within its page (`base`, < 4096: the kernel requires the iova
+ * and the address to agree below the page size), so the remote address of target offset x is
+ * base + x — nothing about where the agent mapped it.
  */
 import { MemwireError } from '../errors.js';
 import { MAX_NAME_LENGTH } from '../shm/names.js';
@@ -70,8 +72,11 @@ export const MessageType = {
   BYE: 13,
 } as const;
 
-/** Who says HELLO: a process using memwire, or another node's agent. */
-export const Role = { PROCESS: 1, AGENT: 2 } as const;
+/**
+ * Who says HELLO: a process of the agent's own node (its liveness is watched and its end pushed
+ * to every peer as GONE), another node's agent, or a process of another node.
+ */
+export const Role = { LOCAL_PROCESS: 1, AGENT: 2, REMOTE_PROCESS: 3 } as const;
 
 /** Why an agent answered ERROR. */
 export const ErrorCode = {
@@ -88,7 +93,7 @@ export type Message =
   | { type: 'welcome'; requestId: number; pid: number; startTime: bigint; node: string }
   | { type: 'allocate'; requestId: number; size: number; name: string }
   | { type: 'find'; requestId: number; name: string }
-  | { type: 'descriptor'; requestId: number; size: number; rkey: number; name: string }
+  | { type: 'descriptor'; requestId: number; size: number; rkey: number; base: number; name: string }
   | { type: 'remove'; requestId: number; name: string }
   | { type: 'done'; requestId: number }
   | { type: 'is-alive'; requestId: number; pid: number; startTime: bigint }
@@ -106,6 +111,8 @@ export class ProtocolError extends MemwireError {
 }
 
 const NAME_CHARS = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+/** A target's base is its offset within a page: below the (x86_64) page size. */
+export const MAX_BASE = 4096;
 /** Largest target size announced (the region limit, 16 GiB, fits well below 2^53). */
 const MAX_SIZE = 2 ** 34;
 
@@ -200,6 +207,8 @@ export function encode(message: Message): Uint8Array {
       w.u64(message.size);
       checkU32(message.rkey, 'rkey');
       w.u32(message.rkey);
+      if (!Number.isInteger(message.base) || message.base < 0 || message.base >= MAX_BASE) throw new ProtocolError(`base must be 0..${MAX_BASE - 1}, got ${message.base}`);
+      w.u32(message.base);
       w.name(message.name, false);
       break;
     case 'done':
@@ -317,7 +326,7 @@ export function decode(bytes: Uint8Array, received = bytes.length): Message {
       r.zero32('hello padding');
       const startTime = r.u64('startTime');
       const role = r.u8('role');
-      if (role !== Role.PROCESS && role !== Role.AGENT) throw new ProtocolError(`unknown role ${role}`);
+      if (role !== Role.LOCAL_PROCESS && role !== Role.AGENT && role !== Role.REMOTE_PROCESS) throw new ProtocolError(`unknown role ${role}`);
       message = { type: 'hello', requestId, pid, startTime, role, node: r.name(true, 'node name') };
       break;
     }
@@ -339,7 +348,9 @@ export function decode(bytes: Uint8Array, received = bytes.length): Message {
     case MessageType.DESCRIPTOR: {
       const size = r.size('size');
       const rkey = r.u32('rkey');
-      message = { type: 'descriptor', requestId, size, rkey, name: r.name(false, 'target name') };
+      const base = r.u32('base');
+      if (base >= MAX_BASE) throw new ProtocolError(`base ${base} is not below ${MAX_BASE}`);
+      message = { type: 'descriptor', requestId, size, rkey, base, name: r.name(false, 'target name') };
       break;
     }
     case MessageType.REMOVE:

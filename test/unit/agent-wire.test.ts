@@ -24,12 +24,12 @@ import {
 } from '../../src/agent/wire.js';
 
 const samples: Message[] = [
-  { type: 'hello', requestId: 1, pid: 4242, startTime: 123456789n, role: Role.PROCESS, node: 'nodeA' },
-  { type: 'hello', requestId: 2, pid: 1, startTime: 0n, role: Role.AGENT, node: '' },
+  { type: 'hello', requestId: 1, pid: 4242, startTime: 123456789n, role: Role.LOCAL_PROCESS, node: 'nodeA' },
+  { type: 'hello', requestId: 2, pid: 1, startTime: 0n, role: Role.REMOTE_PROCESS, node: '' },
   { type: 'welcome', requestId: 1, pid: 77, startTime: 2n ** 40n, node: 'rxe1' },
   { type: 'allocate', requestId: 9, size: 64 << 20, name: 'space.S1.on-B' },
   { type: 'find', requestId: 10, name: 'x' },
-  { type: 'descriptor', requestId: 10, size: 4096, rkey: 0xfedcba98, name: 'a'.repeat(200) },
+  { type: 'descriptor', requestId: 10, size: 4096, rkey: 0xfedcba98, base: 128, name: 'a'.repeat(200) },
   { type: 'remove', requestId: 11, name: 'space_1' },
   { type: 'done', requestId: 11 },
   { type: 'is-alive', requestId: 12, pid: 99, startTime: 5n },
@@ -115,6 +115,8 @@ describe('agent wire format', () => {
     expect(() => encode({ type: 'find', requestId: 1, name: 'a'.repeat(201) })).toThrow(ProtocolError);
     expect(() => encode({ type: 'allocate', requestId: 1, size: 0, name: 'a' })).toThrow(/size must be/);
     expect(() => encode({ type: 'done', requestId: -1 })).toThrow(/requestId must be a u32/);
+    expect(() => encode({ type: 'descriptor', requestId: 1, size: 8, rkey: 1, base: 4096, name: 'a' })).toThrow(/base must be/);
+    refused(withHeader([8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 16, 0, 0, 1, 0x61], MessageType.DESCRIPTOR), /base 4096 is not below 4096/);
     const long = encode({ type: 'error', requestId: 1, code: ErrorCode.SYSTEM, text: 'x'.repeat(2000) });
     expect((decode(long) as { text: string }).text.length).toBe(400);
   });
