@@ -66,3 +66,12 @@ export { Claim, Postbox, LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from
 export type { PostboxOptions, PostboxState, Message as PostboxMessage, MessageHandler, ReceiveOptions } from './postbox/postbox.js';
 export { SegmentReceiver, SegmentSender } from './segments/segments.js';
 export type { GroupSpec, SegmentGroupInfo, SegmentHandler, SegmentInfo, SegmentOptions } from './segments/segments.js';
+// Across machines (seeds 000, 001): the node agent and its client. See docs/across-machines.md.
+export { DEFAULT_AGENT_PORT, NodeAgent, targetRegionName } from './agent/agent.js';
+export type { NodeAgentOptions } from './agent/agent.js';
+export { AgentClient, AgentError } from './agent/client.js';
+export type { AgentClientOptions, TargetDescriptor } from './agent/client.js';
+export { deviceAddress } from './agent/discover.js';
+export type { DeviceAddress } from './agent/discover.js';
+export { ProtocolError } from './agent/wire.js';
+export { MAX_WRITES_IN_FLIGHT, RdmaImage } from './transport/rdma.js';
