@@ -79,3 +79,12 @@ export type { PlanElement, PlanLimits, PlannedWr } from './coalesce/plan.js';
 export type {
   RemoteRegion, RequestElement, RequestEngineOptions, RequestFailure, RequestLimits, RequestOp, SettledRequests, SubmitOptions,
 } from './coalesce/types.js';
+// Across machines (seeds 000, 001): the node agent and its client. See docs/across-machines.md.
+export { DEFAULT_AGENT_PORT, NodeAgent, targetRegionName } from './agent/agent.js';
+export type { NodeAgentOptions } from './agent/agent.js';
+export { AgentClient, AgentError } from './agent/client.js';
+export type { AgentClientOptions, TargetDescriptor } from './agent/client.js';
+export { deviceAddress } from './agent/discover.js';
+export type { DeviceAddress } from './agent/discover.js';
+export { ProtocolError } from './agent/wire.js';
+export { MAX_WRITES_IN_FLIGHT, RdmaImage } from './transport/rdma.js';

@@ -10,6 +10,7 @@ commands:
   doctor [--json]                 what this machine offers memwire; exit 0 when shared memory works
   demo [--rounds N] [--bulk N]    two processes exchange messages through shared memory
   bench <name> [--quick] [--json] run a benchmark against its anchor (memwire bench list)
+  agent --device <dev> [--listen <addr>:<port>]   this node's agent for messaging across machines
   help                            this text`;
 
 function flag(argv: string[], name: string, fallback: number): number {
@@ -39,6 +40,7 @@ async function main(argv: string[]): Promise<number> {
       });
       return result.ok ? 0 : 1;
     }
+    case 'agent': return (await import('./agent.js')).runAgent(rest);
     case 'bench': {
       const { runBench } = await import('../../bench/index.js');
       return runBench(rest[0] ?? 'list', rest.slice(1));
