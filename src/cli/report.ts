@@ -177,6 +177,12 @@ export function lastJsonReport(stdout: string): BenchReport | null {
   }
 }
 
+/** The line of a bench's stderr that says what went wrong: its "failed" line, else the last line that is not a stack frame. */
+export function failureLine(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => / failed: /.test(l)) ?? lines.filter((l) => !l.startsWith('at ')).pop() ?? '';
+}
+
 async function runOne(bench: string, runtime: Runtime, options: ReportOptions, place: Place, logDir: string | null): Promise<BenchRun> {
   const started = Date.now();
   const args = [...runtime.command, CLI, 'bench', bench, '--json', ...(options.quick ? ['--quick'] : [])];
@@ -194,7 +200,7 @@ async function runOne(bench: string, runtime: Runtime, options: ReportOptions, p
       ? null
       : result.code === 0
         ? 'no JSON report on the last line of stdout'
-        : `exit ${result.code}: ${result.stderr.trim().split('\n').filter(Boolean).slice(-1)[0] ?? ''}`.slice(0, 300);
+        : `exit ${result.code}: ${failureLine(result.stderr)}`.slice(0, 300);
   return { bench, runtime: runtime.name, place, status: report ? 'ok' : 'failed', exitCode: result.code, seconds, report, error, log };
 }
 

@@ -10,7 +10,7 @@ import type { BenchReport, Row } from '../../bench/common.js';
 import { loadRenderer, writeCharts } from '../../src/cli/report-charts.js';
 import { renderMarkdown } from '../../src/cli/report-markdown.js';
 import { pointsOf, sizeOfLabel, type BenchRun, type FullReport } from '../../src/cli/report-model.js';
-import { lastJsonReport } from '../../src/cli/report.js';
+import { failureLine, lastJsonReport } from '../../src/cli/report.js';
 import { countDataMarks, wellFormed } from './svg-marks.js';
 
 const out = mkdtempSync(join(tmpdir(), 'memwire-charts-'));
@@ -94,5 +94,10 @@ describe('bench report charts', () => {
     expect(lastJsonReport(`progress\n${JSON.stringify(report)}\n`)).toEqual(report);
     expect(lastJsonReport('a table\n')).toBeNull();
     expect(lastJsonReport('{"not":"a report"}')).toBeNull();
+  });
+
+  it("a failed bench is summed up by its own 'failed' line, not a stack frame", () => {
+    expect(failureLine('[bench] 64B\nmemwire bench x failed: Error: timed out\n    at f (a.js:1:1)\n')).toBe('memwire bench x failed: Error: timed out');
+    expect(failureLine('boom\n    at f (a.js:1:1)\n')).toBe('boom');
   });
 });
