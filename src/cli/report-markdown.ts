@@ -93,8 +93,10 @@ export function renderMarkdown(full: FullReport): string {
       ),
       '',
     );
-    const notes = [...new Set(runs.flatMap((run) => run.report!.notes.map((n) => `${run.runtime}: ${n}`)))];
-    if (notes.length > 0) out.push('Notes:', '', ...notes.map((n) => `- ${n}`), '');
+    // The same note from several runtimes is printed once, naming them.
+    const notes = new Map<string, string[]>();
+    for (const run of runs) for (const note of run.report!.notes) notes.set(note, [...(notes.get(note) ?? []), `${run.runtime}${run.place === 'rxe' ? ' (rxe)' : ''}`]);
+    if (notes.size > 0) out.push('Notes:', '', ...[...notes].map(([note, who]) => `- ${[...new Set(who)].join(', ')}: ${note}`), '');
   }
 
   if (full.chartsNote) out.push(`_${full.chartsNote}_`, '');
