@@ -1,8 +1,15 @@
 #!/usr/bin/env node
 /**
- * The `memwire` command: doctor, demo, bench.
+ * The `memwire` command: doctor, demo, bench (and bench report). Every subcommand takes --help.
  */
+import { readFileSync } from 'node:fs';
 import { platform } from '../platform.js';
+
+const EXIT_CODES = `exit status:
+  0  it worked (doctor: shared memory works; bench: it ran — a missed target is reported, not an error)
+  1  it failed (doctor: shared memory does not work; demo: a message was lost or the peer failed;
+     bench: the benchmark or one run of the report failed)
+  2  a usage mistake: unknown command, bench or flag`;
 
 const USAGE = `usage: memwire <command> [options]
 
@@ -10,19 +17,60 @@ commands:
   doctor [--json]                 what this machine offers memwire; exit 0 when shared memory works
   demo [--rounds N] [--bulk N]    two processes exchange messages through shared memory
   bench <name> [--quick] [--json] run a benchmark against its anchor (memwire bench list)
+  bench report [--quick] [--rxe] [--out DIR]
+                                  every benchmark on Node and Bun: report.md, report.json, SVG charts
   agent --device <dev> [--listen <addr>:<port>]   this node's agent for messaging across machines
-  help                            this text`;
+  help, --help                    this text; memwire <command> --help tells more
+  --version                       memwire's version
+
+${EXIT_CODES}`;
+
+const HELP: Record<string, string> = {
+  doctor: `usage: memwire doctor [--json]
+
+Tells what this machine offers memwire: runtime and FFI backend, libc and kernel, /dev/shm space,
+the memlock limit, libibverbs and librdmacm (found by soname or MEMWIRE_LIBIBVERBS /
+MEMWIRE_LIBRDMACM), RDMA devices. Creates, opens, uses and removes one region to check that
+shared memory works.
+
+  --json   the same as one JSON object
+
+${EXIT_CODES}`,
+  demo: `usage: memwire demo [--rounds N] [--bulk N]
+
+Starts a peer process; the two exchange messages through one shared-memory region: N round trips
+of 64 B (latency), then M messages of 1 MiB checked by the peer (throughput). Removes the region.
+
+  --rounds N   latency round trips (default 200000)
+  --bulk M     1 MiB messages (default 2000)
+
+${EXIT_CODES}`,
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** A bad flag of demo: exit status 2, like every usage mistake. */
+class FlagUsageError extends Error {}
 
 function flag(argv: string[], name: string, fallback: number): number {
   const at = argv.indexOf(name);
   if (at < 0) return fallback;
   const value = Number(argv[at + 1]);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} needs a positive integer`);
+  if (!Number.isInteger(value) || value <= 0) throw new FlagUsageError(`${name} needs a positive integer`);
   return value;
 }
 
+const wantsHelp = (argv: readonly string[]) => argv.includes('--help') || argv.includes('-h');
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command && HELP[command] && wantsHelp(rest)) {
+    console.log(HELP[command]);
+    return 0;
+  }
   switch (command) {
     case 'doctor': {
       const { runDoctor, formatDoctor } = await import('./doctor.js');
@@ -42,9 +90,22 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'agent': return (await import('./agent.js')).runAgent(rest);
     case 'bench': {
+      if (rest[0] === 'report') {
+        const { runReport, REPORT_USAGE } = await import('./report.js');
+        if (wantsHelp(rest.slice(1))) {
+          console.log(REPORT_USAGE);
+          return 0;
+        }
+        return runReport(rest.slice(1));
+      }
       const { runBench } = await import('../../bench/index.js');
       return runBench(rest[0] ?? 'list', rest.slice(1));
     }
+    case '--version':
+    case '-v':
+    case 'version':
+      console.log(version());
+      return 0;
     case undefined:
     case 'help':
     case '--help':
@@ -62,6 +123,11 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
+    if (error instanceof FlagUsageError) {
+      console.error(`memwire: ${error.message}`);
+      process.exitCode = 2;
+      return;
+    }
     console.error(`memwire (${platform.runtime}): ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
     process.exitCode = 1;
   },

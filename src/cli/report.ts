@@ -1,0 +1,343 @@
+/**
+ * `memwire bench report [--rxe] [--quick] [--out DIR] [--only a,b] [--runtimes node,bun]`: runs
+ * every benchmark on every runtime this checkout has (Node with koffi, Bun with bun:ffi), each as
+ * its own `memwire bench <name> --json` process, and writes DIR/report.md, DIR/report.json and
+ * DIR/charts/*.svg. With --rxe the RDMA benchmarks run too, inside the Soft-RoCE guest
+ * (scripts/rxe/run.sh, one boot for all of them); without it, on a host with no RDMA device,
+ * they are listed as skipped.
+ *
+ * Each run's JSON is kept as the bench printed it; report.json holds it unchanged, so the report
+ * never shows a figure the bench did not print. Progress (which bench, which runtime, elapsed,
+ * what is left) goes to stderr; each bench's own output goes to DIR/logs/.
+ *
+ * Exit status: 0 when every run that was attempted printed its report (missed targets are
+ * reported, not failures), 1 when one failed, 2 for a bad flag.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadRenderer, writeCharts } from './report-charts.js';
+import { renderMarkdown } from './report-markdown.js';
+import { needsRdmaDevice, type BenchReport, type BenchRun, type FullReport, type Place } from './report-model.js';
+
+export const REPORT_USAGE = `usage: memwire bench report [--quick] [--rxe] [--out DIR] [--only NAME,…] [--runtimes node,bun]
+
+Runs every benchmark on Node and on Bun, each against its anchor, and writes DIR/report.md
+(tables, ratios, targets met or missed, machine and versions), DIR/report.json (every bench's own
+JSON report, unchanged) and DIR/charts/*.svg. Progress goes to stderr.
+
+  --quick          each bench with --quick (a few minutes in all)
+  --rxe            also the RDMA benches, in the Soft-RoCE guest (scripts/rxe/run.sh; slow)
+  --out DIR        where to write (default: ./memwire-report)
+  --only a,b       only these benches (memwire bench list)
+  --runtimes a,b   only these runtimes (default: node,bun — those found)
+  --timeout SEC    per bench run (default: 300 with --quick, else 1800)
+
+exit status: 0 every attempted run reported; 1 a run failed; 2 a bad flag`;
+
+/** The marker before each run the guest part prints on stdout, so the host can pick them out of the guest's stream. */
+const GUEST_RUN_MARK = 'memwire-report-run ';
+
+const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = join(PROJECT_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export interface ReportOptions {
+  quick: boolean;
+  rxe: boolean;
+  out: string;
+  only: string[] | null;
+  runtimes: string[] | null;
+  timeoutSeconds: number;
+  /** Internal: run the RDMA benches here and print each run after GUEST_RUN_MARK (the guest side of --rxe). */
+  guestPart: boolean;
+}
+
+export class ReportUsageError extends Error {}
+
+export function parseReportArgs(argv: readonly string[]): ReportOptions {
+  const options: ReportOptions = { quick: false, rxe: false, out: 'memwire-report', only: null, runtimes: null, timeoutSeconds: 0, guestPart: false };
+  const list = (value: string | undefined, flag: string) => {
+    if (!value || value.startsWith('--')) throw new ReportUsageError(`${flag} needs a comma-separated list`);
+    return value.split(',').map((s) => s.trim()).filter(Boolean);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--quick') options.quick = true;
+    else if (arg === '--rxe') options.rxe = true;
+    else if (arg === '--guest-part') options.guestPart = true;
+    else if (arg === '--out') {
+      const value = argv[++i];
+      if (!value || value.startsWith('--')) throw new ReportUsageError('--out needs a directory');
+      options.out = value;
+    } else if (arg === '--only') options.only = list(argv[++i], '--only');
+    else if (arg === '--runtimes') options.runtimes = list(argv[++i], '--runtimes');
+    else if (arg === '--timeout') {
+      const value = Number(argv[++i]);
+      if (!Number.isInteger(value) || value <= 0) throw new ReportUsageError('--timeout needs a positive number of seconds');
+      options.timeoutSeconds = value;
+    } else throw new ReportUsageError(`unknown flag ${JSON.stringify(arg)}`);
+  }
+  options.timeoutSeconds ||= options.quick ? 300 : 1800;
+  return options;
+}
+
+interface Runtime {
+  name: string;
+  /** The command that runs a JS file under this runtime. */
+  command: string[];
+}
+
+/** The runtimes of this checkout: Node (this one, or node on PATH) and Bun (node_modules/.bin/bun). */
+function findRuntimes(wanted: string[] | null): { runtimes: Runtime[]; missing: string[] } {
+  const bunBin = join(PROJECT_ROOT, 'node_modules', '.bin', 'bun');
+  const all: Runtime[] = [
+    { name: 'node', command: [process.versions.bun ? 'node' : process.execPath] },
+    ...(existsSync(bunBin) ? [{ name: 'bun', command: [bunBin, '--bun'] }] : []),
+  ];
+  // Deno runs memwire through koffi (no Deno FFI backend yet): its figures would be koffi's again.
+  const names = wanted ?? ['node', 'bun'];
+  const unknown = names.filter((n) => !['node', 'bun'].includes(n));
+  if (unknown.length) throw new ReportUsageError(`unknown runtime ${unknown.join(', ')} (node, bun)`);
+  const runtimes = all.filter((r) => names.includes(r.name));
+  return { runtimes, missing: names.filter((n) => !runtimes.some((r) => r.name === n)) };
+}
+
+function hasRdmaDevice(): boolean {
+  try {
+    return readdirSync('/sys/class/infiniband').length > 0;
+  } catch {
+    return false;
+  }
+}
+
+function clock(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+interface Spawned {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Run a command with a time limit; on timeout its whole process group is killed (benches start peers). */
+function run(command: readonly string[], timeoutMs: number, onStdoutLine?: (line: string) => void): Promise<Spawned> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(command[0], command.slice(1), { cwd: PROJECT_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let pending = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      if (!onStdoutLine) return;
+      pending += chunk;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      lines.forEach(onStdoutLine);
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const kill = (signal: NodeJS.Signals) => {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        // already gone
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill('SIGTERM');
+      setTimeout(() => kill('SIGKILL'), 5000).unref();
+    }, timeoutMs);
+    // If the report itself is interrupted, its bench goes with it.
+    const onExit = () => kill('SIGKILL');
+    process.once('exit', onExit);
+    child.on('error', (error) => {
+      stderr += `\n${error.message}`;
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      process.off('exit', onExit);
+      resolvePromise({ code, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** The bench's report: the last stdout line, parsed, if it is one. */
+export function lastJsonReport(stdout: string): BenchReport | null {
+  const last = stdout.trimEnd().split('\n').pop() ?? '';
+  try {
+    const parsed = JSON.parse(last) as BenchReport;
+    return typeof parsed === 'object' && parsed !== null && typeof parsed.bench === 'string' && Array.isArray(parsed.rows) ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The line of a bench's stderr that says what went wrong: its "failed" line, else the last line that is not a stack frame. */
+export function failureLine(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => / failed: /.test(l)) ?? lines.filter((l) => !l.startsWith('at ')).pop() ?? '';
+}
+
+async function runOne(bench: string, runtime: Runtime, options: ReportOptions, place: Place, logDir: string | null): Promise<BenchRun> {
+  const started = Date.now();
+  const args = [...runtime.command, CLI, 'bench', bench, '--json', ...(options.quick ? ['--quick'] : [])];
+  const result = await run(args, options.timeoutSeconds * 1000);
+  const seconds = (Date.now() - started) / 1000;
+  let log: string | null = null;
+  if (logDir) {
+    log = join('logs', `${bench}.${runtime.name}${place === 'rxe' ? '.rxe' : ''}.log`);
+    writeFileSync(join(logDir, '..', log), `$ ${args.join(' ')}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
+  }
+  const report = result.code === 0 ? lastJsonReport(result.stdout) : null;
+  const error = result.timedOut
+    ? `timed out after ${options.timeoutSeconds} s`
+    : report
+      ? null
+      : result.code === 0
+        ? 'no JSON report on the last line of stdout'
+        : `exit ${result.code}: ${failureLine(result.stderr)}`.slice(0, 300);
+  return { bench, runtime: runtime.name, place, status: report ? 'ok' : 'failed', exitCode: result.code, seconds, report, error, log };
+}
+
+const skipped = (bench: string, runtime: string, place: Place, error: string): BenchRun => ({
+  bench,
+  runtime,
+  place,
+  status: 'skipped',
+  exitCode: null,
+  seconds: 0,
+  report: null,
+  error,
+  log: null,
+});
+
+/** The guest side of --rxe: run the RDMA benches here and print each run as one marked JSON line. */
+async function guestPart(options: ReportOptions, benches: string[], runtimes: Runtime[]): Promise<number> {
+  let failed = 0;
+  for (const bench of benches) {
+    for (const runtime of runtimes) {
+      process.stderr.write(`[guest] ${bench} on ${runtime.name}\n`);
+      const result = await runOne(bench, runtime, options, 'rxe', null);
+      if (result.status !== 'ok') failed++;
+      process.stdout.write(`${GUEST_RUN_MARK}${JSON.stringify(result)}\n`);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+export async function runReport(argv: readonly string[]): Promise<number> {
+  let options: ReportOptions;
+  let found: ReturnType<typeof findRuntimes>;
+  let benches: string[];
+  try {
+    options = parseReportArgs(argv);
+    found = findRuntimes(options.runtimes);
+    const { benchNames } = await import('../../bench/index.js');
+    const unknown = (options.only ?? []).filter((name) => !benchNames.includes(name));
+    if (unknown.length) throw new ReportUsageError(`unknown bench ${unknown.join(', ')} (memwire bench list)`);
+    benches = options.only ?? benchNames;
+  } catch (error) {
+    if (!(error instanceof ReportUsageError)) throw error;
+    console.error(`memwire bench report: ${error.message}\n\n${REPORT_USAGE}`);
+    return 2;
+  }
+  const { runtimes, missing } = found;
+  if (options.guestPart) return guestPart(options, benches.filter(needsRdmaDevice), runtimes);
+
+  const outDir = resolve(options.out);
+  const logDir = join(outDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const startedAt = new Date();
+  const deviceHere = hasRdmaDevice();
+  const hostBenches = benches.filter((b) => !needsRdmaDevice(b) || deviceHere);
+  const guestBenches = options.rxe ? benches.filter(needsRdmaDevice) : [];
+  const runs: BenchRun[] = [];
+  for (const name of missing) for (const bench of benches) runs.push(skipped(bench, name, 'host', `${name} not found in this checkout`));
+  for (const bench of benches.filter((b) => needsRdmaDevice(b) && !deviceHere && !options.rxe)) {
+    for (const runtime of runtimes) runs.push(skipped(bench, runtime.name, 'host', 'no RDMA device here: run with --rxe for the Soft-RoCE guest'));
+  }
+
+  const plan = hostBenches.flatMap((bench) => runtimes.map((runtime) => ({ bench, runtime })));
+  const total = plan.length + (guestBenches.length ? guestBenches.length * runtimes.length : 0);
+  let done = 0;
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  say(`memwire bench report: ${total} runs (${hostBenches.length} benches × ${runtimes.map((r) => r.name).join(', ')}${guestBenches.length ? `; ${guestBenches.join(', ')} in the rxe guest` : ''}) → ${outDir}`);
+  for (const [index, { bench, runtime }] of plan.entries()) {
+    const left = plan.slice(index + 1).map((p) => `${p.bench}/${p.runtime.name}`);
+    say(`[${done + 1}/${total} · ${clock(Date.now() - startedAt.getTime())}] ${bench} on ${runtime.name} — left after it: ${left.length ? left.join(' ') : 'none'}${guestBenches.length ? ' + rxe guest' : ''}`);
+    const result = await runOne(bench, runtime, options, 'host', logDir);
+    runs.push(result);
+    done++;
+    const targets = result.report?.targets ?? [];
+    say(
+      `    ${result.status} in ${result.seconds.toFixed(1)} s` +
+        (result.report ? `: ${result.report.rows.length} rows, targets ${targets.filter((t) => t.pass).length} met / ${targets.filter((t) => t.pass === false).length} missed` : `: ${result.error}`),
+    );
+  }
+
+  if (guestBenches.length) {
+    say(`[${done + 1}/${total} · ${clock(Date.now() - startedAt.getTime())}] booting the rxe guest for ${guestBenches.join(', ')} on ${runtimes.map((r) => r.name).join(', ')}`);
+    const guestCommand = [
+      join(PROJECT_ROOT, 'scripts', 'rxe', 'run.sh'),
+      '--timeout',
+      String(options.timeoutSeconds * guestBenches.length * runtimes.length),
+      '--',
+      'node',
+      CLI,
+      'bench',
+      'report',
+      '--guest-part',
+      '--only',
+      guestBenches.join(','),
+      '--runtimes',
+      runtimes.map((r) => r.name).join(','),
+      '--timeout',
+      String(options.timeoutSeconds),
+      ...(options.quick ? ['--quick'] : []),
+    ];
+    const got: BenchRun[] = [];
+    const result = await run(guestCommand, (options.timeoutSeconds * guestBenches.length * runtimes.length + 600) * 1000, (line) => {
+      if (!line.startsWith(GUEST_RUN_MARK)) return;
+      const guestRun = JSON.parse(line.slice(GUEST_RUN_MARK.length)) as BenchRun;
+      got.push(guestRun);
+      done++;
+      say(`[${done}/${total} · ${clock(Date.now() - startedAt.getTime())}] rxe guest: ${guestRun.bench} on ${guestRun.runtime} ${guestRun.status} in ${guestRun.seconds.toFixed(1)} s`);
+    });
+    const log = join('logs', 'rxe-guest.log');
+    writeFileSync(join(outDir, log), `$ ${guestCommand.join(' ')}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
+    runs.push(...got.map((r) => ({ ...r, log })));
+    for (const bench of guestBenches) {
+      for (const runtime of runtimes) {
+        if (!got.some((r) => r.bench === bench && r.runtime === runtime.name)) {
+          runs.push({ ...skipped(bench, runtime.name, 'rxe', ''), status: 'failed', exitCode: result.code, log, error: `the guest did not report it (run.sh exit ${result.code}${result.timedOut ? ', timed out' : ''}; see ${log})` });
+        }
+      }
+    }
+  }
+
+  const renderer = await loadRenderer();
+  const charts = typeof renderer === 'string' ? [] : await writeCharts(outDir, runs, renderer);
+  const full: FullReport = {
+    tool: 'memwire bench report',
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    options: { quick: options.quick, rxe: options.rxe, only: options.only, runtimes: runtimes.map((r) => r.name) },
+    runs,
+    charts,
+    chartsNote: typeof renderer === 'string' ? renderer : null,
+  };
+  writeFileSync(join(outDir, 'report.json'), `${JSON.stringify(full, null, 2)}\n`);
+  writeFileSync(join(outDir, 'report.md'), renderMarkdown(full));
+  const failed = runs.filter((r) => r.status === 'failed');
+  say(
+    `done in ${clock(Date.now() - startedAt.getTime())}: ${runs.filter((r) => r.status === 'ok').length} ran, ${failed.length} failed, ${runs.filter((r) => r.status === 'skipped').length} skipped; ${charts.length} charts` +
+      `\n  ${join(outDir, 'report.md')}\n  ${join(outDir, 'report.json')}` +
+      (failed.length ? `\n  failed: ${failed.map((r) => `${r.bench}/${r.runtime}${r.place === 'rxe' ? ' (rxe)' : ''}: ${r.error}`).join('\n          ')}` : ''),
+  );
+  return failed.length ? 1 : 0;
+}
