@@ -30,8 +30,9 @@ uverbs_node() {
   for d in /sys/class/infiniband_verbs/uverbs*; do
     [[ -r $d/ibdev ]] || continue
     read -r ibdev <"$d/ibdev"
-    [[ $ibdev == "$1" ]] && { echo "/dev/infiniband/${d##*/}"; return; }
+    [[ $ibdev == "$1" ]] && { echo "/dev/infiniband/${d##*/}"; return 0; }
   done
+  return 0   # none: the caller says so (a failing function would end the script under set -e)
 }
 
 # The network interface of port 1: RoCE devices name it per GID (gid_attrs/ndevs, readable for the
@@ -42,11 +43,11 @@ netdev_of() {
     nd=$(cat "$f" 2>/dev/null || true)
     [[ -n $nd ]] && { echo "$nd"; return; }
   done
-  rdma link show "$1/1" 2>/dev/null | sed -n 's/.* netdev \([^ ]*\).*/\1/p'
+  rdma link show "$1/1" 2>/dev/null | sed -n 's/.* netdev \([^ ]*\).*/\1/p' || true
 }
 
 ipv4_of() {   # the first global IPv4 address of an interface
-  ip -4 -o addr show dev "$1" scope global 2>/dev/null | sed -n 's|.* inet \([0-9.]*\)/.*|\1|p' | head -1
+  ip -4 -o addr show dev "$1" scope global 2>/dev/null | sed -n 's|.* inet \([0-9.]*\)/.*|\1|p' | head -1 || true
 }
 
 for i in 0 1; do

@@ -4,7 +4,7 @@
 # scripts/rxe/run.sh, which has rxe0/rxe1; the image is built here with podman and read by the
 # guest from this host's image store. See docs/containers.md.
 #
-#   scripts/container/test.sh [--timeout SECONDS] [-- COMMAND...]
+#   scripts/container/test.sh [--timeout SECONDS] [--build-only] [-- COMMAND...]
 #
 # 1. apt: podman, runc, mmdebstrap (if missing; needs root)
 # 2. podman configured privately under .cache/container (scripts/container/podman-env.sh)
@@ -13,7 +13,7 @@
 # 4. the image: `podman build` of the Dockerfile (layers cached), then squashed to one layer —
 #    the guest sees the store through 9p, which loses the whiteouts that layers stack on
 # 5. scripts/rxe/run.sh -- scripts/container/guest.sh: the container runs with the image's own
-#    command (the rxe tier) unless COMMAND is given; its output streams here
+#    command (the rxe tier) unless COMMAND is given; its output streams here (not with --build-only)
 # Exit status: the container's (the tier's), or run.sh's harness codes (120-125), or 1 with a
 # "test-container:" line when preparation fails. Nothing is left running or mounted.
 set -Eeuo pipefail
@@ -26,6 +26,7 @@ LAYERED=localhost/memwire-rxe:layers
 STANDIN=localhost/memwire/node:20-bookworm-slim
 OFFICIAL=docker.io/library/node:20-bookworm-slim
 TIMEOUT=${MEMWIRE_CONTAINER_TIMEOUT:-2400}
+BUILD_ONLY=0
 PACKAGES=(podman runc mmdebstrap)
 
 T0=$SECONDS
@@ -35,8 +36,9 @@ die() { say "$*"; exit 1; }
 while (($#)); do
   case $1 in
     --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
+    --build-only) BUILD_ONLY=1; shift ;;
     --) shift; break ;;
-    *) die "usage: scripts/container/test.sh [--timeout SECONDS] [-- COMMAND...]" ;;
+    *) die "usage: scripts/container/test.sh [--timeout SECONDS] [--build-only] [-- COMMAND...]" ;;
   esac
 done
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds, got '$TIMEOUT'"
@@ -94,6 +96,7 @@ printf 'FROM %s\n' "$LAYERED" | podman build --quiet --network host --pull=never
   -t "$IMAGE" -f - "$CACHE/empty" >/dev/null || die "squashing the image failed"
 podman image prune -f >/dev/null   # the previous builds' untagged images
 say "image $IMAGE: $(podman image inspect "$IMAGE" --format '{{len .RootFS.Layers}} layer, {{.Size}} bytes')"
+((BUILD_ONLY)) && { say "built (--build-only: not run)"; exit 0; }
 
 say "running it in the rxe guest"
 rc=0
