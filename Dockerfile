@@ -1,39 +1,41 @@
-# memwire's rxe tier in a container, against the host's RDMA devices (real NICs, or Soft-RoCE).
-# Kept in step with the guest tier (scripts/rxe/run.sh): the same Debian 12 user space and RDMA
-# packages, the same test command (node scripts/test-all.mjs rxe-node rxe-bun).
+# memwire's rxe tier in a container, run against RDMA devices the host already has (real
+# InfiniBand/RoCE NICs, or Soft-RoCE devices made on the host with `rdma link add`). The image holds
+# Debian 12's RDMA user space, Node 20, the project with its npm dependencies (Bun and Deno among
+# them) and its build; its default command is the rxe tier, the same one `npm run test:rxe` runs in
+# the QEMU guest. docs/containers.md says how to build and run it; `npm run test:container`
+# (scripts/container/test.sh) builds it with podman and runs it inside that guest.
 #
 #   docker build -t memwire-rxe .
-#   docker run --rm --network host --device /dev/infiniband \
-#     --cap-add IPC_LOCK --cap-add NET_ADMIN --ulimit memlock=-1 \
-#     -e MEMWIRE_RXE_NETDEV=eth0 memwire-rxe
+#   docker run --rm --network host --device /dev/infiniband --cap-add IPC_LOCK \
+#     --ulimit memlock=-1:-1 memwire-rxe
 #
-# With no RDMA device present, the entry script creates rxe0 on MEMWIRE_RXE_NETDEV (needs
-# NET_ADMIN and the host's rdma_rxe module). Not built or run on the project's machines: they have
-# no Docker engine (README, "RDMA verbs").
-FROM debian:12
+# BASE: any Debian 12 image with Node >= 20 and npm in /usr/local (the official node image, or the
+# stand-in scripts/container/bases.sh makes where no registry is reachable).
+ARG BASE=node:20-bookworm-slim
+FROM ${BASE}
 
-ENV DEBIAN_FRONTEND=noninteractive
+# The RDMA user space (libibverbs and its providers, librdmacm), the C tools the tier compares
+# with (ibv_rc_pingpong, perftest, rping) and iproute2 for the entry script (ip, rdma).
+# taskset comes with util-linux, which is essential in Debian.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      ca-certificates curl gnupg xz-utils \
-      rdma-core ibverbs-providers ibverbs-utils libibverbs-dev librdmacm-dev \
-      perftest rdmacm-utils iproute2 kmod procps util-linux \
- && rm -rf /var/lib/apt/lists/*
-
-# Node 20 (NodeSource's Debian repository).
-RUN curl -fsSL https://deb.nodesource.com/setup_20.x | bash - \
- && apt-get install -y --no-install-recommends nodejs \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libibverbs1 ibverbs-providers librdmacm1 ibverbs-utils rdmacm-utils perftest iproute2 \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/memwire
-# Dependencies first (cached layer): the dev dependencies too, Bun among them (the npm package
-# "bun"), as on the project's machines. npm install, as .ci/run does: the lockfile cannot list
-# every platform's optional packages (the registry mirror it was made against lacks some).
+# Dependencies first, so a source change does not repeat them. `npm install`, not `npm ci`: the
+# lockfile cannot list every platform's optional packages (README, "npm install, not npm ci").
+# Where TLS is re-signed by a proxy, hand the CA bundle in as a build secret, e.g.
+#   --secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt
+# (podman and docker alike; a secret never lands in a layer). Without it, Node's own CAs are used.
 COPY package.json package-lock.json ./
-RUN npm install --no-audit --no-fund
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca-bundle; fi \
+ && npm install --no-audit --no-fund --no-update-notifier \
+ && npm cache clean --force
 COPY . .
-RUN npm run build
+RUN npm run build \
+ && scripts/container/check-image.sh
 
-ENV MEMWIRE_RXE_NETDEV=""
 ENTRYPOINT ["scripts/docker-entry.sh"]
 CMD ["node", "scripts/test-all.mjs", "rxe-node", "rxe-bun"]
