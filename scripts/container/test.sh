@@ -99,8 +99,21 @@ say "image $IMAGE: $(podman image inspect "$IMAGE" --format '{{len .RootFS.Layer
 ((BUILD_ONLY)) && { say "built (--build-only: not run)"; exit 0; }
 
 say "running it in the rxe guest"
+# The output streams through tee; the copy is checked below (and kept for a look afterwards).
 rc=0
-"$ROOT/scripts/rxe/run.sh" --timeout "$TIMEOUT" -- scripts/container/guest.sh "$IMAGE" "$CACHE/storage" "$@" || rc=$?
+"$ROOT/scripts/rxe/run.sh" --timeout "$TIMEOUT" -- scripts/container/guest.sh "$IMAGE" "$CACHE/storage" "$@" |
+  tee "$CACHE/last-run.log" || rc=$?
+# The guest has both devices and the entry script exports every MEMWIRE_RXE_* the tests read, so a
+# skipped test here means something is missing from the image or the entry: a failure. (Only for
+# the tier itself, i.e. no COMMAND given.)
+if ((rc == 0 && $# == 0)); then
+  total=$(grep -E '^total: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$CACHE/last-run.log" | tail -1)
+  if [[ -z $total ]]; then
+    say "the tier printed no 'total:' line"; rc=1
+  elif [[ $total != *", 0 skipped" ]]; then
+    say "$total: every rxe test must run in the container (why each skipped: ${CACHE#"$ROOT"/}/last-run.log)"; rc=1
+  fi
+fi
 say "done: exit $rc"
 exit "$rc"
 }
