@@ -71,7 +71,9 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
     };
     const remote = { addr: started.remote.addr, rkey: started.remote.rkey, length: bufferBytes };
     const chain = makeElements(client);
-    const engine = new RequestEngine(client.qp, { signalEvery: 32, postList: 16 });
+    // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
+    // per ibv_post_send, as perftest's -l 16, on both sides of the comparison.
+    const engine = new RequestEngine(client.qp, { signalEvery: 32, postList: 16, postOnSubmit: false });
     const options = { maxSge };
     const loop = (count: number): number => {
       let submitted = 0;

@@ -116,6 +116,7 @@ export class RequestEngine {
   readonly #limitsScratch = { maxMessageSize: 0, maxSge: 0 };
 
   #failure: MemwireError | undefined; // set once the queue pair failed: later requests flush
+  readonly #postOnSubmit: boolean;
   #disposed = false;
   #closing = false; // dispose() is flushing the queue pair
   #promised = 0;
@@ -136,6 +137,7 @@ export class RequestEngine {
     this.qp = qp;
     this.limits = limits;
     this.#onOther = options.onOtherCompletion;
+    this.#postOnSubmit = options.postOnSubmit !== false;
     const n = limits.maxRequests;
     this.#state = new Uint8Array(n);
     this.#isRead = new Uint8Array(n);
@@ -203,8 +205,8 @@ export class RequestEngine {
 
   /**
    * Submit a request: `op` between the `elements` and `remote` (see RequestElement). Returns its
-   * id (≥ 0), or -EAGAIN (-11) when `limits.maxRequests` are unsettled. Posts what fits now;
-   * progress() does the rest and reports it settled with `tag`. The caller keeps `elements`
+   * id (≥ 0), or -EAGAIN (-11) when `limits.maxRequests` are unsettled. Posts what fits now
+   * (unless `postOnSubmit` is false); progress() does the rest and reports it settled with `tag`. The caller keeps `elements`
    * unchanged and the regions registered until it settles. UsageError for a malformed request
    * (checked whole, before anything is posted); ClosedError once disposed.
    */
@@ -246,7 +248,7 @@ export class RequestEngine {
     if (this.#queued === 0) this.#posting = slot;
     this.#queued++;
     this.settled.count = 0;
-    this.#pump();
+    if (this.#postOnSubmit) this.#pump();
     return slot;
   }
 

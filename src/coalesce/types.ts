@@ -57,8 +57,14 @@ export interface RequestLimits {
   readonly maxRequests: number;
 }
 
-/** Options of a RequestEngine: any limit may be lowered (never raised above the device's). */
-export type RequestEngineOptions = Partial<RequestLimits>;
+/**
+ * Options of a RequestEngine: any limit may be lowered (never raised above the device's).
+ * `postOnSubmit` (default true): submit() posts what fits at once; false leaves posting to the
+ * next progress(), so requests submitted together go out together, up to `postList` work requests
+ * per ibv_post_send — on rxe each call does the whole send path in the kernel, so the calls, not
+ * the work requests, are what cost.
+ */
+export type RequestEngineOptions = Partial<RequestLimits> & { readonly postOnSubmit?: boolean };
 
 /** Per-request limits: lower the largest message or the SGEs per work request for this request only. */
 export interface SubmitOptions {

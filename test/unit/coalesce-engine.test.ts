@@ -212,6 +212,25 @@ describe('request engine accounting (in-process fake queue pair)', () => {
     }
   });
 
+  it('postOnSubmit false: requests submitted together are posted together by progress(), postList per call', () => {
+    const s = setup(64);
+    try {
+      const engine = new RequestEngine(s.qp, { postOnSubmit: false, postList: 16 });
+      let calls = 0;
+      const post = s.fake.postSendChain.bind(s.fake);
+      s.fake.postSendChain = (address: number, count: number) => (calls++, post(address, count));
+      for (let i = 0; i < 32; i++) engine.submit('write', s.region, [{ mr: s.mr, offset: i * 100, length: 64, remoteOffset: i * 64 }]);
+      expect(engine.inFlight).toBe(0); // nothing posted by submit
+      engine.progress();
+      expect(engine.inFlight + 0).toBeGreaterThan(0);
+      expect(calls).toBe(2); // 32 work requests, 16 per call
+      expect(drain(engine).length).toBeGreaterThan(0);
+      engine.dispose();
+    } finally {
+      s.free();
+    }
+  });
+
   it('keeps READs within maxReadsInFlight', () => {
     const s = setup(16, 1);
     try {
