@@ -14,7 +14,7 @@
  * and ffi/libc.ts classifies the failure by a zero-timeout probe on the calling thread.
  */
 import type { AsyncResult, CType, FfiBackend, FnDecl, NativeFn, NativeLibrary } from './types.js';
-import { ERRNO_UNKNOWN } from './types.js';
+import { checkViewLength, ERRNO_UNKNOWN } from './types.js';
 
 // The part of Deno's FFI namespace memwire uses (the project type-checks without Deno's types).
 interface DenoPointerStatics {
@@ -141,6 +141,7 @@ export const denoBackend: FfiBackend = {
     return adapt((...values: unknown[]) => fn.call(...values), returns, args);
   },
   view(address: number, length: number): ArrayBuffer {
+    checkViewLength(length); // Deno could view more; regions must stay viewable by Node and Bun
     if (length === 0) return new ArrayBuffer(0);
     const pointer = pointerOf(address);
     if (pointer === null) throw new Error('view: NULL address');

@@ -10,8 +10,9 @@
  * The largest zero-copy view (one ArrayBuffer over native memory) that every runtime memwire
  * supports can make: 4 GiB. Measured on Node 20.20 / koffi 3.3 (koffi.view of 2^32 + 1 bytes
  * aborts the whole process, "FATAL ERROR: Error::New napi_get_last_error_info") and Bun 1.4.5
- * (toArrayBuffer of 2^32 + 1 bytes throws "RangeError: Out of memory"); Deno 2.9 through koffi
- * takes more, but a region made under one runtime must open under the others. Both backends
+ * (toArrayBuffer of 2^32 + 1 bytes throws "RangeError: Out of memory"); Deno 2.9 takes more
+ * (UnsafePointerView.getArrayBuffer of 8 GiB works), but a region made under one runtime must
+ * open under the others. Both backends
  * refuse a longer view with a RangeError instead of reaching the runtime's limit.
  */
 export const MAX_VIEW_BYTES = 2 ** 32;
