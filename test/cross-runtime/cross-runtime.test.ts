@@ -28,7 +28,7 @@ describe('node, bun and deno on one machine', () => {
         startFixture('postbox-child', ['soak', domain, runtime, RUNTIMES.join(','), 1000, JSON.stringify({ maxSize: 1 << 20 })], { runtime }),
       );
       children.push(...procs);
-      expect(procs.map((p) => p.process.spawnargs[0].split('/').pop())).toEqual(['node', 'bun', 'deno']);
+      expect(procs.map((p) => p.process.spawnargs[0].split('/').pop()!.replace(/\.exe$/, ''))).toEqual(['node', 'bun', 'deno']); // Bun's own binary is bun.exe
       await Promise.all(procs.map((p) => finished(p, 150_000)));
       // Each child checked every message it took (content is a function of sender, receiver and
       // sequence number, so a byte out of place or a message out of order fails it).
