@@ -504,7 +504,7 @@ export class RegisteredHeap {
     for (let k = 0; k < this.maxBlocks; k++) {
       const slot = (this.#hint + k) % this.maxBlocks;
       // The descriptor's counts let full blocks be skipped without mapping them.
-      if (table.state(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
+      if (table.stateLocked(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
       const block = this.#current(slot);
       if (!block) continue;
       const found = this.#allocIn(block, size, lo, hi);
