@@ -206,7 +206,7 @@ export class RegisteredHeap {
         throw error;
       }
       const offset = block.ctx.payloadOffset(index);
-      return new HeapBuffer(block.slot, block.blockId, offset, size, block.view(offset, size));
+      return new HeapBuffer(block.slot, block.blockId, offset, size, block.data(offset, size));
     } finally {
       this.#unlock();
     }
@@ -245,7 +245,7 @@ export class RegisteredHeap {
       if (!mapping) throw new UsageError(`block slot ${block} holds no block`, 'ERR_MEMWIRE_BAD_OFFSET');
       const index = mapping.heap.usedIndex(offset, 'at');
       const length = mapping.heap.length(index);
-      return new HeapBuffer(block, mapping.blockId, offset, length, mapping.view(offset, length));
+      return new HeapBuffer(block, mapping.blockId, offset, length, mapping.data(offset, length));
     } finally {
       this.#unlock();
     }
