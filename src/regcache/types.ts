@@ -41,6 +41,8 @@ export class HeapBuffer {
     readonly offset: number,
     readonly length: number,
     data: Uint8Array,
+    /** @internal the row of the private registration table it was made from (which heap, which open). */
+    readonly owner: object,
   ) {
     this.#data = data;
   }
