@@ -123,12 +123,12 @@ export class BlockMapping {
     }
   }
 
-  /** A zero-copy view of `length` bytes at data offset `offset` of the block. */
-  view(offset: number, length: number): Uint8Array {
+  /** The block's whole data area, after checking `length` bytes at `offset` lie in its heap. */
+  data(offset: number, length: number): Uint8Array {
     if (offset < BLOCK_HEAP_OFFSET || offset + length > this.region.size) {
       throw new UsageError(`bytes ${offset}..${offset + length} are outside block ${this.blockId}'s heap`);
     }
-    return new Uint8Array(this.region.bytes.buffer, this.region.bytes.byteOffset + offset, length);
+    return this.region.bytes;
   }
 
   /** Unmap (stale views then read zeros: see shm/mapping.ts). The name is not touched. */

@@ -48,6 +48,14 @@ export class DescriptorTable {
     return Atomics.load(this.w, this.at(slot, D_STATE));
   }
 
+  /**
+   * The state read with a plain load: only under the heap's lock, where every writer also holds
+   * it (the lock's acquire orders its writes before this read), and scans stay cheap.
+   */
+  stateLocked(slot: number): number {
+    return this.w[this.at(slot, D_STATE)];
+  }
+
   #setState(slot: number, state: number): void {
     // Ordering point: the fields written before are visible before the new state.
     Atomics.store(this.w, this.at(slot, D_STATE), state);
@@ -89,10 +97,10 @@ export class DescriptorTable {
     this.w[this.at(slot, D_USED_GRANULES)] = granules;
   }
 
-  /** LIVE entries with no allocation. */
+  /** LIVE entries with no allocation (under the lock). */
   whollyFree(): number {
     let n = 0;
-    for (let s = 0; s < this.maxBlocks; s++) if (this.state(s) === D_LIVE && this.allocs(s) === 0) n++;
+    for (let s = 0; s < this.maxBlocks; s++) if (this.stateLocked(s) === D_LIVE && this.allocs(s) === 0) n++;
     return n;
   }
 
@@ -123,9 +131,9 @@ export class DescriptorTable {
     if (state !== D_EMPTY && state !== D_GROWING && state !== D_LIVE && state !== D_RELEASING) throw this.corrupt(`descriptor ${slot} has state ${state}`);
   }
 
-  /** An EMPTY slot, or -1. */
+  /** An EMPTY slot, or -1 (under the lock). */
   emptySlot(): number {
-    for (let s = 0; s < this.maxBlocks; s++) if (this.state(s) === D_EMPTY) return s;
+    for (let s = 0; s < this.maxBlocks; s++) if (this.stateLocked(s) === D_EMPTY) return s;
     return -1;
   }
 

@@ -206,7 +206,7 @@ export class RegisteredHeap {
         throw error;
       }
       const offset = block.ctx.payloadOffset(index);
-      return new HeapBuffer(block.slot, block.blockId, offset, size, block.view(offset, size));
+      return new HeapBuffer(block.slot, block.blockId, offset, size, block.data(offset, size), block);
     } finally {
       this.#unlock();
     }
@@ -225,6 +225,7 @@ export class RegisteredHeap {
       if (!block || block.blockId !== buffer.blockId) {
         throw new UsageError(`free: block ${buffer.blockId} of this buffer is no longer in the heap (already freed?)`, 'ERR_MEMWIRE_DOUBLE_FREE');
       }
+      if (block !== buffer.owner) throw foreignBuffer('free');
       this.#releaseIndex(block, block.heap.usedIndex(buffer.offset, 'free'));
       this.#applyPolicy(block.slot);
     } finally {
@@ -245,7 +246,7 @@ export class RegisteredHeap {
       if (!mapping) throw new UsageError(`block slot ${block} holds no block`, 'ERR_MEMWIRE_BAD_OFFSET');
       const index = mapping.heap.usedIndex(offset, 'at');
       const length = mapping.heap.length(index);
-      return new HeapBuffer(block, mapping.blockId, offset, length, mapping.view(offset, length));
+      return new HeapBuffer(block, mapping.blockId, offset, length, mapping.data(offset, length), mapping);
     } finally {
       this.#unlock();
     }
@@ -266,7 +267,7 @@ export class RegisteredHeap {
     if (
       block !== undefined &&
       block.registration !== undefined &&
-      block.blockId === buffer.blockId &&
+      block === buffer.owner &&
       Atomics.load(w, d + D_STATE / 4) === D_LIVE &&
       w[d + D_ID_LO / 4] === block.idLo &&
       w[d + D_ID_HI / 4] === block.idHi &&
@@ -298,6 +299,7 @@ export class RegisteredHeap {
       if (!block || block.blockId !== buffer.blockId) {
         throw new UsageError(`lookup: block ${buffer.blockId} of this buffer is no longer in the heap (it was freed)`, 'ERR_MEMWIRE_BAD_OFFSET');
       }
+      if (block !== buffer.owner) throw foreignBuffer('lookup');
       const r = this.#use(block);
       const offset = buffer.offset + at;
       return { lkey: r.lkey, rkey: r.rkey, address: block.region.address + offset, remoteAddr: r.iova + offset, block: block.slot, blockId: block.blockId, offset, mr: r.mr };
@@ -520,7 +522,7 @@ export class RegisteredHeap {
     for (let k = 0; k < this.maxBlocks; k++) {
       const slot = (this.#hint + k) % this.maxBlocks;
       // The descriptor's counts let full blocks be skipped without mapping them.
-      if (table.state(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
+      if (table.stateLocked(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
       const block = this.#current(slot);
       if (!block) continue;
       const found = this.#allocIn(block, size, lo, hi);
@@ -665,6 +667,11 @@ export class RegisteredHeap {
 }
 
 const ENOENT = 2;
+
+/** A HeapBuffer of another heap, or of another open of this one (at() resolves it here). */
+function foreignBuffer(what: string): UsageError {
+  return new UsageError(`${what}: this buffer was made by another RegisteredHeap (or another open of this heap); resolve it here with at(block, offset)`, 'ERR_MEMWIRE_BAD_OFFSET');
+}
 
 function unlinkQuietly(name: string): void {
   try {

@@ -28,6 +28,10 @@ export interface RegisteredHeapOpenOptions {
 
 /** An allocation: `view` is zero-copy over the block's mapping in this process. */
 export class HeapBuffer {
+  #view: Uint8Array | undefined = undefined;
+  readonly #data: Uint8Array;
+
+  /** @internal `data` is the block's whole data area as mapped in this process (checked by the heap). */
   constructor(
     /** The descriptor-table slot of its block (FIG. 3's location). */
     readonly block: number,
@@ -36,8 +40,21 @@ export class HeapBuffer {
     /** Byte offset in the block's data area (the same in every process). */
     readonly offset: number,
     readonly length: number,
-    readonly view: Uint8Array,
-  ) {}
+    data: Uint8Array,
+    /** @internal the row of the private registration table it was made from (which heap, which open). */
+    readonly owner: object,
+  ) {
+    this.#data = data;
+  }
+
+  /**
+   * The allocation's bytes, zero-copy over this process's mapping of the block (made on first use:
+   * a typed array over mapped memory costs the garbage collector more than the malloc itself).
+   * Once the block is unmapped here, it reads zeros.
+   */
+  get view(): Uint8Array {
+    return (this.#view ??= this.#data.subarray(this.offset, this.offset + this.length));
+  }
 
   /** @internal lookup()'s last answer for the whole buffer, and the registration it came from. */
   cachedRange: RegisteredRange | undefined = undefined;

@@ -54,6 +54,27 @@ describe('RegisteredHeap API', () => {
     expect(registrar.live()).toEqual([]);
   });
 
+  it('a buffer of another heap, or of another open of this one, is refused (not looked up in the wrong block)', () => {
+    const one = RegisteredHeap.create(uniqueName('rcone'), { blockBytes: 65536 });
+    const two = RegisteredHeap.create(uniqueName('rctwo'), { blockBytes: 65536 });
+    const again = RegisteredHeap.open(one.name);
+    try {
+      const a = one.malloc(100)!;
+      const b = two.malloc(100)!;
+      expect([a.block, a.blockId, a.offset]).toEqual([b.block, b.blockId, b.offset]); // same coordinates, different memory
+      expect(() => two.lookup(a)).toThrow(/another RegisteredHeap/);
+      expect(() => two.free(a)).toThrow(/another RegisteredHeap/);
+      expect(() => again.lookup(a)).toThrow(/another RegisteredHeap/);
+      expect(again.lookup(again.at(a.block, a.offset)).blockId).toBe(a.blockId);
+      one.free(a);
+      two.free(b);
+    } finally {
+      again.dispose();
+      two.dispose();
+      one.dispose();
+    }
+  });
+
   it('open refuses what is not a registered heap', () => {
     const region = SharedRegion.create(uniqueName('rcnot'), 4096);
     try {
