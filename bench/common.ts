@@ -33,6 +33,8 @@ export interface Row {
   anchor: number | null;
   anchorName: string;
   ratio: number | null;
+  /** The runtime that measured this row, where it is not the report's own (ffi-call's children). */
+  runtime?: string;
 }
 
 /** A goal for one row, printed with a pass/miss marker (never turned into an exit code). */
@@ -253,6 +255,22 @@ export function findExecutable(name: string, extra: readonly string[] = []): str
     }
   }
   return null;
+}
+
+/**
+ * argv that starts a JS program on `runtime` (node from PATH; Bun and Deno from node_modules/.bin,
+ * then PATH), or null when that runtime is not installed. Deno runs with --allow-all, as memwire
+ * needs under Deno (ffi/deno-permissions.ts).
+ */
+export function runtimeCommand(runtime: 'node' | 'bun' | 'deno'): string[] | null {
+  const local = [join(projectRoot(), 'node_modules/.bin', runtime)];
+  if (runtime === 'node') {
+    const exe = findExecutable('node');
+    return exe ? [exe] : null;
+  }
+  const exe = findExecutable(runtime, local);
+  if (!exe) return null;
+  return runtime === 'deno' ? [exe, 'run', '--allow-all'] : [exe];
 }
 
 function firstLine(command: string, args: readonly string[], pattern: RegExp): string | null {
@@ -591,6 +609,7 @@ export function formatReport(report: BenchReport): string {
     const target = targetOf(row);
     const verdict = target ? `${target.minRatio !== undefined ? `≥${target.minRatio}` : `≤${target.maxRatio}`}× ${target.pass === null ? '? (no anchor)' : target.pass ? 'PASS' : 'MISS'}` : '';
     return [
+      row.runtime ?? report.runtime,
       row.case,
       row.metric,
       row.unit,
@@ -604,7 +623,7 @@ export function formatReport(report: BenchReport): string {
   const lines = [
     `${report.bench} — ${report.versions.runtime ?? report.runtime}, ${report.backend} (ratio = memwire / anchor; ${report.rows[0]?.better ?? 'lower'} is better)`,
     '',
-    table(['case', 'metric', 'unit', 'memwire', 'anchor', 'anchorName', 'ratio', 'target'], body, new Set([3, 4, 6])),
+    table(['runtime', 'case', 'metric', 'unit', 'memwire', 'anchor', 'anchorName', 'ratio', 'target'], body, new Set([4, 5, 7])),
   ];
   if (report.targets.length > 0) {
     lines.push('', 'targets:');

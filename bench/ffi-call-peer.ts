@@ -1,6 +1,6 @@
 /**
- * The child of bench `ffi-call` that runs the measurement under the other runtime (Bun when the
- * bench runs on Node, Node when it runs on Bun) and prints one JSON line: its CallCosts.
+ * The child of bench `ffi-call` that runs the measurement under another runtime (Node, Bun or
+ * Deno) and prints one JSON line: its CallCosts.
  *
  * argv: <calls per batch> <batches> <warm-up batches>
  */

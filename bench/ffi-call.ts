@@ -1,6 +1,7 @@
 /**
  * Bench `ffi-call`: what one call of a trivial C function costs through the active FFI backend
- * (koffi on Node and Deno, bun:ffi on Bun), against a plain JS function call in the same process.
+ * (koffi on Node, bun:ffi on Bun, Deno's own FFI on Deno), against a plain JS function call in
+ * the same process.
  * Every per-message FFI call memwire would make pays this, which is why the shared-memory hot
  * path makes none.
  *
@@ -9,8 +10,8 @@
  * function, so the anchor is close to the loop's own cost.
  *
  * Batches of calls alternate between the two so both see the same noise; p50 is over batches.
- * With the other runtime installed (Bun from node_modules/.bin, or node on PATH), a child process
- * of that runtime runs the same measurement and adds the other backend's row.
+ * Each other runtime installed (node on PATH, Bun and Deno from node_modules/.bin) runs the same
+ * measurement in a child process and adds its backend's row.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,7 @@ import { backend, openLibrary, type FnDecl, type NativeFn } from '../ffi/backend
 import { runtimeName } from '../ffi/runtime.js';
 import {
   COMMON_FLAGS,
-  findExecutable,
+  judgeTargets,
   makeRow,
   newReport,
   nowNs,
@@ -26,7 +27,7 @@ import {
   Peer,
   percentiles,
   progress,
-  projectRoot,
+  runtimeCommand,
   type BenchReport,
   type FlagSpec,
 } from './common.js';
@@ -36,7 +37,7 @@ export const FLAGS: FlagSpec = {
   iterations: { kind: 'count', help: 'calls per batch (default 2000000; --quick 500000)' },
   warmup: { kind: 'count', help: 'warm-up batches, not measured (default 5; --quick 2)' },
   batches: { kind: 'count', help: 'measured batches (default 31; --quick 11)' },
-  'no-other-runtime': { kind: 'boolean', help: 'do not start the other runtime (Bun from Node, Node from Bun)' },
+  'no-other-runtime': { kind: 'boolean', help: 'measure this runtime only (by default Node, Bun and Deno each add their row)' },
 };
 
 const ABS = { name: 'abs', c: 'int abs(int j)', returns: 'i32', args: ['i32'] } as const satisfies FnDecl;
@@ -96,29 +97,24 @@ export function measureCallCosts(plan: CallPlan): CallCosts {
   return { runtime: runtimeName, backend: backend.name, ffiNs: percentiles(ffi, [50])[0], jsNs: percentiles(js, [50])[0] };
 }
 
-/** The other runtime's executable, if installed: Bun when we are Node or Deno, Node when we are Bun. */
-function otherRuntime(): { name: string; exe: string } | null {
-  if (runtimeName === 'bun') {
-    const exe = findExecutable('node');
-    return exe ? { name: 'node', exe } : null;
-  }
-  const exe = findExecutable('bun', [join(projectRoot(), 'node_modules/.bin/bun')]);
-  return exe ? { name: 'bun', exe } : null;
+/** The other runtimes installed beside this one (Node on PATH, Bun and Deno from node_modules/.bin). */
+function otherRuntimes(): { name: string; command: string[] }[] {
+  return (['node', 'bun', 'deno'] as const)
+    .filter((name) => name !== runtimeName)
+    .flatMap((name) => {
+      const command = runtimeCommand(name);
+      return command ? [{ name, command }] : [];
+    });
 }
 
-async function measureInOtherRuntime(plan: CallPlan, report: BenchReport): Promise<CallCosts | null> {
-  const other = otherRuntime();
-  if (!other) {
-    report.notes.push(`the other runtime (${runtimeName === 'bun' ? 'node' : 'bun'}) is not installed: its backend's row is left out`);
-    return null;
-  }
+async function measureIn(other: { name: string; command: string[] }, plan: CallPlan, report: BenchReport): Promise<CallCosts | null> {
   const script = fileURLToPath(new URL('./ffi-call-peer.js', import.meta.url));
-  progress(`ffi-call: the same measurement in ${other.name} (${other.exe})`);
-  const peer = Peer.start(`${other.name} ffi-call peer`, [other.exe, script, String(plan.calls), String(plan.batches), String(plan.warmup)]);
+  progress(`ffi-call: the same measurement in ${other.name} (${other.command[0]})`);
+  const peer = Peer.start(`${other.name} ffi-call peer`, [...other.command, script, String(plan.calls), String(plan.batches), String(plan.warmup)]);
   try {
     const output = await peer.finish(120_000);
     const costs = JSON.parse(output.trim().split('\n').pop() ?? '') as CallCosts & { version: string };
-    report.versions.otherRuntime = `${costs.runtime} ${costs.version}`;
+    report.notes.push(`the ${costs.backend} row was measured by a ${costs.runtime} ${costs.version} child process; its anchor is a JS call in that process`);
     return costs;
   } catch (error) {
     report.notes.push(`the ${other.name} child failed, its row is left out: ${(error as Error).message}`);
@@ -127,6 +123,10 @@ async function measureInOtherRuntime(plan: CallPlan, report: BenchReport): Promi
     await peer.stop();
   }
 }
+
+/** Issue targets for Deno's own FFI: ≤ 10 ns a call (absolute, in a note) and ≤ 20× a JS call. */
+const DENO_MAX_NS = 10;
+const DENO_MAX_RATIO = 20;
 
 export async function run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
   const flags = parseFlags(argv, FLAGS);
@@ -140,12 +140,22 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   progress(`ffi-call: ${plan.batches} batches of ${plan.calls} calls (+${plan.warmup} warm-up) through ${backend.name}`);
   const own = measureCallCosts(plan);
   report.rows.push(makeRow(own.backend, 'p50', 'ns', 'lower', own.ffiNs, own.jsNs, `${own.runtime}-js-call`));
+  const all = [own];
   if (!flags.boolean.has('no-other-runtime')) {
-    const other = await measureInOtherRuntime(plan, report);
-    if (other) {
-      report.rows.push(makeRow(other.backend, 'p50', 'ns', 'lower', other.ffiNs, other.jsNs, `${other.runtime}-js-call`));
-      report.notes.push(`the ${other.backend} row was measured by a ${report.versions.otherRuntime} child process; its anchor is a JS call in that process`);
+    for (const other of otherRuntimes()) {
+      const costs = await measureIn(other, plan, report);
+      if (costs) {
+        all.push(costs);
+        report.rows.push({ ...makeRow(costs.backend, 'p50', 'ns', 'lower', costs.ffiNs, costs.jsNs, `${costs.runtime}-js-call`), runtime: costs.runtime });
+      }
     }
+  }
+  const deno = all.find((c) => c.backend === 'deno');
+  if (deno) {
+    report.targets = judgeTargets(report.rows, [
+      { case: 'deno', metric: 'p50', anchorName: 'deno-js-call', maxRatio: DENO_MAX_RATIO, text: `Deno's FFI within ${DENO_MAX_RATIO}× a JS call in the same Deno process` },
+    ]);
+    report.notes.push(`Deno's FFI: ${deno.ffiNs.toFixed(1)} ns a call, target ≤ ${DENO_MAX_NS} ns: ${deno.ffiNs <= DENO_MAX_NS ? 'PASS' : 'MISS'}`);
   }
   report.notes.push(`C function: ${ABS.c} from ${openLibrary('libc').path}; p50 over ${plan.batches} batches of ${plan.calls} calls`);
   return { report, json: flags.boolean.has('json') };

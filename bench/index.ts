@@ -5,8 +5,41 @@
  * runBench(name, argv) takes the arguments after the name and returns the exit code: 0 when the
  * bench ran (a missed target is reported, not an error), 1 when it failed, 2 for an unknown name
  * or a bad flag. With --json the last line of stdout is one JSON object; progress goes to stderr.
+ * `--runtime node|bun|deno` runs the bench under that runtime instead of this one.
  */
-import { flagHelp, FlagError, printReport, type BenchReport, type FlagSpec } from './common.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { runtimeName } from '../ffi/runtime.js';
+import { flagHelp, FlagError, printReport, runtimeCommand, type BenchReport, type FlagSpec } from './common.js';
+
+const RUNTIMES = ['node', 'bun', 'deno'] as const;
+
+/**
+ * `--runtime node|bun|deno` (any bench): run the same command under that runtime, in a child
+ * process whose output is this one's; without it, or naming this runtime, the bench runs here.
+ */
+function onOtherRuntime(name: string, argv: string[]): number | null {
+  const at = argv.indexOf('--runtime');
+  if (at < 0) return null;
+  const runtime = argv[at + 1];
+  const rest = [...argv.slice(0, at), ...argv.slice(at + 2)];
+  if (!(RUNTIMES as readonly string[]).includes(runtime)) {
+    console.error(`memwire bench: --runtime takes one of ${RUNTIMES.join(', ')}, not ${JSON.stringify(runtime ?? '')}`);
+    return 2;
+  }
+  if (runtime === runtimeName) {
+    argv.splice(0, argv.length, ...rest);
+    return null;
+  }
+  const command = runtimeCommand(runtime as (typeof RUNTIMES)[number]);
+  if (!command) {
+    console.error(`memwire bench: --runtime ${runtime}: ${runtime} is not installed (looked in node_modules/.bin and PATH)`);
+    return 1;
+  }
+  const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const child = spawnSync(command[0], [...command.slice(1), main, 'bench', name, ...rest], { stdio: 'inherit' });
+  return child.status ?? 1;
+}
 
 interface BenchEntry {
   description: string;
@@ -46,6 +79,14 @@ const BENCHES: Record<string, BenchEntry> = {
     description: 'RDMA WRITE bandwidth at 4 KiB and 64 KiB on two RDMA devices (or one, loopback), vs perftest ib_write_bw',
     load: () => import('./rdma-write-bw.js'),
   },
+  regcache: {
+    description: 'RegisteredHeap: lookup hit vs Map.get; malloc+WRITE+free churn vs ibv_reg_mr per allocation; ibv_reg_mr µs per MiB',
+    load: () => import('./regcache.js'),
+  },
+  'rdma-coalesce': {
+    description: 'RDMA requests (seed 002): 32×64 B coalesced vs one WR each, one 32 MiB request divided at max_msg_sz vs ib_write_bw, --post-list 16 vs ib_write_bw -l 16',
+    load: () => import('./rdma-coalesce.js'),
+  },
   'rdma-lat': {
     description: '2 B RDMA WRITE and SEND one-way latency on two RDMA devices (or one, loopback), vs perftest ib_write_lat / ib_send_lat',
     load: () => import('./rdma-lat.js'),
@@ -57,7 +98,7 @@ export const benchNames: string[] = Object.keys(BENCHES);
 function listing(): string {
   const width = Math.max(...benchNames.map((n) => n.length));
   return [
-    'usage: memwire bench <name> [--quick] [--json] [flags]   (memwire bench <name> --help for its flags)',
+    'usage: memwire bench <name> [--quick] [--json] [--runtime node|bun|deno] [flags]   (memwire bench <name> --help for its flags)',
     '',
     'benches:',
     ...benchNames.map((name) => `  ${name.padEnd(width)}  ${BENCHES[name].description}`),
@@ -74,6 +115,8 @@ export async function runBench(name: string, argv: string[]): Promise<number> {
     console.error(`memwire bench: unknown bench ${JSON.stringify(name)}\n\n${listing()}`);
     return 2;
   }
+  const delegated = onOtherRuntime(name, argv);
+  if (delegated !== null) return delegated;
   const bench = await entry.load();
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(`usage: memwire bench ${name} [flags]\n${entry.description}\n\nflags:\n${flagHelp(bench.FLAGS)}`);

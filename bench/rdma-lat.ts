@@ -36,6 +36,7 @@
 import { runtimeName } from '../ffi/runtime.js';
 import {
   COMMON_FLAGS,
+  FlagError,
   judgeTargets,
   makeRow,
   newReport,
@@ -78,6 +79,7 @@ export const FLAGS: FlagSpec = {
   warmup: { kind: 'count', help: 'warm-up round trips before memwire measures (default 3000, --quick 1000)' },
   size: { kind: 'sizes', help: 'message size (default 2)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 40)' },
+  'post-list': { kind: 'count', help: 'only 1: a ping-pong posts one work request per message, and perftest\'s latency tools refuse -l ("Post list is supported in BW tests only"); see rdma-write-bw --post-list' },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
 };
@@ -126,6 +128,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const iterations = flags.count.get('iterations') ?? (quick ? 2000 : 10_000);
   const warmup = flags.count.get('warmup') ?? (quick ? 1000 : 3000);
   const size = flags.sizes.get('size')?.[0] ?? 2;
+  // perftest_parameters.c refuses a post list outside BW tests, and each message of the
+  // ping-pong is one work request posted when the peer's arrives: there is no list to post.
+  const postList = flags.count.get('post-list') ?? 1;
+  if (postList !== 1) throw new FlagError('--post-list: latency is a ping-pong of one work request per message, and ib_write_lat / ib_send_lat refuse -l ("Post list is supported in BW tests only"); measure post lists with rdma-write-bw --post-list N');
   const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 40 : 120)) * 1000;
   const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_ROUNDS));
   const pair = pickDevices(names, flags);

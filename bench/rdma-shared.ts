@@ -121,14 +121,18 @@ export class BenchSide {
   readonly mr: MemoryRegion;
   readonly bytes: Uint8Array;
 
-  /** `recvEvents`: the receive CQ gets a completion channel, for `recvCq.wait()` (an idle server). */
-  constructor(device: string, gidIndex: number, bufferBytes: number, depth: number, recvEvents = false) {
+  /**
+   * `recvEvents`: the receive CQ gets a completion channel, for `recvCq.wait()` (an idle server).
+   * `maxSendSge`: SGEs per send work request (default 1; the coalescing bench gathers 32).
+   * `maxChain`: the longest post list (default 32).
+   */
+  constructor(device: string, gidIndex: number, bufferBytes: number, depth: number, recvEvents = false, maxSendSge = 1, maxChain = 32) {
     this.ctx = Context.open({ device, gidIndex });
     try {
       this.pd = this.ctx.allocPd();
       this.sendCq = this.ctx.createCompletionQueue({ entries: depth, events: false, batch: 16 });
       this.recvCq = this.ctx.createCompletionQueue({ entries: depth, events: recvEvents, batch: 16 });
-      this.qp = this.pd.createQueuePair({ sendCq: this.sendCq, recvCq: this.recvCq, maxSendWr: depth, maxRecvWr: depth, maxSendSge: 1, maxRecvSge: 1 });
+      this.qp = this.pd.createQueuePair({ sendCq: this.sendCq, recvCq: this.recvCq, maxSendWr: depth, maxRecvWr: depth, maxSendSge, maxRecvSge: 1, maxChain: Math.min(maxChain, depth) });
       this.#block = new NativeBlock(bufferBytes, 'bench buffer');
       this.bytes = this.#block.bytes.subarray(0, bufferBytes);
       this.mr = this.pd.registerMemory({ address: this.#block.address, length: bufferBytes }, { remoteWrite: true });
@@ -330,41 +334,60 @@ const IDLE = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * perftest's run_iter_bw (client side of ib_write_bw): keep up to `txDepth` RDMA WRITEs of
- * `size` bytes in flight, one post per work request, every `cqMod`-th signaled; reap completions
- * in batches. Returns the elapsed ns from the first post to the last completion. `idleWaitMs` > 0
- * (not perftest's way): sleep that long (a futex wait) whenever a poll finds nothing, leaving the
- * vCPU to rxe's deferred work (ksoftirqd) instead of competing with it.
+ * `size` bytes in flight, every `cqMod`-th signaled; reap completions in batches. Returns the
+ * elapsed ns from the first post to the last completion. `postList` > 1 is perftest's `-l N`:
+ * one ibv_post_send hands over a prepared chain of N writes, only the last signaled (perftest then
+ * sets cq_mod to N), posted while N more fit under tx depth; `iterations` is a multiple of N.
+ * `idleWaitMs` > 0 (not perftest's way): sleep that long (a futex wait) whenever a poll finds
+ * nothing, leaving the vCPU to rxe's deferred work (ksoftirqd) instead of competing with it.
  */
-export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number, iterations: number, txDepth: number, cqMod: number, guard: () => void, idleWaitMs = 0): number {
+export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number, iterations: number, txDepth: number, cqMod: number, guard: () => void, idleWaitMs = 0, postList = 1): number {
   const { qp, sendCq, mr } = side;
   const request = { opcode: 'write' as const, sge: { mr, offset: 0, length: size }, remoteAddr: remote.addr, rkey: remote.rkey };
+  const list = postList > 1;
+  const perCompletion = list ? postList : cqMod;
+  const chain = list ? qp.prepareSend(Array.from({ length: postList }, (_, i) => ({ ...request, signaled: i === postList - 1 }))) : null;
   const unsignaled = qp.prepareSend({ ...request, signaled: false });
   const signaled = qp.prepareSend({ ...request, signaled: true });
   let scnt = 0;
   let ccnt = 0;
   let polls = 0;
-  const start = process.hrtime.bigint();
-  while (scnt < iterations || ccnt < iterations) {
-    while (scnt < iterations && scnt - ccnt < txDepth) {
-      const last = (scnt + 1) % cqMod === 0 || scnt + 1 === iterations;
-      const rc = qp.postPrepared(last ? signaled : unsignaled);
-      if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
-      scnt++;
-    }
-    if (ccnt < iterations) {
-      const n = sendCq.poll();
-      for (let i = 0; i < n; i++) {
-        const c = sendCq.completions[i];
-        if (!c.ok) throw c.error();
-        ccnt = Math.min(iterations, ccnt + cqMod);
+  try {
+    const start = process.hrtime.bigint();
+    while (scnt < iterations || ccnt < iterations) {
+      if (chain) {
+        while (scnt < iterations && scnt - ccnt + postList <= txDepth) {
+          const rc = qp.postPrepared(chain);
+          if (rc !== 0) throw new Error(`postSend (post list ${postList}) failed: errno ${rc}`);
+          scnt += postList;
+        }
+      } else {
+        while (scnt < iterations && scnt - ccnt < txDepth) {
+          const last = (scnt + 1) % cqMod === 0 || scnt + 1 === iterations;
+          const rc = qp.postPrepared(last ? signaled : unsignaled);
+          if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
+          scnt++;
+        }
       }
-      if (n === 0) {
-        if (idleWaitMs > 0) Atomics.wait(IDLE, 0, 0, idleWaitMs);
-        if ((++polls & 0xffff) === 0) guard();
+      if (ccnt < iterations) {
+        const n = sendCq.poll();
+        for (let i = 0; i < n; i++) {
+          const c = sendCq.completions[i];
+          if (!c.ok) throw c.error();
+          ccnt = Math.min(iterations, ccnt + perCompletion);
+        }
+        if (n === 0) {
+          if (idleWaitMs > 0) Atomics.wait(IDLE, 0, 0, idleWaitMs);
+          if ((++polls & 0xffff) === 0) guard();
+        }
       }
     }
+    return Number(process.hrtime.bigint() - start);
+  } finally {
+    chain?.dispose();
+    unsignaled.dispose();
+    signaled.dispose();
   }
-  return Number(process.hrtime.bigint() - start);
 }
 
 /** utime and stime in /proc are in USER_HZ ticks: 100 per second on every Linux ABI. */

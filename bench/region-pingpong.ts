@@ -225,7 +225,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const timerNs = timerCostNs();
   const capacity = Math.max(...plan.sizes);
   const memwire = new Map<number, Latency>();
-  const uds = new Map<number, Latency>();
+  const uds = new Map<number, Latency | null>();
   const ucx = new Map<number, Latency | null>();
 
   if (plan.cpus) pinThread(0, [plan.cpus[0]]);
@@ -250,8 +250,16 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       progress(`${label}: memwire, ${n} round trips + ${w} warm-up, ${Date.now() - started} ms`);
       if (socket) {
         started = Date.now();
-        uds.set(size, toLatency(await socket.measure(size, n, w, plan.timeoutMs)));
-        progress(`${label}: ${ANCHOR_UDS}, ${Date.now() - started} ms`);
+        try {
+          uds.set(size, toLatency(await socket.measure(size, n, w, plan.timeoutMs)));
+          progress(`${label}: ${ANCHOR_UDS}, ${Date.now() - started} ms`);
+        } catch (error) {
+          // A socket that missed its deadline may still hold bytes in flight: it measures nothing more.
+          report.notes.push(`the ${ANCHOR_UDS} anchor failed at ${sizeLabel(size)} and is null from there on: ${(error as Error).message}`);
+          uds.set(size, null);
+          await socket.close();
+          socket = undefined;
+        }
       }
       if (ucxExe) {
         started = Date.now();

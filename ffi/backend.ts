@@ -5,12 +5,30 @@
 import { runtimeName } from './runtime.js';
 import type { FfiBackend, NativeLibrary } from './types.js';
 
-export type { AsyncResult, CType, FfiBackend, FnDecl, NativeFn, NativeLibrary } from './types.js';
+if (runtimeName === 'deno') (await import('./deno-permissions.js')).checkDenoPermissions();
 
+export type { AsyncResult, CType, FfiBackend, FnDecl, NativeFn, NativeLibrary } from './types.js';
+export { ERRNO_UNKNOWN } from './types.js';
+
+/**
+ * Bun: bun:ffi. Deno: Deno's own FFI, unless MEMWIRE_DENO_BACKEND=koffi picks koffi through npm
+ * compatibility (read through Deno.env so the check itself needs no permission beyond --allow-env).
+ * Node: koffi.
+ */
 export const backend: FfiBackend =
   runtimeName === 'bun'
     ? (await import('./bun-backend.js')).bunBackend
-    : (await import('./koffi-backend.js')).koffiBackend;
+    : runtimeName === 'deno' && denoBackendChoice() !== 'koffi'
+      ? (await import('./deno-backend.js')).denoBackend
+      : (await import('./koffi-backend.js')).koffiBackend;
+
+function denoBackendChoice(): string {
+  const choice = process.env.MEMWIRE_DENO_BACKEND ?? 'deno';
+  if (choice !== 'deno' && choice !== 'koffi') {
+    throw new Error(`MEMWIRE_DENO_BACKEND must be "deno" or "koffi", not ${JSON.stringify(choice)}`);
+  }
+  return choice;
+}
 
 /** The native libraries memwire uses: standard soname, and the variable that overrides it. */
 export const NATIVE_LIBRARIES = {

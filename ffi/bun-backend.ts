@@ -4,7 +4,7 @@
  * after a call, and callAsync runs the call on a small pool of Workers (ffi/bun-async-worker).
  */
 import { CFunction, CString, dlopen, FFIType, ptr, toArrayBuffer } from 'bun:ffi';
-import type { AsyncResult, CType, FfiBackend, FnDecl, NativeFn, NativeLibrary } from './types.js';
+import { checkViewLength, type AsyncResult, type CType, type FfiBackend, type FnDecl, type NativeFn, type NativeLibrary } from './types.js';
 
 const BUN_TYPE: Record<CType, number> = {
   void: FFIType.void,
@@ -152,6 +152,7 @@ export const bunBackend: FfiBackend = {
     return adapt(fn as NativeFn, returns, args);
   },
   view(address: number, length: number): ArrayBuffer {
+    checkViewLength(length);
     return toArrayBuffer(address, 0, length);
   },
   addressOf(buffer: ArrayBuffer | ArrayBufferView): number {

@@ -3,7 +3,7 @@
  * Measured costs on this project's machines: ~36 ns a call, ~1.4 µs a view (ffi-facts.md).
  */
 import koffi from 'koffi';
-import type { AsyncResult, CType, FfiBackend, FnDecl, NativeFn, NativeLibrary } from './types.js';
+import { checkViewLength, type AsyncResult, type CType, type FfiBackend, type FnDecl, type NativeFn, type NativeLibrary } from './types.js';
 
 const KOFFI_TYPE: Record<CType, string> = {
   void: 'void',
@@ -71,6 +71,7 @@ export const koffiBackend: FfiBackend = {
     return koffi.decode(address, proto) as NativeFn;
   },
   view(address: number, length: number): ArrayBuffer {
+    checkViewLength(length);
     return koffi.view(address, length) as ArrayBuffer;
   },
   addressOf(buffer: ArrayBuffer | ArrayBufferView): number {

@@ -6,8 +6,8 @@
  * Every function returns what C returns (e.g. -1) and leaves errno to be read at once with
  * `errno()`; src/errors.ts turns that into a SystemError.
  */
-import { backend, openLibrary } from './backend.js';
-import type { FnDecl, NativeFn } from './types.js';
+import { backend, ERRNO_UNKNOWN, openLibrary } from './backend.js';
+import type { AsyncResult, FnDecl, NativeFn } from './types.js';
 
 /** Declarations, one per C function, with the C prototype beside it. */
 export const LIBC = {
@@ -27,6 +27,7 @@ export const LIBC = {
   sysconf: { name: 'sysconf', c: 'long sysconf(int name)', returns: 'i64', args: ['i32'] },
   getpid: { name: 'getpid', c: 'pid_t getpid(void)', returns: 'i32', args: [] },
   getuid: { name: 'getuid', c: 'uid_t getuid(void)', returns: 'u32', args: [] },
+  geteuid: { name: 'geteuid', c: 'uid_t geteuid(void)', returns: 'u32', args: [] },
   kill: { name: 'kill', c: 'int kill(pid_t pid, int sig)', returns: 'i32', args: ['i32', 'i32'] },
   getrlimit: { name: 'getrlimit', c: 'int getrlimit(int resource, struct rlimit *rlim)', returns: 'i32', args: ['i32', 'buf'] },
   statvfs: { name: 'statvfs', c: 'int statvfs(const char *path, struct statvfs *buf)', returns: 'i32', args: ['cstr', 'buf'] },
@@ -59,7 +60,7 @@ export const SC_PAGESIZE = 30;
 export const RLIMIT_MEMLOCK = 8;
 export const SIGKILL = 9;
 
-/** struct stat on x86_64: 144 bytes; st_mode at 24 (u32), st_uid at 28, st_size at 48 (i64). */
+/** struct stat on x86_64: 144 bytes; st_mode at 24 (u32), st_uid at 28 (u32), st_size at 48 (i64). */
 export const STAT_SIZE = 144;
 export const STAT_MODE = 24;
 export const STAT_UID = 28;
@@ -85,15 +86,43 @@ export function errno(): number {
  * poll() off the calling thread; `pollfdAddress` is a struct pollfd that must stay valid until
  * the promise settles. Bounded by `timeoutMs` so the helper thread is never parked for long.
  */
-export function pollAsync(pollfdAddress: number, count: number, timeoutMs: number) {
-  return lib.callAsync(LIBC.poll, [pollfdAddress, count, timeoutMs]);
+export async function pollAsync(pollfdAddress: number, count: number, timeoutMs: number): Promise<AsyncResult> {
+  const r = await lib.callAsync(LIBC.poll, [pollfdAddress, count, timeoutMs]);
+  if (r.errno !== ERRNO_UNKNOWN) return r;
+  // The failed call's errno stayed on its thread (Deno). Ask again here, without waiting: a lasting
+  // fault (EFAULT, EINVAL, ENOMEM) fails the same way and now sets this thread's errno; otherwise the
+  // failure was a passing one (EINTR), reported as such, with the descriptor's state as it is now.
+  const again = libc.poll(pollfdAddress, count, 0) as number;
+  return again < 0 ? { value: again, errno: errno() } : again > 0 ? { value: again, errno: 0 } : { value: -1, errno: EINTR };
 }
 
 /**
  * futex(FUTEX_WAIT) on a shared word, off the calling thread (libuv's pool under koffi, a Worker
- * under Bun). Resolves with the syscall's result and errno. `timeoutAddress` is the address of a
- * struct timespec that must stay valid until the promise settles, or 0 for no timeout.
+ * under Bun, Deno's blocking pool under Deno). Resolves with the syscall's result and errno.
+ * `timeoutAddress` is the address of a struct timespec that must stay valid until the promise
+ * settles, or 0 for no timeout.
  */
-export function futexWaitAsync(address: number, expected: number, timeoutAddress: number) {
-  return lib.callAsync(LIBC.futexTimed, [SYS_futex, address, FUTEX_WAIT, expected >>> 0, timeoutAddress, 0, 0]);
+export async function futexWaitAsync(address: number, expected: number, timeoutAddress: number): Promise<AsyncResult> {
+  const r = await lib.callAsync(LIBC.futexTimed, [SYS_futex, address, FUTEX_WAIT, expected >>> 0, timeoutAddress, 0, 0]);
+  if (r.errno !== ERRNO_UNKNOWN) return r;
+  // errno stayed on the pool thread (Deno): classify the failure here, without waiting. A word that
+  // changed is EAGAIN; otherwise a FUTEX_WAIT with a zero timeout either times out at once (the
+  // failure was ETIMEDOUT or EINTR: the caller re-checks the word and its deadline either way) or
+  // fails for a lasting reason (EFAULT, EINVAL), which it now reports on this thread.
+  const word = new Uint32Array(backend.view(address, 4))[0];
+  if (word !== expected >>> 0) return { value: -1, errno: EAGAIN };
+  const again = libc.futexTimed(SYS_futex, address, FUTEX_WAIT, expected >>> 0, zeroTimespec(), 0, 0) as number;
+  if (again === 0) return { value: 0, errno: 0 }; // woken meanwhile
+  const code = errno();
+  return { value: -1, errno: code };
+}
+
+const EINTR = 4;
+const EAGAIN = 11;
+
+let zeroTimespecBuffer: BigInt64Array | undefined;
+/** The address of a struct timespec { 0, 0 }, kept alive for the life of the process. */
+function zeroTimespec(): number {
+  zeroTimespecBuffer ??= new BigInt64Array(2);
+  return backend.addressOf(zeroTimespecBuffer);
 }

@@ -19,8 +19,8 @@ export function runtimeVersion(): string {
   return process.versions.node;
 }
 
-/** Deno needs these permissions for everything memwire does. */
-const DENO_FLAGS = ['run', '--allow-ffi', '--allow-read', '--allow-write', '--allow-env', '--allow-sys', '--allow-run', '--allow-net'];
+/** Deno runs memwire with --allow-all (why: ffi/deno-permissions.ts). */
+const DENO_FLAGS = ['run', '--allow-all'];
 
 /**
  * argv that runs `script` (a .js file) in a new process of the same runtime, e.g. a peer of a

@@ -38,6 +38,9 @@ export const VERBS = {
   // ibv_reg_mr is also a macro (__ibv_reg_mr) that calls this exported function unless
   // IBV_ACCESS_OPTIONAL_RANGE bits are set, which memwire never sets.
   ibv_reg_mr: { name: 'ibv_reg_mr', c: 'struct ibv_mr *ibv_reg_mr(struct ibv_pd *pd, void *addr, size_t length, int access)', returns: 'ptr', args: ['ptr', 'ptr', 'u64', 'i32'] },
+  // The same with the address the peer names byte 0 by (IBVERBS_1.8); memwire's node agent
+  // registers targets with iova 0 so a remote offset is the target offset.
+  ibv_reg_mr_iova2: { name: 'ibv_reg_mr_iova2', c: 'struct ibv_mr *ibv_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length, uint64_t iova, unsigned int access)', returns: 'ptr', args: ['ptr', 'ptr', 'u64', 'u64', 'u32'] },
   ibv_dereg_mr: { name: 'ibv_dereg_mr', c: 'int ibv_dereg_mr(struct ibv_mr *mr)', returns: 'i32', args: ['ptr'] },
   ibv_create_comp_channel: { name: 'ibv_create_comp_channel', c: 'struct ibv_comp_channel *ibv_create_comp_channel(struct ibv_context *context)', returns: 'ptr', args: ['ptr'] },
   ibv_destroy_comp_channel: { name: 'ibv_destroy_comp_channel', c: 'int ibv_destroy_comp_channel(struct ibv_comp_channel *channel)', returns: 'i32', args: ['ptr'] },

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// The README's test command runs this (after the build): the same suite on Node (koffi) and on
-// Bun (bun:ffi), the Deno smoke test, then a check that /dev/shm holds no memwire object of ours.
+// The README's test command runs this (after the build): the same suite on Node (koffi), on Bun
+// (bun:ffi) and on Deno (Deno's FFI), then a check that /dev/shm holds no memwire object of ours.
 // Prints one closing line: "total: N passed, N failed, N skipped". Exit 0 only if every part ran
 // at least one test and none failed.
 //
-// Arguments pick parts: `node`, `bun`, `deno` (the default set), and `rxe-node`, `rxe-bun` — the
+// Arguments pick parts: `node`, `bun`, `deno` (the default set), and `rxe-node`, `rxe-bun`, `rxe-deno` — the
 // rxe tier (vitest.rxe.config.ts), which needs an RDMA device: `npm run test:rxe` runs those
 // inside the Soft-RoCE guest (scripts/rxe/run.sh).
 import { spawnSync } from 'node:child_process';
@@ -17,7 +17,8 @@ const reports = join(root, '.cache', 'test-reports');
 rmSync(reports, { recursive: true, force: true });
 mkdirSync(reports, { recursive: true });
 
-const DENO_FLAGS = ['--allow-ffi', '--allow-read', '--allow-write', '--allow-env', '--allow-sys', '--allow-run', '--allow-net'];
+// Deno 2 opens /dev/shm, /proc and /sys to --allow-all only (ffi/deno-permissions.ts).
+const DENO_RUN = [bin('deno'), 'run', '--allow-all'];
 const only = process.argv.slice(2);
 const DEFAULT_PARTS = ['node', 'bun', 'deno'];
 
@@ -32,16 +33,14 @@ const RXE_CONFIG = ['--config', 'vitest.rxe.config.ts'];
 const parts = [
   vitestPart('node', [process.execPath], [], { MEMWIRE_EXPECT_RUNTIME: 'node', MEMWIRE_EXPECT_BACKEND: 'koffi' }),
   vitestPart('bun', [bin('bun'), '--bun'], [], { MEMWIRE_EXPECT_RUNTIME: 'bun', MEMWIRE_EXPECT_BACKEND: 'bun:ffi' }),
-  {
-    name: 'deno',
-    cmd: [bin('deno'), 'run', ...DENO_FLAGS, join(root, 'test', 'deno', 'smoke.mjs')],
-    env: {},
-  },
+  // Deno runs vitest itself (npm compatibility): the same test files, on Deno's own FFI.
+  vitestPart('deno', DENO_RUN, [], { MEMWIRE_EXPECT_RUNTIME: 'deno', MEMWIRE_EXPECT_BACKEND: 'deno' }),
   vitestPart('rxe-node', [process.execPath], RXE_CONFIG, { MEMWIRE_EXPECT_RUNTIME: 'node', MEMWIRE_EXPECT_BACKEND: 'koffi' }),
   vitestPart('rxe-bun', [bin('bun'), '--bun'], RXE_CONFIG, { MEMWIRE_EXPECT_RUNTIME: 'bun', MEMWIRE_EXPECT_BACKEND: 'bun:ffi' }),
+  vitestPart('rxe-deno', DENO_RUN, RXE_CONFIG, { MEMWIRE_EXPECT_RUNTIME: 'deno', MEMWIRE_EXPECT_BACKEND: 'deno' }),
 ].filter((p) => (only.length ? only.includes(p.name) : DEFAULT_PARTS.includes(p.name)));
 if (only.some((name) => !parts.some((p) => p.name === name))) {
-  console.error(`test-all: unknown part in ${only.join(' ')}; parts: node bun deno rxe-node rxe-bun`);
+  console.error(`test-all: unknown part in ${only.join(' ')}; parts: node bun deno rxe-node rxe-bun rxe-deno`);
   process.exit(2);
 }
 

@@ -9,6 +9,8 @@
  *   CorruptionError   shared memory another process can write holds a value that cannot be
  *                     right (bad magic, out-of-range offset, impossible state). Names the region.
  *   TimeoutError      a bounded wait ran out (e.g. a region that never finished initialising).
+ *   ForeignObjectError  a shared-memory object in this user's namespace that another user owns
+ *                     or may write: memwire refuses to use it. Names its path, owner and mode.
  *
  * Two helpers build every SystemError: `checkSyscall` for calls that return -1 (or NULL) and set
  * errno, `errnoError` for calls that return an errno value directly.
@@ -96,6 +98,23 @@ export class CorruptionError extends MemwireError {
 export class TimeoutError extends MemwireError {
   constructor(message: string) {
     super('ERR_MEMWIRE_TIMEOUT', message);
+  }
+}
+
+/**
+ * A shared-memory object memwire was about to create over, open or clean up belongs to another
+ * user, or lets other users write it (/dev/shm is world-writable: anyone can plant a file under
+ * any name). memwire never maps such an object. `ownerUid` and `mode` are what fstat/lstat said.
+ */
+export class ForeignObjectError extends MemwireError {
+  readonly path: string;
+  readonly ownerUid: number;
+  readonly mode: number;
+  constructor(path: string, ownerUid: number, mode: number, detail: string) {
+    super('ERR_MEMWIRE_FOREIGN_OBJECT', `shared-memory object ${path} ${detail}: memwire will not use it`);
+    this.path = path;
+    this.ownerUid = ownerUid;
+    this.mode = mode;
   }
 }
 

@@ -11,6 +11,7 @@ export { MAX_REGION_DATA_SIZE } from './shm/region-layout.js';
 export {
   ClosedError,
   CorruptionError,
+  ForeignObjectError,
   MemwireError,
   NotSupportedError,
   SystemError,
@@ -66,3 +67,24 @@ export { Claim, Postbox, LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from
 export type { PostboxOptions, PostboxState, Message as PostboxMessage, MessageHandler, ReceiveOptions } from './postbox/postbox.js';
 export { SegmentReceiver, SegmentSender } from './segments/segments.js';
 export type { GroupSpec, SegmentGroupInfo, SegmentHandler, SegmentInfo, SegmentOptions } from './segments/segments.js';
+// Dynamic RDMA registration (seed 004): a growable shared heap of OS blocks, registered lazily.
+export { HeapBuffer, RegisteredHeap } from './regcache/registered-heap.js';
+export type { RegisteredHeapOpenOptions, RegisteredHeapOptions, RegisteredHeapStats, RegisteredRange } from './regcache/registered-heap.js';
+export { MemlockLimitError, memlockLimit, noneRegistrar, VerbsRegistrar } from './regcache/registrar.js';
+export type { BlockMemory, Registrar, Registration } from './regcache/registrar.js';
+// RDMA requests (seed 002): coalesce small elements, divide large ones, continue as slots free up.
+export { DISPOSE_FLUSH_MS, ENGINE_WR_ID, RequestEngine } from './coalesce/engine.js';
+export { countWorkRequests, planRequest } from './coalesce/plan.js';
+export type { PlanElement, PlanLimits, PlannedWr } from './coalesce/plan.js';
+export type {
+  RemoteRegion, RequestElement, RequestEngineOptions, RequestFailure, RequestLimits, RequestOp, SettledRequests, SubmitOptions,
+} from './coalesce/types.js';
+// Across machines (seeds 000, 001): the node agent and its client. See docs/across-machines.md.
+export { DEFAULT_AGENT_PORT, NodeAgent, targetRegionName } from './agent/agent.js';
+export type { NodeAgentOptions } from './agent/agent.js';
+export { AgentClient, AgentError } from './agent/client.js';
+export type { AgentClientOptions, TargetDescriptor } from './agent/client.js';
+export { deviceAddress } from './agent/discover.js';
+export type { DeviceAddress } from './agent/discover.js';
+export { ProtocolError } from './agent/wire.js';
+export { MAX_WRITES_IN_FLIGHT, RdmaImage } from './transport/rdma.js';

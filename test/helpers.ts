@@ -3,7 +3,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { selfCommand } from '../ffi/runtime.js';
+import { runtimeName, selfCommand, type RuntimeName } from '../ffi/runtime.js';
 
 let counter = 0;
 export function uniqueName(label: string): string {
@@ -21,12 +21,32 @@ export interface Child {
   stderr(): string;
 }
 
+/** argv that runs `script` on `runtime`: this process's own runtime, or the project's Bun / Deno. */
+export function commandOn(runtime: RuntimeName, script: string, args: readonly string[]): string[] {
+  if (runtime === runtimeName) return selfCommand(script, args);
+  const bin = (name: string) => fileURLToPath(new URL(`../node_modules/.bin/${name}`, import.meta.url));
+  if (runtime === 'bun') return [bin('bun'), script, ...args];
+  if (runtime === 'deno') return [bin('deno'), 'run', '--allow-all', script, ...args];
+  return ['node', script, ...args];
+}
+
 /**
- * Start test/fixtures/<fixture>.ts (built into dist/) in a process of the runtime under test.
+ * Start test/fixtures/<fixture>.ts (built into dist/) in a process of the runtime under test, or
+ * of `runtime` when given (cross-runtime tests); with `asUid`, as that user and group (through
+ * setpriv, which needs root).
  */
-export function startFixture(fixture: string, args: readonly (string | number)[]): Child {
+export function startFixture(
+  fixture: string,
+  args: readonly (string | number)[],
+  options: { asUid?: number; runtime?: RuntimeName } = {},
+): Child {
   const script = fileURLToPath(new URL(`../dist/test/fixtures/${fixture}.js`, import.meta.url));
-  const [exe, ...argv] = selfCommand(script, args.map(String));
+  const command = commandOn(options.runtime ?? runtimeName, script, args.map(String));
+  if (options.asUid !== undefined) {
+    const id = String(options.asUid);
+    command.unshift('setpriv', '--reuid', id, '--regid', id, '--clear-groups', '--');
+  }
+  const [exe, ...argv] = command;
   const child = spawn(exe, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

@@ -1,6 +1,7 @@
 /**
- * `memwire bench report [--rxe] [--quick] [--out DIR] [--only a,b] [--runtimes node,bun]`: runs
- * every benchmark on every runtime this checkout has (Node with koffi, Bun with bun:ffi), each as
+ * `memwire bench report [--rxe] [--quick] [--out DIR] [--only a,b] [--runtimes node,bun,deno]`: runs
+ * every benchmark on every runtime this checkout has (Node with koffi, Bun with bun:ffi, Deno with
+ * its own FFI), each as
  * its own `memwire bench <name> --json` process, and writes DIR/report.md, DIR/report.json and
  * DIR/charts/*.svg. With --rxe the RDMA benchmarks run too, inside the Soft-RoCE guest
  * (scripts/rxe/run.sh, one boot for all of them); without it, on a host with no RDMA device,
@@ -21,9 +22,9 @@ import { loadRenderer, writeCharts } from './report-charts.js';
 import { renderMarkdown } from './report-markdown.js';
 import { needsRdmaDevice, type BenchReport, type BenchRun, type FullReport, type Place } from './report-model.js';
 
-export const REPORT_USAGE = `usage: memwire bench report [--quick] [--rxe] [--out DIR] [--only NAME,…] [--runtimes node,bun]
+export const REPORT_USAGE = `usage: memwire bench report [--quick] [--rxe] [--out DIR] [--only NAME,…] [--runtimes node,bun,deno]
 
-Runs every benchmark on Node and on Bun, each against its anchor, and writes DIR/report.md
+Runs every benchmark on Node, Bun and Deno, each against its anchor, and writes DIR/report.md
 (tables, ratios, targets met or missed, machine and versions), DIR/report.json (every bench's own
 JSON report, unchanged) and DIR/charts/*.svg. Progress goes to stderr.
 
@@ -31,7 +32,7 @@ JSON report, unchanged) and DIR/charts/*.svg. Progress goes to stderr.
   --rxe            also the RDMA benches, in the Soft-RoCE guest (scripts/rxe/run.sh; slow)
   --out DIR        where to write (default: ./memwire-report)
   --only a,b       only these benches (memwire bench list)
-  --runtimes a,b   only these runtimes (default: node,bun — those found)
+  --runtimes a,b   only these runtimes (default: node,bun,deno — those found)
   --timeout SEC    per bench run (default: 300 with --quick, else 1800)
 
 exit status: 0 every attempted run reported; 1 a run failed; 2 a bad flag`;
@@ -88,17 +89,20 @@ interface Runtime {
   command: string[];
 }
 
-/** The runtimes of this checkout: Node (this one, or node on PATH) and Bun (node_modules/.bin/bun). */
+const RUNTIMES = ['node', 'bun', 'deno'];
+
+/** The runtimes of this checkout: Node (this one, or node on PATH), Bun and Deno (their npm packages' binaries). */
 function findRuntimes(wanted: string[] | null): { runtimes: Runtime[]; missing: string[] } {
-  const bunBin = join(PROJECT_ROOT, 'node_modules', '.bin', 'bun');
+  const binary = (name: string) => join(PROJECT_ROOT, 'node_modules', '.bin', name);
   const all: Runtime[] = [
-    { name: 'node', command: [process.versions.bun ? 'node' : process.execPath] },
-    ...(existsSync(bunBin) ? [{ name: 'bun', command: [bunBin, '--bun'] }] : []),
+    { name: 'node', command: [process.versions.bun || typeof (globalThis as { Deno?: unknown }).Deno !== 'undefined' ? 'node' : process.execPath] },
+    ...(existsSync(binary('bun')) ? [{ name: 'bun', command: [binary('bun'), '--bun'] }] : []),
+    // Deno opens /dev/shm, /proc and /sys to --allow-all only (docs/deno.md).
+    ...(existsSync(binary('deno')) ? [{ name: 'deno', command: [binary('deno'), 'run', '--allow-all'] }] : []),
   ];
-  // Deno runs memwire through koffi (no Deno FFI backend yet): its figures would be koffi's again.
-  const names = wanted ?? ['node', 'bun'];
-  const unknown = names.filter((n) => !['node', 'bun'].includes(n));
-  if (unknown.length) throw new ReportUsageError(`unknown runtime ${unknown.join(', ')} (node, bun)`);
+  const names = wanted ?? RUNTIMES;
+  const unknown = names.filter((n) => !RUNTIMES.includes(n));
+  if (unknown.length) throw new ReportUsageError(`unknown runtime ${unknown.join(', ')} (${RUNTIMES.join(', ')})`);
   const runtimes = all.filter((r) => names.includes(r.name));
   return { runtimes, missing: names.filter((n) => !runtimes.some((r) => r.name === n)) };
 }

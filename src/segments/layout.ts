@@ -15,6 +15,8 @@
  *       20     4  group id                     receiver, once
  *       64     4  published                    sender: messages queued so far (Atomics.store)
  *      128     4  consumed                     receiver: messages taken so far
+ *      132     4  status                       receiver: 0 fine, 1 the receiver closed, 2 it found
+ *                                              this sender's memory corrupt and dropped it
  *      192  N×4  queue                         sender: queue[i mod N] = first partition of message i
  *      dirOffset  N × 16  directory            entry per partition:
  *              0 state   FREE 0 / FIRST 1 (first partition of a message: the first-of-message
@@ -47,6 +49,15 @@ export const SG_PARTITIONS = 16;
 export const SG_GROUP = 20;
 export const SG_PUBLISHED = 64;
 export const SG_CONSUMED = 128;
+export const SG_STATUS = 132;
+export const STATUS_FINE = 0;
+export const STATUS_RECEIVER_CLOSED = 1;
+export const STATUS_CORRUPT = 2;
+/**
+ * The largest target segment (header, queue, directory and partitions) a group may have: 1 GiB.
+ * Every offset in it fits the layout's 32-bit words and every runtime maps it whole.
+ */
+export const MAX_SEGMENT_BYTES = 2 ** 30;
 export const SG_QUEUE = 192;
 export const DIR_ENTRY = 16;
 export const DE_STATE = 0;

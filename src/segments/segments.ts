@@ -22,15 +22,17 @@
  * Everything the receiver reads is checked: a bad value is a CorruptionError naming the segment.
  * The postbox mechanism (postbox/) is memwire's general-purpose messaging; this one is seed 000's.
  */
-import { ClosedError, CorruptionError, TimeoutError, UsageError } from '../errors.js';
+import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError } from '../errors.js';
+import { checkTransport } from '../postbox/common.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
 import { ShmTransport } from '../transport/shm.js';
 import type { Image, SegmentDescriptor, Target, Transport } from '../transport/types.js';
 import {
   dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX,
-  managerBytes, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL,
+  managerBytes, MAX_SEGMENT_BYTES, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL,
   MG_CAPACITY, MG_ENTRIES, MG_ENTRY_BYTES, MG_MAGIC, MG_SLEEPING, PART_FIRST, PART_FREE, PART_NEXT, segmentBytes, SEG_VERSION,
-  SG_CONSUMED, SG_GROUP, SG_INIT, SG_MAGIC, SG_PARTITION_SIZE, SG_PARTITIONS, SG_PUBLISHED, SG_QUEUE, SG_VERSION_OFF,
+  SG_CONSUMED, SG_GROUP, SG_INIT, SG_MAGIC, SG_PARTITION_SIZE, SG_PARTITIONS, SG_PUBLISHED, SG_QUEUE, SG_STATUS, SG_VERSION_OFF,
+  STATUS_CORRUPT, STATUS_FINE, STATUS_RECEIVER_CLOSED,
 } from './layout.js';
 
 export interface GroupSpec {
@@ -67,6 +69,24 @@ function checkName(what: string, name: unknown): asserts name is string {
 }
 
 let defaultTransport: ShmTransport | undefined;
+
+/** The options object's domain and transport, checked (UsageError). */
+function common(options: unknown): { domain: string; transport: Transport } {
+  if (typeof options !== 'object' || options === null) throw new UsageError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
+  const { domain = 'default', transport } = options as SegmentOptions;
+  checkName('domain', domain);
+  return { domain, transport: transport === undefined ? (defaultTransport ??= new ShmTransport()) : checkTransport(transport) };
+}
+
+/** A group's partitions as a spec, or a UsageError: size a multiple of 64, 1..2^20 partitions, the segment ≤ MAX_SEGMENT_BYTES. */
+function checkSpec(s: GroupSpec): void {
+  const ok =
+    typeof s === 'object' && s !== null && Number.isSafeInteger(s.partitionSize) && s.partitionSize >= 64 && s.partitionSize % 64 === 0 &&
+    Number.isSafeInteger(s.partitions) && s.partitions >= 1 && s.partitions <= 1 << 20;
+  if (!ok) throw new UsageError(`group ${JSON.stringify(s)}: partitionSize must be a multiple of 64 and partitions 1..2^20`);
+  const bytes = segmentBytes(s.partitionSize, s.partitions);
+  if (bytes > MAX_SEGMENT_BYTES) throw new UsageError(`group ${JSON.stringify(s)}: its segment would be ${bytes} bytes; at most ${MAX_SEGMENT_BYTES} (1 GiB)`);
+}
 
 function managerName(domain: string, receiver: string): string {
   return `sg.${domain}.mgr.${receiver}`;
@@ -118,9 +138,7 @@ export class SegmentSender {
   static connect(name: string, receiver: string, options: SegmentOptions = {}): SegmentSender {
     checkName('sender name', name);
     checkName('receiver name', receiver);
-    const domain = options.domain ?? 'default';
-    checkName('domain', domain);
-    const transport = options.transport ?? (defaultTransport ??= new ShmTransport());
+    const { domain, transport } = common(options);
     const found = transport.find(managerName(domain, receiver));
     if (!found) throw new UsageError(`no segment receiver ${JSON.stringify(receiver)} in domain ${JSON.stringify(domain)}`);
     const manager = transport.attach(found);
@@ -140,7 +158,8 @@ export class SegmentSender {
         const descriptor = decodeDescriptor(entry.subarray(ME_DESCRIPTOR, ME_DESCRIPTOR + DESCRIPTOR_BYTES), found.name);
         const partitionSize = v.getInt32(ME_PARTITION_SIZE, true);
         const partitions = v.getInt32(ME_PARTITIONS, true);
-        if (partitionSize < 64 || partitions < 1 || segmentBytes(partitionSize, partitions) !== descriptor.size) {
+        const sane = partitionSize >= 64 && partitionSize % 64 === 0 && partitions >= 1 && partitions <= 1 << 20;
+        if (!sane || segmentBytes(partitionSize, partitions) > MAX_SEGMENT_BYTES || segmentBytes(partitionSize, partitions) !== descriptor.size) {
           throw new CorruptionError(found.name, `entry ${e}: ${partitions} partitions of ${partitionSize} bytes do not make a ${descriptor.size}-byte segment`);
         }
         const image = transport.attach(descriptor);
@@ -211,6 +230,8 @@ export class SegmentSender {
   trySend(data: Uint8Array): number {
     if (this.#closed) throw new ClosedError(`segment sender ${JSON.stringify(this.name)}`);
     if (!(data instanceof Uint8Array)) throw new UsageError('a message must be a Uint8Array');
+    const status = this.#groups[0].image.load(SG_STATUS);
+    if (status !== STATUS_FINE) throw this.#refused(status);
     if (data.length > this.maxMessageBytes) return -3;
     const choice = this.select(data.length);
     if (!choice) return -1;
@@ -247,6 +268,14 @@ export class SegmentSender {
       this.#manager.notify(MG_BELL);
     }
     return 0;
+  }
+
+  /** The receiver's word on this pair (SG_STATUS, the same in every group) as an error. */
+  #refused(status: number): Error {
+    const region = this.#groups[0].image.descriptor.name;
+    if (status === STATUS_RECEIVER_CLOSED) return new PeerGoneError(this.receiver, 'it closed');
+    if (status === STATUS_CORRUPT) return new CorruptionError(region, `receiver ${JSON.stringify(this.receiver)} found this sender's segments corrupt and dropped them`);
+    return new CorruptionError(region, `status word holds ${status}`);
   }
 
   /** trySend, waiting (briefly sleeping) while no run is free. UsageError if it can never fit. */
@@ -289,7 +318,17 @@ interface Accepted {
   readonly sender: string;
   readonly groups: TargetGroup[];
   expected: number;
+  /** Set when its memory was found corrupt: it is not read any more. */
+  broken: CorruptionError | null;
 }
+
+/** Thrown inside a drain to unwind it once the sender was found corrupt (and dropped). */
+class SenderCorrupt extends Error {}
+
+const NOTHING = 0;
+const DELIVERED = 1;
+/** The group's next message is a later one of the sender: the one due is in another group. */
+const LATER = 2;
 
 export type SegmentHandler = (buffer: Uint8Array, offset: number, length: number, from: string) => void;
 
@@ -302,6 +341,8 @@ export class SegmentReceiver {
   readonly #manager: Target;
   readonly #capacity: number;
   readonly #accepted = new Map<string, Accepted>();
+  /** CorruptionErrors of dropped senders, thrown one per poll(). */
+  readonly #errors: CorruptionError[] = [];
   #entries = 0;
   #closed = false;
 
@@ -318,21 +359,16 @@ export class SegmentReceiver {
    * Open receiver `name` with the partition sizes of its groups (each different, claims 1, 8)
    * and create its manager. `maxSenders` bounds accept().
    */
-  static open(name: string, options: SegmentOptions & { groups: GroupSpec[]; maxSenders?: number }): SegmentReceiver {
+  static open(name: string, options: SegmentOptions & { groups: GroupSpec[]; maxSenders?: number } = { groups: [] }): SegmentReceiver {
     checkName('receiver name', name);
-    const domain = options.domain ?? 'default';
-    checkName('domain', domain);
-    const specs = [...(options.groups ?? [])];
-    if (specs.length === 0) throw new UsageError('a segment receiver needs at least one group');
-    for (const s of specs) {
-      if (!Number.isInteger(s.partitionSize) || s.partitionSize < 64 || s.partitionSize % 64 !== 0 || !Number.isInteger(s.partitions) || s.partitions < 1 || s.partitions > 1 << 20) {
-        throw new UsageError(`group ${JSON.stringify(s)}: partitionSize must be a multiple of 64 and partitions 1..2^20`);
-      }
-    }
+    const { domain, transport } = common(options);
+    if (!Array.isArray(options.groups) || options.groups.length === 0) throw new UsageError('a segment receiver needs at least one group (option groups)');
+    const specs = [...options.groups];
+    for (const s of specs) checkSpec(s);
     if (new Set(specs.map((s) => s.partitionSize)).size !== specs.length) throw new UsageError('each group needs a different partition size (claims 1, 8)');
     const maxSenders = options.maxSenders ?? 16;
+    if (!Number.isSafeInteger(maxSenders) || maxSenders < 1 || maxSenders > 4096) throw new UsageError(`maxSenders must be a whole number within 1..4096, got ${String(maxSenders)}`);
     const capacity = maxSenders * specs.length;
-    const transport = options.transport ?? (defaultTransport ??= new ShmTransport());
     const manager = transport.expose(managerName(domain, name), managerBytes(capacity), { replaceStale: true });
     const w = manager.int32;
     w[0] = MG_MAGIC;
@@ -352,87 +388,133 @@ export class SegmentReceiver {
     if (this.#accepted.has(sender)) return;
     if (this.#entries + this.#specs.length > this.#capacity) throw new UsageError(`segment receiver ${this.name} accepts no more senders`);
     const groups: TargetGroup[] = [];
-    this.#specs.forEach((spec, id) => {
-      const target = this.transport.expose(`sg.${this.domain}.seg.${this.name}.${sender}.${id}`, segmentBytes(spec.partitionSize, spec.partitions), { replaceStale: true });
-      const w = target.int32;
-      w[0] = SG_MAGIC;
-      w[SG_VERSION_OFF >> 2] = SEG_VERSION;
-      w[SG_PARTITION_SIZE >> 2] = spec.partitionSize;
-      w[SG_PARTITIONS >> 2] = spec.partitions;
-      w[SG_GROUP >> 2] = id;
-      Atomics.store(w, SG_INIT >> 2, INIT_READY);
-      groups.push({ id, target, ...spec, dir: directoryOffset(spec.partitions), data: dataOffset(spec.partitions), consumed: 0 });
+    try {
+      this.#specs.forEach((spec, id) => {
+        const target = this.transport.expose(`sg.${this.domain}.seg.${this.name}.${sender}.${id}`, segmentBytes(spec.partitionSize, spec.partitions), { replaceStale: true });
+        groups.push({ id, target, ...spec, dir: directoryOffset(spec.partitions), data: dataOffset(spec.partitions), consumed: 0 });
+        const w = target.int32;
+        w[0] = SG_MAGIC;
+        w[SG_VERSION_OFF >> 2] = SEG_VERSION;
+        w[SG_PARTITION_SIZE >> 2] = spec.partitionSize;
+        w[SG_PARTITIONS >> 2] = spec.partitions;
+        w[SG_GROUP >> 2] = id;
+        Atomics.store(w, SG_INIT >> 2, INIT_READY);
+      });
+    } catch (error) {
+      // e.g. ENOSPC on the third group: no segment of this sender stays.
+      for (const g of groups) g.target.dispose();
+      throw error;
+    }
+    for (const g of groups) {
       // Register its descriptor (claim 4): the entry is complete before its state says READY.
       const at = MG_ENTRIES + this.#entries++ * MG_ENTRY_BYTES;
       const bytes = this.#manager.bytes;
       const v = new DataView(bytes.buffer, bytes.byteOffset + at, MG_ENTRY_BYTES);
-      v.setInt32(ME_GROUP, id, true);
-      v.setInt32(ME_PARTITION_SIZE, spec.partitionSize, true);
-      v.setInt32(ME_PARTITIONS, spec.partitions, true);
+      v.setInt32(ME_GROUP, g.id, true);
+      v.setInt32(ME_PARTITION_SIZE, g.partitionSize, true);
+      v.setInt32(ME_PARTITIONS, g.partitions, true);
       v.setInt32(ME_SENDER_LEN, sender.length, true);
       for (let i = 0; i < sender.length; i++) bytes[at + ME_SENDER + i] = sender.charCodeAt(i);
-      encodeDescriptor(target.descriptor, bytes.subarray(at + ME_DESCRIPTOR, at + ME_DESCRIPTOR + DESCRIPTOR_BYTES));
+      encodeDescriptor(g.target.descriptor, bytes.subarray(at + ME_DESCRIPTOR, at + ME_DESCRIPTOR + DESCRIPTOR_BYTES));
       Atomics.store(this.#manager.int32, (at + ME_STATE) >> 2, ENTRY_READY);
-    });
-    this.#accepted.set(sender, { sender, groups, expected: 0 });
+    }
+    this.#accepted.set(sender, { sender, groups, expected: 0, broken: null });
   }
 
   /**
    * Deliver up to `limit` messages, in order per sender, each read in place from its partitions
    * (valid during the call); the partitions are freed after the handler returns. Returns how many.
-   * CorruptionError naming the segment if its directory or queue holds an impossible value.
+   * A sender whose segments hold an impossible value (directory, queue, message number) is
+   * dropped — not read any more, told through its status word — and its CorruptionError, naming
+   * the segment, is thrown once (at the start of a poll, or at its end when it delivered nothing);
+   * the other senders keep being served.
    */
   poll(handler: SegmentHandler, limit = Infinity): number {
     if (this.#closed) throw new ClosedError(`segment receiver ${JSON.stringify(this.name)}`);
+    if (this.#errors.length > 0) throw this.#errors.shift()!;
     let delivered = 0;
     for (const a of this.#accepted.values()) {
-      while (delivered < limit) {
-        let found = false;
-        for (const g of a.groups) {
-          if (this.#deliverNext(a, g, handler)) {
-            found = true;
-            delivered++;
-            break;
-          }
-        }
-        if (!found) break;
+      if (delivered >= limit) break;
+      if (a.broken) continue;
+      try {
+        delivered += this.#drainSender(a, handler, limit - delivered);
+      } catch (error) {
+        if (!(error instanceof SenderCorrupt)) throw error;
       }
+    }
+    if (delivered === 0 && this.#errors.length > 0) throw this.#errors.shift()!;
+    return delivered;
+  }
+
+  /** Up to `limit` messages of one sender, in its order across groups. */
+  #drainSender(a: Accepted, handler: SegmentHandler, limit: number): number {
+    let delivered = 0;
+    while (delivered < limit) {
+      let outcome = this.#nextOf(a, handler);
+      // Ordering point: the sender publishes its messages in order, so once a later one was seen
+      // (loaded), loads made after it see the one due — a second look settles whether it exists.
+      if (outcome === LATER) outcome = this.#nextOf(a, handler);
+      if (outcome === NOTHING) break;
+      if (outcome === LATER) {
+        const heads = a.groups.map((g) => `${g.target.descriptor.name} ${g.consumed}/${Atomics.load(g.target.int32, SG_PUBLISHED >> 2)}`).join(', ');
+        this.#corrupt(a, a.groups[0], `message ${a.expected} is in no group while later ones are queued (consumed/published: ${heads})`);
+      }
+      delivered++;
     }
     return delivered;
   }
 
-  /** If `g`'s next queued message is the sender's next in order, deliver it (claims 21, 23). */
-  #deliverNext(a: Accepted, g: TargetGroup, handler: SegmentHandler): boolean {
+  /** Deliver the sender's next message from whichever group holds it: DELIVERED, LATER or NOTHING. */
+  #nextOf(a: Accepted, handler: SegmentHandler): number {
+    let outcome = NOTHING;
+    for (const g of a.groups) {
+      const r = this.#deliverNext(a, g, handler);
+      if (r === DELIVERED) return DELIVERED;
+      if (r === LATER) outcome = LATER;
+    }
+    return outcome;
+  }
+
+  /** Drop `a`: tell its sender through the status word of each of its segments; raise the error once. */
+  #corrupt(a: Accepted, g: TargetGroup, detail: string): never {
+    const error = new CorruptionError(g.target.descriptor.name, `sender ${JSON.stringify(a.sender)}: ${detail}`);
+    a.broken = error;
+    this.#errors.push(error);
+    for (const each of a.groups) Atomics.store(each.target.int32, SG_STATUS >> 2, STATUS_CORRUPT);
+    throw new SenderCorrupt();
+  }
+
+  /** If `g`'s next queued message is the sender's next in order, deliver it (claims 21, 23): DELIVERED, LATER or NOTHING. */
+  #deliverNext(a: Accepted, g: TargetGroup, handler: SegmentHandler): number {
     const w = g.target.int32;
-    const name = g.target.descriptor.name;
     const published = Atomics.load(w, SG_PUBLISHED >> 2);
     const pending = (published - g.consumed) | 0;
-    if (pending === 0) return false;
-    if (pending < 0 || pending > g.partitions) throw new CorruptionError(name, `${published} published, ${g.consumed} consumed`);
+    if (pending === 0) return NOTHING;
+    if (pending < 0 || pending > g.partitions) this.#corrupt(a, g, `${published} published, ${g.consumed} consumed`);
     // Ordering point: `published` was loaded before the queue, directory and partitions are read.
     const first = w[(SG_QUEUE >> 2) + (g.consumed % g.partitions)];
-    if (first < 0 || first >= g.partitions) throw new CorruptionError(name, `queued partition ${first} of ${g.partitions}`);
+    if (first < 0 || first >= g.partitions) this.#corrupt(a, g, `queued partition ${first} of ${g.partitions}`);
     const e = (g.dir + first * DIR_ENTRY) >> 2;
     const seq = w[e + (DE_SEQ >> 2)];
     if (seq !== a.expected) {
-      if (((seq - a.expected) | 0) < 0) throw new CorruptionError(name, `message number ${seq} after ${a.expected - 1}`);
-      return false; // a later message: the earlier one is in another group
+      if (((seq - a.expected) | 0) < 0) this.#corrupt(a, g, `message number ${seq} after ${a.expected - 1}`);
+      return LATER; // the one due is in another group (or nowhere: #drainSender decides)
     }
     const span = w[e + (DE_SPAN >> 2)];
     if (w[e + (DE_STATE >> 2)] !== PART_FIRST || span < 1 || span > g.partitions - first) {
-      throw new CorruptionError(name, `partition ${first}: state ${w[e + (DE_STATE >> 2)]}, span ${span}`);
+      this.#corrupt(a, g, `partition ${first}: state ${w[e + (DE_STATE >> 2)]}, span ${span}`);
     }
     // Claim 6: the message's partitions follow one another, linked by `next`.
     for (let k = 0; k < span; k++) {
       const ek = (g.dir + (first + k) * DIR_ENTRY) >> 2;
       const next = w[ek + (DE_NEXT >> 2)];
       if ((k > 0 && w[ek + (DE_STATE >> 2)] !== PART_NEXT) || next !== (k + 1 < span ? first + k + 1 : -1)) {
-        throw new CorruptionError(name, `partition ${first + k} is not the ${k + 1}th of a ${span}-partition message`);
+        this.#corrupt(a, g, `partition ${first + k} is not the ${k + 1}th of a ${span}-partition message`);
       }
     }
     const at = g.data + first * g.partitionSize;
     const length = w[at >> 2];
-    if (length < 0 || length > span * g.partitionSize - LENGTH_PREFIX) throw new CorruptionError(name, `message length ${length} in ${span} partitions`);
+    if (length < 0 || length > span * g.partitionSize - LENGTH_PREFIX) this.#corrupt(a, g, `message length ${length} in ${span} partitions`);
     a.expected = (a.expected + 1) | 0;
     g.consumed = (g.consumed + 1) | 0;
     try {
@@ -441,7 +523,7 @@ export class SegmentReceiver {
       for (let k = 0; k < span; k++) Atomics.store(w, (g.dir + (first + k) * DIR_ENTRY + DE_STATE) >> 2, PART_FREE);
       Atomics.store(w, SG_CONSUMED >> 2, g.consumed);
     }
-    return true;
+    return DELIVERED;
   }
 
   /** The next message (a copy), waiting without blocking the event loop. */
@@ -471,7 +553,13 @@ export class SegmentReceiver {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const a of this.#accepted.values()) for (const g of a.groups) g.target.dispose();
+    for (const a of this.#accepted.values()) {
+      for (const g of a.groups) {
+        // Tell the sender (its next trySend throws PeerGoneError), then remove the segment.
+        if (!a.broken) Atomics.store(g.target.int32, SG_STATUS >> 2, STATUS_RECEIVER_CLOSED);
+        g.target.dispose();
+      }
+    }
     this.#accepted.clear();
     this.#manager.dispose();
   }

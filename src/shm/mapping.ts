@@ -21,7 +21,8 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../../ffi/libc.js';
-import { errnoError } from '../errors.js';
+import { MAX_VIEW_BYTES } from '../../ffi/types.js';
+import { errnoError, UsageError } from '../errors.js';
 
 export interface Mapping {
   readonly address: number;
@@ -36,6 +37,11 @@ const placeholders = new FinalizationRegistry<{ address: number; length: number 
 
 /** mmap a shared object's first `length` bytes, readable (and writable unless readOnly). */
 export function mapShared(fd: number, length: number, readOnly: boolean, what: string): Mapping {
+  // Checked before mmap, so a mapping no view can cover is never made (callers check sizes
+  // first; this is the last line, never a process abort).
+  if (!Number.isInteger(length) || length <= 0 || length > MAX_VIEW_BYTES) {
+    throw new UsageError(`cannot map ${length} bytes of ${what}: one mapping is at most ${MAX_VIEW_BYTES} bytes (4 GiB)`);
+  }
   const prot = readOnly ? PROT_READ : PROT_READ | PROT_WRITE;
   const address = libc.mmap(0, length, prot, MAP_SHARED, fd, 0) as number;
   if (address === -1) throw errnoError('mmap', errno(), { object: what, length, prot });

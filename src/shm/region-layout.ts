@@ -19,6 +19,7 @@
  * Everything is little-endian, as on the only architecture memwire supports (x86_64).
  * Offsets, never addresses, are stored in shared memory.
  */
+import { MAX_VIEW_BYTES } from '../../ffi/types.js';
 export const REGION_MAGIC = 0x4d575247;
 export const REGION_LAYOUT_VERSION = 1;
 export const REGION_HEADER_SIZE = 128;
@@ -36,5 +37,10 @@ export const H_CONTENT_VERSION = 40;
 export const INIT_BUILDING = 0;
 export const INIT_READY = 1;
 
-/** The largest data size a region may have: 16 GiB. */
-export const MAX_REGION_DATA_SIZE = 2 ** 34;
+/**
+ * The largest data size a region may have: 4 GiB less the header (4,294,967,168 bytes). A region
+ * is mapped and seen through one ArrayBuffer, header included, and no runtime memwire supports
+ * can make a view longer than MAX_VIEW_BYTES (ffi/types.ts). Layouts built on regions (postbox,
+ * segments, shmem pools) check their sizes against this.
+ */
+export const MAX_REGION_DATA_SIZE = MAX_VIEW_BYTES - REGION_HEADER_SIZE;

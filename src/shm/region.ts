@@ -12,20 +12,12 @@
  * never crashes the process (see mapping.ts). Methods of a closed region throw ClosedError.
  */
 import { readdirSync, statSync } from 'node:fs';
-import {
-  errno,
-  libc,
-  O_CREAT,
-  O_EXCL,
-  O_RDONLY,
-  O_RDWR,
-  STAT_SIZE,
-  STAT_SIZE_FIELD,
-} from '../../ffi/libc.js';
+import { errno, libc, O_CREAT, O_EXCL, O_RDONLY, O_RDWR } from '../../ffi/libc.js';
 import { checkSyscall, ClosedError, CorruptionError, errnoError, TimeoutError, UsageError } from '../errors.js';
 import { FutexWord } from './futex.js';
 import { mapShared, unmapPrivate, unmapSafely, type Mapping } from './mapping.js';
-import { SHM_DIRECTORY, shmNameFor, userPrefix, validateName } from './names.js';
+import { SHM_DIRECTORY, shmNameFor, userPrefix } from './names.js';
+import { factsOfFd, factsOfPath, FOREIGN_WRITE_BITS, foreignReason, refuseForeign } from './ownership.js';
 import { isProcessAlive, selfPid, selfStartTime } from './process-identity.js';
 import {
   H_CONTENT_TAG,
@@ -45,7 +37,11 @@ import {
 } from './region-layout.js';
 
 export interface CreateOptions {
-  /** Permission bits of the object; default 0o600 (this user only). */
+  /**
+   * Permission bits of the object; default 0o600 (this user only). Read bits for group and
+   * others may be added; write bits may not (UsageError): memwire refuses to map an object other
+   * users can write (see src/shm/ownership.ts).
+   */
   mode?: number;
   /**
    * Reserve the pages now (fallocate), so a full /dev/shm fails here with ENOSPC instead of
@@ -72,13 +68,23 @@ export interface StaleRegion {
   readonly path: string;
   readonly bytes: number;
   readonly creatorPid: number;
-  readonly reason: 'creator-dead' | 'never-initialised';
+  /**
+   * 'foreign-owner': the object sits in this user's namespace but another user owns it or may
+   * write it. It is reported, never mapped, and removeStale() leaves it (only its owner or root
+   * can remove it).
+   */
+  readonly reason: 'creator-dead' | 'never-initialised' | 'foreign-owner';
+  /** The object's owner and permission bits, as lstat/fstat saw them. */
+  readonly ownerUid: number;
+  readonly mode: number;
 }
 
 const DEFAULT_OPEN_TIMEOUT_MS = 2000;
 /** A region still uninitialised this long after its last change is taken as abandoned. */
 const ABANDONED_INIT_MS = 10_000;
 const ENOENT = 2;
+const EACCES = 13;
+const EEXIST = 17;
 
 function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -90,14 +96,26 @@ function validateSize(size: unknown): asserts size is number {
   }
   if (size <= 0) throw new UsageError(`region size must be positive, got ${size}`);
   if (size > MAX_REGION_DATA_SIZE) {
-    throw new UsageError(`region size ${size} is over the limit of ${MAX_REGION_DATA_SIZE} bytes (16 GiB)`);
+    throw new UsageError(
+      `region size ${size} is over the limit of ${MAX_REGION_DATA_SIZE} bytes (4 GiB less the ${REGION_HEADER_SIZE}-byte header: ` +
+        'the most one view can cover on every runtime)',
+    );
   }
 }
 
-function fdSize(fd: number, shmName: string): number {
-  const stat = new Uint8Array(STAT_SIZE);
-  checkSyscall('fstat', libc.fstat(fd, stat) as number, { name: shmName });
-  return Number(new DataView(stat.buffer).getBigInt64(STAT_SIZE_FIELD, true));
+/** The path of a POSIX shm name ("/memwire.u0.x" → "/dev/shm/memwire.u0.x"). */
+function pathOf(shmName: string): string {
+  return `${SHM_DIRECTORY}${shmName}`;
+}
+
+/**
+ * After shm_open failed with `code`: if the name is held by an object memwire must not use,
+ * throw the ForeignObjectError that explains it (an EEXIST or EACCES alone would not say who).
+ */
+function explainFailedOpen(shmName: string, code: number): void {
+  if (code !== EEXIST && code !== EACCES) return;
+  const facts = factsOfPath(pathOf(shmName));
+  if (facts) refuseForeign(pathOf(shmName), facts);
 }
 
 export class SharedRegion {
@@ -142,9 +160,16 @@ export class SharedRegion {
     validateSize(size);
     const mode = options.mode ?? 0o600;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw new UsageError(`mode must be within 0..0o777, got ${mode}`);
+    if ((mode & FOREIGN_WRITE_BITS) !== 0) {
+      throw new UsageError(`mode 0${mode.toString(8)} lets other users write the region; group and others may be given read permission only`);
+    }
     const total = size + REGION_HEADER_SIZE;
     const fd = libc.shm_open(shmName, O_RDWR | O_CREAT | O_EXCL, mode) as number;
-    if (fd === -1) throw errnoError('shm_open', errno(), { name: shmName, flags: 'O_RDWR|O_CREAT|O_EXCL', mode: `0${mode.toString(8)}` });
+    if (fd === -1) {
+      const code = errno(); // read at once, before any other call
+      explainFailedOpen(shmName, code); // EEXIST because another user planted the name?
+      throw errnoError('shm_open', code, { name: shmName, flags: 'O_RDWR|O_CREAT|O_EXCL', mode: `0${mode.toString(8)}` });
+    }
     let mapping: Mapping | undefined;
     try {
       checkSyscall('ftruncate', libc.ftruncate(fd, total) as number, { name: shmName, length: total });
@@ -175,25 +200,36 @@ export class SharedRegion {
 
   /**
    * Open an existing region. Waits up to `timeoutMs` for its creator to finish initialising
-   * (TimeoutError), refuses a wrong magic, version or content tag (CorruptionError), and throws
-   * SystemError ENOENT if there is no such region.
+   * (TimeoutError), refuses a wrong magic, version or content tag (CorruptionError), refuses an
+   * object another user owns or may write (ForeignObjectError, checked on the descriptor before
+   * mapping), and throws SystemError ENOENT if there is no such region.
    */
   static open(name: string, options: OpenOptions = {}): SharedRegion {
     const shmName = shmNameFor(name);
     const timeoutMs = options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     const fd = libc.shm_open(shmName, O_RDWR, 0) as number;
-    if (fd === -1) throw errnoError('shm_open', errno(), { name: shmName, flags: 'O_RDWR' });
+    if (fd === -1) {
+      const code = errno(); // read at once, before any other call
+      explainFailedOpen(shmName, code); // EACCES because another user owns it?
+      throw errnoError('shm_open', code, { name: shmName, flags: 'O_RDWR' });
+    }
     let mapping: Mapping | undefined;
     try {
+      // Checked on the descriptor, so the object judged is the object mapped below.
+      refuseForeign(pathOf(shmName), factsOfFd(fd, shmName));
       // The creator sizes the object right after creating it: wait for that, boundedly.
-      let size = fdSize(fd, shmName);
+      let size = factsOfFd(fd, shmName).size;
       while (size < REGION_HEADER_SIZE && Date.now() < deadline) {
         sleepMs(1);
-        size = fdSize(fd, shmName);
+        size = factsOfFd(fd, shmName).size;
       }
       if (size < REGION_HEADER_SIZE) {
         throw new TimeoutError(`region ${JSON.stringify(name)} was not initialised within ${timeoutMs} ms (size ${size})`);
+      }
+      // Checked before mapping: a view over more than this would abort Node (see MAX_VIEW_BYTES).
+      if (size > MAX_REGION_DATA_SIZE + REGION_HEADER_SIZE) {
+        throw new CorruptionError(name, `the object is ${size} bytes, larger than any memwire region (at most ${MAX_REGION_DATA_SIZE + REGION_HEADER_SIZE})`);
       }
       mapping = mapShared(fd, size, false, shmName);
       const words = new Int32Array(mapping.buffer, 0, REGION_HEADER_SIZE / 4);
@@ -222,7 +258,10 @@ export class SharedRegion {
     checkSyscall('shm_unlink', libc.shm_unlink(shmName) as number, { name: shmName });
   }
 
-  /** Regions of this user whose creator is dead, or that were never initialised. */
+  /**
+   * Regions of this user whose creator is dead, or that were never initialised; and objects in
+   * this user's namespace that another user owns or may write ('foreign-owner', reported only).
+   */
   static listStale(): StaleRegion[] {
     const prefix = userPrefix();
     let entries: string[];
@@ -239,10 +278,14 @@ export class SharedRegion {
     return stale;
   }
 
-  /** Unlink every stale region; returns what was removed. */
+  /**
+   * Unlink every stale region of this user; returns what was removed. Objects of another user
+   * ('foreign-owner') are left alone: listStale() reports them.
+   */
   static removeStale(): StaleRegion[] {
     const removed: StaleRegion[] = [];
     for (const region of SharedRegion.listStale()) {
+      if (region.reason === 'foreign-owner') continue;
       const result = libc.shm_unlink(`/${userPrefix()}${region.name}`) as number;
       if (result === 0 || errno() === ENOENT) removed.push(region);
     }
@@ -357,7 +400,10 @@ function checkHeader(name: string, header: DataView, size: number, options: Open
   }
 }
 
-/** Read a region's header read-only and decide whether it is stale. */
+/**
+ * Decide whether a region is stale: an object another user owns or may write is reported as
+ * 'foreign-owner' without being mapped; otherwise its header is read, read-only.
+ */
 function inspectForStaleness(entry: string, name: string): StaleRegion | undefined {
   const path = `${SHM_DIRECTORY}/${entry}`;
   let ageMs = 0;
@@ -366,12 +412,24 @@ function inspectForStaleness(entry: string, name: string): StaleRegion | undefin
   } catch {
     return undefined; // gone meanwhile
   }
+  const pathFacts = factsOfPath(path);
+  if (pathFacts === undefined) return undefined;
+  const foreign = (facts: typeof pathFacts): StaleRegion | undefined =>
+    foreignReason(facts) === undefined
+      ? undefined
+      : { name, path, bytes: facts.size, creatorPid: 0, reason: 'foreign-owner', ownerUid: facts.ownerUid, mode: facts.mode };
+  const foreignByPath = foreign(pathFacts);
+  if (foreignByPath) return foreignByPath;
   const fd = libc.shm_open(`/${entry}`, O_RDONLY, 0) as number;
   if (fd === -1) return undefined;
   try {
-    const size = fdSize(fd, entry);
+    // Judged again on the descriptor: the name may have been replaced since the lstat.
+    const facts = factsOfFd(fd, entry);
+    const foreignByFd = foreign(facts);
+    if (foreignByFd) return foreignByFd;
+    const { size, ownerUid, mode } = facts;
     if (size < REGION_HEADER_SIZE) {
-      return ageMs > ABANDONED_INIT_MS ? { name, path, bytes: size, creatorPid: 0, reason: 'never-initialised' } : undefined;
+      return ageMs > ABANDONED_INIT_MS ? { name, path, bytes: size, creatorPid: 0, reason: 'never-initialised', ownerUid, mode } : undefined;
     }
     const mapping = mapShared(fd, REGION_HEADER_SIZE, true, entry);
     try {
@@ -381,9 +439,9 @@ function inspectForStaleness(entry: string, name: string): StaleRegion | undefin
       const ready = header.getUint32(H_MAGIC, true) === REGION_MAGIC && header.getUint32(H_INIT_STATE, true) === INIT_READY;
       if (!ready) {
         const dead = pid === 0 || !isProcessAlive(pid, start);
-        return dead && ageMs > ABANDONED_INIT_MS ? { name, path, bytes: size, creatorPid: pid, reason: 'never-initialised' } : undefined;
+        return dead && ageMs > ABANDONED_INIT_MS ? { name, path, bytes: size, creatorPid: pid, reason: 'never-initialised', ownerUid, mode } : undefined;
       }
-      return isProcessAlive(pid, start) ? undefined : { name, path, bytes: size, creatorPid: pid, reason: 'creator-dead' };
+      return isProcessAlive(pid, start) ? undefined : { name, path, bytes: size, creatorPid: pid, reason: 'creator-dead', ownerUid, mode };
     } finally {
       unmapPrivate(mapping); // the header view above never leaves this function
     }

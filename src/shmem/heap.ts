@@ -15,20 +15,32 @@
  * (shared memory is untrusted): a bad one is a CorruptionError naming the region, and free-list
  * walks are bounded, so a cycle cannot hang a process.
  *
- * Crash recovery: if a process dies holding the allocator's lock, the next one is told
- * 'owner-died' and calls rebuild(): it walks the heap by block sizes, merges free neighbours,
- * rebuilds the bins and counters. A header torn mid-write by the death fails its check word and
- * is reported as corruption rather than guessed at.
+ * Crash recovery (docs/shmem-recovery.md): a process can die at any instruction, also inside
+ * an update of several block headers. Every such update is journalled first: the final values
+ * of the headers it will write (at most three: alloc writes the used block and the split-off
+ * tail, free the merged block and up to two headers it absorbs) go into the journal on the
+ * allocator's line, then the entry count is stored (the commit), then the headers are written,
+ * then the count is cleared. The bins, free-list links, previous sizes and counters are derived
+ * data: they are written outside the journal and re-derived. If the holder of the allocator's
+ * lock dies, the next one is told 'owner-died' and calls rebuild(): it replays a committed
+ * journal (writing the same values twice is harmless), then walks the heap by block sizes —
+ * a header marked merged whose absorbing block never grew is free space — and re-derives
+ * everything else, merging free neighbours through the journal too, so a death inside
+ * rebuild() is recovered the same way. needsRecovery says a rebuild is owed even without a
+ * dead holder (an update or a rebuild that threw). A header that fails its check outside
+ * any journalled write is corruption, reported rather than guessed at.
  *
  * Fragmentation is reported by stats(): fragmentation = 1 − largestFree / freeBytes (0 when the
  * free space is one block, near 1 when it is in many small pieces).
  */
 import { UsageError } from '../errors.js';
 import type { PoolContext } from './context.js';
+import { crashPoint, crashPointsArmed } from './crash-points.js';
 import {
   BIN_COUNT,
   BLOCK_FREE,
   BLOCK_KIND_PLAIN,
+  BLOCK_MERGED,
   BLOCK_USED,
   B_CHECK,
   B_KIND,
@@ -43,12 +55,20 @@ import {
   FIRST_BLOCK,
   GRANULE,
   HEADER_GRANULES,
+  JOURNAL_FREE,
+  JOURNAL_INDEX_MASK,
+  JOURNAL_MAX_ENTRIES,
+  JOURNAL_MERGED,
+  JOURNAL_USED,
   MIN_BLOCK_GRANULES,
   P_BINS,
   P_BIN_MAP,
   P_FREE_BLOCKS,
   P_FREE_GRANULES,
+  P_JOURNAL,
+  P_JOURNAL_ENTRIES,
   P_REBUILDS,
+  P_RECOVERING,
   P_USED_BLOCKS,
   P_USED_GRANULES,
   binOf,
@@ -57,9 +77,6 @@ import {
 
 /** Blocks of the request's own bin tried before a larger bin is used. */
 const OWN_BIN_SCAN = 8;
-
-/** A header merged into a neighbour: still checkable, so freeing it again says "double free". */
-const BLOCK_MERGED = 0x4d574d47; // "MWMG"
 
 export interface HeapStats {
   /** Bytes of the heap (headers included). */
@@ -84,6 +101,8 @@ export class Heap {
   readonly #end: number;
   /** More steps than this through a list or the heap means a cycle. */
   readonly #maxSteps: number;
+  /** Crash points armed (tests only): asked once, so malloc/free skip them otherwise. */
+  readonly #traced = crashPointsArmed();
 
   constructor(ctx: PoolContext) {
     this.#ctx = ctx;
@@ -100,7 +119,8 @@ export class Heap {
   /** Creator only: one free block spanning the heap. */
   init(): void {
     const size = this.#end - FIRST_BLOCK;
-    this.#writeHeader(FIRST_BLOCK, size, BLOCK_FREE, 0);
+    this.#writeChecked(FIRST_BLOCK, size, BLOCK_FREE);
+    this.#put(this.#ctx.blockBase(FIRST_BLOCK) + B_PREV_SIZE / 4, 0);
     this.#insert(FIRST_BLOCK, size);
     this.#hdr(P_FREE_BLOCKS, 1);
     this.#hdr(P_FREE_GRANULES, size);
@@ -109,6 +129,14 @@ export class Heap {
   /** Granules a block for `bytes` of payload needs. */
   static granulesFor(bytes: number): number {
     return Math.max(MIN_BLOCK_GRANULES, HEADER_GRANULES + Math.ceil(bytes / GRANULE));
+  }
+
+  /**
+   * Whether rebuild() is owed even though the lock's last holder did not die: a journalled
+   * update or a rebuild was left unfinished (it threw). The holder of the lock checks this.
+   */
+  get needsRecovery(): boolean {
+    return Atomics.load(this.#w, P_JOURNAL >>> 2) !== 0 || Atomics.load(this.#w, P_RECOVERING >>> 2) !== 0;
   }
 
   /**
@@ -150,29 +178,34 @@ export class Heap {
       if (w[this.#ctx.blockBase(i) + B_SIZE / 4] >= need) found = i;
     }
     if (found === 0) return 0;
-    let size = w[this.#ctx.blockBase(found) + B_SIZE / 4];
-    this.#unlink(found, size);
-    this.#hdr(P_FREE_BLOCKS, -1);
-    this.#hdr(P_FREE_GRANULES, -size);
-    const rest = size - need;
-    if (rest >= MIN_BLOCK_GRANULES) {
-      // Split: the tail becomes a free block (written whole before the head shrinks).
-      const tail = found + need;
-      this.#writeHeader(tail, rest, BLOCK_FREE, need);
-      this.#setPrevSize(tail + rest, rest);
-      this.#insert(tail, rest);
-      this.#hdr(P_FREE_BLOCKS, 1);
-      this.#hdr(P_FREE_GRANULES, rest);
-      size = need;
-    }
     const base = this.#ctx.blockBase(found);
-    this.#writeHeader(found, size, BLOCK_USED, w[base + B_PREV_SIZE / 4]);
-    w[base + B_OWNERS_LO / 4] = ownersLo;
-    w[base + B_OWNERS_HI / 4] = ownersHi;
-    w[base + B_SLACK / 4] = (size - HEADER_GRANULES) * GRANULE - bytes;
-    w[base + B_KIND / 4] = kind;
+    const size = w[base + B_SIZE / 4];
+    this.#unlink(found, size);
+    const rest = size - need;
+    const split = rest >= MIN_BLOCK_GRANULES; // else the whole block is taken
+    const taken = split ? need : size;
+    // `found` is in no free list now: its link words become the owners. A death before the
+    // commit leaves a free block whose links the rebuild rewrites.
+    this.#put(base + B_OWNERS_LO / 4, ownersLo);
+    this.#put(base + B_OWNERS_HI / 4, ownersHi);
+    this.#put(base + B_SLACK / 4, (taken - HEADER_GRANULES) * GRANULE - bytes);
+    this.#put(base + B_KIND / 4, kind);
+    this.#entry(0, found, taken, JOURNAL_USED);
+    if (split) this.#entry(1, found + need, rest, JOURNAL_FREE);
+    this.#commit(split ? 2 : 1);
+    // The journal's writes, from the values in hand (a replay reads them back from the journal).
+    this.#writeChecked(found, taken, BLOCK_USED);
+    if (split) this.#writeChecked(found + need, rest, BLOCK_FREE);
+    if (split) {
+      this.#setPrevSize(found + need + rest, rest);
+      this.#put(this.#ctx.blockBase(found + need) + B_PREV_SIZE / 4, need);
+      this.#insert(found + need, rest);
+    }
+    this.#hdr(P_FREE_BLOCKS, split ? 0 : -1);
+    this.#hdr(P_FREE_GRANULES, -taken);
     this.#hdr(P_USED_BLOCKS, 1);
-    this.#hdr(P_USED_GRANULES, size);
+    this.#hdr(P_USED_GRANULES, taken);
+    this.#closeJournal();
     return found;
   }
 
@@ -184,40 +217,44 @@ export class Heap {
     const size = w[base + B_SIZE / 4];
     // Check both neighbours before changing anything, so a corrupt one leaves the heap as it was.
     const next = index + size;
-    const nextSize = next < this.#end ? this.#checkAny(next) : 0;
+    const nextSize = next < this.#end ? this.#checkAny(next, false) : 0;
     const nextFree = nextSize !== 0 && w[ctx.blockBase(next) + B_STATE / 4] === BLOCK_FREE;
     const prevSize = w[base + B_PREV_SIZE / 4];
     const prev = index - prevSize;
     let prevFree = false;
     if (prevSize !== 0) {
       if (prevSize < MIN_BLOCK_GRANULES || prev < FIRST_BLOCK) throw ctx.corrupt(`block ${index} has previous size ${prevSize}`);
-      if (this.#checkAny(prev) !== prevSize) throw ctx.corrupt(`block ${index}'s previous size ${prevSize} disagrees with block ${prev}`);
+      if (this.#checkAny(prev, false) !== prevSize) throw ctx.corrupt(`block ${index}'s previous size ${prevSize} disagrees with block ${prev}`);
       prevFree = w[ctx.blockBase(prev) + B_STATE / 4] === BLOCK_FREE;
     }
-    this.#hdr(P_USED_BLOCKS, -1);
-    this.#hdr(P_USED_GRANULES, -size);
     let start = index;
     let merged = size;
     if (nextFree) {
       this.#unlink(next, nextSize);
-      this.#hdr(P_FREE_BLOCKS, -1);
-      this.#hdr(P_FREE_GRANULES, -nextSize);
-      this.#markMerged(next, nextSize);
       merged += nextSize;
     }
     if (prevFree) {
       this.#unlink(prev, prevSize);
-      this.#hdr(P_FREE_BLOCKS, -1);
-      this.#hdr(P_FREE_GRANULES, -prevSize);
-      this.#markMerged(index, size);
       merged += prevSize;
       start = prev;
     }
-    this.#writeHeader(start, merged, BLOCK_FREE, w[ctx.blockBase(start) + B_PREV_SIZE / 4]);
+    // The block that absorbs the others grows first; the absorbed headers are marked merged
+    // after it (so even the headers alone, read in address order, never skip free space).
+    let entries = 0;
+    this.#entry(entries++, start, merged, JOURNAL_FREE);
+    if (prevFree) this.#entry(entries++, index, size, JOURNAL_MERGED);
+    if (nextFree) this.#entry(entries++, next, nextSize, JOURNAL_MERGED);
+    this.#commit(entries);
+    this.#writeChecked(start, merged, BLOCK_FREE);
+    if (prevFree) this.#writeChecked(index, size, BLOCK_MERGED);
+    if (nextFree) this.#writeChecked(next, nextSize, BLOCK_MERGED);
     this.#setPrevSize(start + merged, merged);
     this.#insert(start, merged);
-    this.#hdr(P_FREE_BLOCKS, 1);
-    this.#hdr(P_FREE_GRANULES, merged);
+    this.#hdr(P_USED_BLOCKS, -1);
+    this.#hdr(P_USED_GRANULES, -size);
+    this.#hdr(P_FREE_BLOCKS, 1 - (nextFree ? 1 : 0) - (prevFree ? 1 : 0));
+    this.#hdr(P_FREE_GRANULES, size);
+    this.#closeJournal();
   }
 
   /**
@@ -266,48 +303,73 @@ export class Heap {
   walk(visit: (index: number, size: number, used: boolean) => void): void {
     let index = FIRST_BLOCK;
     while (index < this.#end) {
-      const size = this.#checkAny(index);
+      const size = this.#checkAny(index, false);
       visit(index, size, this.#w[this.#ctx.blockBase(index) + B_STATE / 4] === BLOCK_USED);
       index += size;
     }
     if (index !== this.#end) throw this.#ctx.corrupt(`heap blocks end at granule ${index}, the heap at ${this.#end}`);
   }
 
-  /** After an allocator holder died: re-derive links, bins, previous sizes and counters from the blocks. */
+  /**
+   * After the allocator's lock holder died (or an update threw): replay a committed journal,
+   * then re-derive links, bins, previous sizes and counters from the blocks, merging free
+   * neighbours. Safe to interrupt at any point: the next holder of the lock runs it again.
+   */
   rebuild(): void {
     const w = this.#w;
     const ctx = this.#ctx;
+    if (this.#traced) crashPoint();
+    // Ordering point: "recovering" is set before anything is rewritten, cleared after all of it.
+    Atomics.store(w, P_RECOVERING >>> 2, 1);
+    if (Atomics.load(w, P_JOURNAL >>> 2) !== 0) {
+      this.#applyJournal();
+      this.#closeJournal();
+    }
     const binsBase = P_BINS >>> 2;
-    for (let b = 0; b < BIN_COUNT; b++) w[binsBase + b] = 0;
-    this.#set(P_BIN_MAP, 0);
+    for (let b = 0; b < BIN_COUNT; b++) this.#put(binsBase + b, 0);
+    this.#put(P_BIN_MAP >>> 2, 0);
     let usedBlocks = 0;
     let usedGranules = 0;
     let freeBlocks = 0;
     let freeGranules = 0;
     let index = FIRST_BLOCK;
     let prevSize = 0;
-    let openFree = 0; // a free block still growing by merging free neighbours
+    let openFree = 0; // a free block still growing by absorbing free neighbours
+    let openSize = 0;
     while (index < this.#end) {
-      const size = this.#checkAny(index);
-      const used = w[ctx.blockBase(index) + B_STATE / 4] === BLOCK_USED;
-      if (used) {
-        if (openFree) {
-          this.#insert(openFree, w[ctx.blockBase(openFree) + B_SIZE / 4]);
-          openFree = 0;
-        }
-        w[ctx.blockBase(index) + B_PREV_SIZE / 4] = prevSize;
+      const size = this.#checkAny(index, true);
+      const base = ctx.blockBase(index);
+      const state = w[base + B_STATE / 4];
+      if (state === BLOCK_USED) {
+        if (openFree !== 0) this.#insert(openFree, openSize);
+        openFree = 0;
+        this.#put(base + B_PREV_SIZE / 4, prevSize);
         usedBlocks++;
         usedGranules += size;
         prevSize = size;
-      } else if (openFree) {
-        const merged = w[ctx.blockBase(openFree) + B_SIZE / 4] + size;
-        this.#markMerged(index, size);
-        this.#writeHeader(openFree, merged, BLOCK_FREE, w[ctx.blockBase(openFree) + B_PREV_SIZE / 4]);
+      } else if (openFree !== 0) {
+        // Free space right after a free block: that block absorbs it (journalled, grown first).
+        const grown = openSize + size;
+        this.#entry(0, openFree, grown, JOURNAL_FREE);
+        this.#entry(1, index, size, JOURNAL_MERGED);
+        this.#commit(2);
+        this.#applyJournal();
+        this.#closeJournal();
+        openSize = grown;
         freeGranules += size;
-        prevSize = merged;
+        prevSize = grown;
       } else {
-        this.#writeHeader(index, size, BLOCK_FREE, prevSize);
+        if (state !== BLOCK_FREE) {
+          // Marked merged, but the block meant to absorb it never grew (its owner died first):
+          // it is free space of its own.
+          this.#entry(0, index, size, JOURNAL_FREE);
+          this.#commit(1);
+          this.#applyJournal();
+          this.#closeJournal();
+        }
+        this.#put(base + B_PREV_SIZE / 4, prevSize);
         openFree = index;
+        openSize = size;
         freeBlocks++;
         freeGranules += size;
         prevSize = size;
@@ -315,12 +377,14 @@ export class Heap {
       index += size;
     }
     if (index !== this.#end) throw ctx.corrupt(`heap blocks end at granule ${index}, the heap at ${this.#end}`);
-    if (openFree) this.#insert(openFree, w[ctx.blockBase(openFree) + B_SIZE / 4]);
-    this.#set(P_USED_BLOCKS, usedBlocks);
-    this.#set(P_USED_GRANULES, usedGranules);
-    this.#set(P_FREE_BLOCKS, freeBlocks);
-    this.#set(P_FREE_GRANULES, freeGranules);
+    if (openFree !== 0) this.#insert(openFree, openSize);
+    this.#put(P_USED_BLOCKS >>> 2, usedBlocks);
+    this.#put(P_USED_GRANULES >>> 2, usedGranules);
+    this.#put(P_FREE_BLOCKS >>> 2, freeBlocks);
+    this.#put(P_FREE_GRANULES >>> 2, freeGranules);
     this.#hdr(P_REBUILDS, 1);
+    if (this.#traced) crashPoint();
+    Atomics.store(w, P_RECOVERING >>> 2, 0);
   }
 
   /** Walk the heap and the bins and report; CorruptionError if the counters disagree with the blocks. */
@@ -340,7 +404,12 @@ export class Heap {
         if (size > largest) largest = size;
       }
     });
-    if (usedBlocks !== this.#get(P_USED_BLOCKS) || freeBlocks !== this.#get(P_FREE_BLOCKS) || freeGranules !== this.#get(P_FREE_GRANULES)) {
+    if (
+      usedBlocks !== this.#get(P_USED_BLOCKS) ||
+      usedGranules !== this.#get(P_USED_GRANULES) ||
+      freeBlocks !== this.#get(P_FREE_BLOCKS) ||
+      freeGranules !== this.#get(P_FREE_GRANULES)
+    ) {
       throw this.#ctx.corrupt(
         `allocator counters (${this.#get(P_USED_BLOCKS)} used, ${this.#get(P_FREE_BLOCKS)} free blocks) disagree with the heap (${usedBlocks}, ${freeBlocks})`,
       );
@@ -359,34 +428,74 @@ export class Heap {
     };
   }
 
-  // --- headers ---------------------------------------------------------------------------
+  // --- the journal ---------------------------------------------------------------------------
 
-  #writeHeader(index: number, size: number, state: number, prevSize: number): void {
-    const base = this.#ctx.blockBase(index);
-    const w = this.#w;
-    w[base + B_SIZE / 4] = size;
-    w[base + B_STATE / 4] = state;
-    w[base + B_PREV_SIZE / 4] = prevSize;
-    w[base + B_CHECK / 4] = blockCheck(index, size, state);
+  /** Entry `slot` of the journal: block `index` is to get `size` and the state of `code`. */
+  #entry(slot: number, index: number, size: number, code: number): void {
+    const at = (P_JOURNAL_ENTRIES >>> 2) + slot * 2;
+    this.#put(at, index | (code << 28));
+    this.#put(at + 1, size);
   }
 
-  #markMerged(index: number, size: number): void {
+  #commit(entries: number): void {
+    if (this.#traced) crashPoint();
+    // Ordering point: the entries are written before the count that makes them binding.
+    Atomics.store(this.#w, P_JOURNAL >>> 2, entries);
+  }
+
+  /** Write the committed journal's headers (again, after a death: the same values). */
+  #applyJournal(): void {
+    const w = this.#w;
+    const count = Atomics.load(w, P_JOURNAL >>> 2);
+    if (count < 0 || count > JOURNAL_MAX_ENTRIES) throw this.#ctx.corrupt(`the allocator journal claims ${count} entries`);
+    const first = P_JOURNAL_ENTRIES >>> 2;
+    // Every entry is checked before any is applied: a forged journal changes nothing.
+    for (let e = 0; e < count; e++) {
+      const index = w[first + e * 2] & JOURNAL_INDEX_MASK;
+      const code = w[first + e * 2] >>> 28;
+      const size = w[first + e * 2 + 1];
+      if (code < JOURNAL_USED || code > JOURNAL_MERGED || index < FIRST_BLOCK || size < MIN_BLOCK_GRANULES || index + size > this.#end) {
+        throw this.#ctx.corrupt(`allocator journal entry ${e} (block ${index}, ${size} granules, code ${code}) is impossible`);
+      }
+    }
+    for (let e = 0; e < count; e++) {
+      const code = w[first + e * 2] >>> 28;
+      const state = code === JOURNAL_USED ? BLOCK_USED : code === JOURNAL_FREE ? BLOCK_FREE : BLOCK_MERGED;
+      this.#writeChecked(w[first + e * 2] & JOURNAL_INDEX_MASK, w[first + e * 2 + 1], state);
+    }
+  }
+
+  #closeJournal(): void {
+    if (this.#traced) crashPoint();
+    // Ordering point: every header of the update is written before the journal lets go of it.
+    Atomics.store(this.#w, P_JOURNAL >>> 2, 0);
+  }
+
+  // --- headers ---------------------------------------------------------------------------
+
+  /** Size, state and check word of a header (the previous size is outside the check). */
+  #writeChecked(index: number, size: number, state: number): void {
     const base = this.#ctx.blockBase(index);
-    this.#w[base + B_STATE / 4] = BLOCK_MERGED;
-    this.#w[base + B_CHECK / 4] = blockCheck(index, size, BLOCK_MERGED);
+    this.#put(base + B_SIZE / 4, size);
+    this.#put(base + B_STATE / 4, state);
+    this.#put(base + B_CHECK / 4, blockCheck(index, size, state));
   }
 
   #setPrevSize(index: number, prevSize: number): void {
-    if (index < this.#end) this.#w[this.#ctx.blockBase(index) + B_PREV_SIZE / 4] = prevSize;
+    if (index < this.#end) this.#put(this.#ctx.blockBase(index) + B_PREV_SIZE / 4, prevSize);
   }
 
-  /** Check any block header at `index` (used or free); returns its size. */
-  #checkAny(index: number): number {
+  /**
+   * Check any block header at `index` (used or free; merged too if `allowMerged`, for the
+   * rebuild); returns its size.
+   */
+  #checkAny(index: number, allowMerged: boolean): number {
     const base = this.#ctx.blockBase(index);
     const w = this.#w;
     const size = w[base + B_SIZE / 4];
     const state = w[base + B_STATE / 4];
-    if ((state !== BLOCK_USED && state !== BLOCK_FREE) || w[base + B_CHECK / 4] !== blockCheck(index, size, state)) {
+    const known = state === BLOCK_USED || state === BLOCK_FREE || (allowMerged && state === BLOCK_MERGED);
+    if (!known || w[base + B_CHECK / 4] !== blockCheck(index, size, state)) {
       throw this.#ctx.corrupt(`block header at granule ${index} fails its check (state 0x${(state >>> 0).toString(16)})`);
     }
     if (size < MIN_BLOCK_GRANULES || index + size > this.#end) throw this.#ctx.corrupt(`block ${index} has size ${size}`);
@@ -395,11 +504,11 @@ export class Heap {
 
   #checkFree(index: number): void {
     if (index < FIRST_BLOCK || index >= this.#end) throw this.#ctx.corrupt(`free-list link ${index} is outside the heap`);
-    this.#checkAny(index);
+    this.#checkAny(index, false);
     if (this.#w[this.#ctx.blockBase(index) + B_STATE / 4] !== BLOCK_FREE) throw this.#ctx.corrupt(`free list holds used block ${index}`);
   }
 
-  // --- bins ------------------------------------------------------------------------------
+  // --- bins (derived data: the rebuild re-derives them) --------------------------------------
 
   #insert(index: number, size: number): void {
     const w = this.#w;
@@ -408,14 +517,14 @@ export class Heap {
     const head = (P_BINS >>> 2) + bin;
     const first = w[head];
     const base = ctx.blockBase(index);
-    w[base + B_NEXT_FREE / 4] = first;
-    w[base + B_PREV_FREE / 4] = 0;
+    this.#put(base + B_NEXT_FREE / 4, first);
+    this.#put(base + B_PREV_FREE / 4, 0);
     if (first !== 0) {
       this.#checkFree(first);
-      w[ctx.blockBase(first) + B_PREV_FREE / 4] = index;
+      this.#put(ctx.blockBase(first) + B_PREV_FREE / 4, index);
     }
-    w[head] = index;
-    this.#set(P_BIN_MAP, this.#get(P_BIN_MAP) | (1 << bin));
+    this.#put(head, index);
+    this.#put(P_BIN_MAP >>> 2, this.#get(P_BIN_MAP) | (1 << bin));
   }
 
   #unlink(index: number, size: number): void {
@@ -428,31 +537,32 @@ export class Heap {
     const prev = w[base + B_PREV_FREE / 4];
     if (prev === 0) {
       if (w[head] !== index) throw ctx.corrupt(`free block ${index} is not at the head of bin ${bin}`);
-      w[head] = next;
+      this.#put(head, next);
     } else {
       this.#checkFree(prev);
       if (w[ctx.blockBase(prev) + B_NEXT_FREE / 4] !== index) throw ctx.corrupt(`free-list links around block ${index} disagree`);
-      w[ctx.blockBase(prev) + B_NEXT_FREE / 4] = next;
+      this.#put(ctx.blockBase(prev) + B_NEXT_FREE / 4, next);
     }
     if (next !== 0) {
       this.#checkFree(next);
-      w[ctx.blockBase(next) + B_PREV_FREE / 4] = prev;
+      this.#put(ctx.blockBase(next) + B_PREV_FREE / 4, prev);
     }
-    if (w[head] === 0) this.#set(P_BIN_MAP, this.#get(P_BIN_MAP) & ~(1 << bin));
+    if (w[head] === 0) this.#put(P_BIN_MAP >>> 2, this.#get(P_BIN_MAP) & ~(1 << bin));
   }
 
-  // --- pool header counters (all under the allocator's lock) ------------------------------
+  // --- shared words (all under the allocator's lock) -----------------------------------------
 
   #get(byteOffset: number): number {
     return this.#w[byteOffset >>> 2];
   }
 
-  #set(byteOffset: number, value: number): void {
-    this.#w[byteOffset >>> 2] = value;
+  /** Every write of the allocator goes through here: one crash point per word written. */
+  #put(wordIndex: number, value: number): void {
+    if (this.#traced) crashPoint();
+    this.#w[wordIndex] = value;
   }
 
   #hdr(byteOffset: number, delta: number): void {
-    this.#w[byteOffset >>> 2] += delta;
+    this.#put(byteOffset >>> 2, this.#w[byteOffset >>> 2] + delta);
   }
 }
-

@@ -21,12 +21,18 @@
  *   line 1  64 usedBlocks     68 usedGranules 72 freeBlocks 76 freeGranules
  *           80 binMap          bit b set ⇔ bin b holds a free block         (all under lock 0)
  *           84 rebuilds        how often the heap was rebuilt after an allocator holder died
+ *           88 journal         0 = empty; else how many entries below are committed (1–3),
+ *                              stored last: the block headers the current update will write
+ *           92 journal entries 3 × { index | code << 28, size } (code: 1 used, 2 free, 3 merged)
+ *          116 recovering      1 while a rebuild runs (stored first, cleared last)
+ *                              (line 1 is the allocator's: everything on it is under lock 0)
  *   line 2  128..255 bin heads: 32 granule indices, 0 = empty               (under lock 0)
  *   line 4  256 waitUntilWaiters  threads asleep in waitUntil (so signalSet/Add know to wake)
  *
  * Member slot (128 bytes; line A is written by the member itself, line B by everyone):
  *
- *   A   0 state    FREE / CLAIMING / LIVE / LEAVING
+ *   A   0 state    FREE / CLAIMING / LIVE / LEAVING (LEAVING exists only under lock 0: whoever
+ *                  holds lock 0 and sees a LEAVING slot knows its clean-up was abandoned)
  *       4 pid      8 startLo  12 startHi  (pid start time, clock ticks: survives pid reuse)
  *      16 gen      incremented at each claim; a MemberId carries it, so a stale id is refused
  *   B  64 signals         counter bumped by signal()/signalAll() (futex word; counters, not flags)
@@ -57,7 +63,8 @@
  */
 
 export const POOL_CONTENT_TAG = 0x4d575348; // "MWSH"
-export const POOL_LAYOUT_VERSION = 1;
+/** 2: the allocator journal and the recovering word (line 1), LEAVING only under lock 0. */
+export const POOL_LAYOUT_VERSION = 2;
 
 export const GRANULE = 16;
 export const LINE = 64;
@@ -77,6 +84,15 @@ export const P_FREE_BLOCKS = 72;
 export const P_FREE_GRANULES = 76;
 export const P_BIN_MAP = 80;
 export const P_REBUILDS = 84;
+export const P_JOURNAL = 88;
+export const P_JOURNAL_ENTRIES = 92;
+export const JOURNAL_MAX_ENTRIES = 3;
+export const P_RECOVERING = 116;
+/** Journal entry codes (bits 28–29 of an entry's first word; a heap index stays below 2^27). */
+export const JOURNAL_USED = 1;
+export const JOURNAL_FREE = 2;
+export const JOURNAL_MERGED = 3;
+export const JOURNAL_INDEX_MASK = 0x0fffffff;
 export const P_BINS = 128;
 export const BIN_COUNT = 32;
 export const P_WAITUNTIL_WAITERS = 256;
@@ -130,6 +146,8 @@ export const B_SLACK = 24;
 export const B_KIND = 28;
 export const BLOCK_USED = 0x4d575553; // "MWUS"
 export const BLOCK_FREE = 0x4d574652; // "MWFR"
+/** A header merged into the free block before it: still checkable, so freeing it again says "double free". */
+export const BLOCK_MERGED = 0x4d574d47; // "MWMG"
 export const BLOCK_KIND_PLAIN = 0;
 export const BLOCK_KIND_MESSAGE = 1;
 /** The first block sits at granule 1 of the heap, so granule index 0 can mean "none". */

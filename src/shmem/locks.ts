@@ -55,13 +55,18 @@ export interface LockWaitOptions {
 export const DEFAULT_LOCK_SPIN = 1000;
 /** A sleeping waiter re-checks its holder's liveness at least this often. */
 export const RECHECK_MS = 100;
+/** testLock() asks the process table about the same busy holder at most this often. */
+export const TRY_RECHECK_MS = 1;
 
 const HOLDER_MASK = ~LOCK_CONTENDED;
-const DEFAULTS = { timeoutMs: Infinity, spin: DEFAULT_LOCK_SPIN };
+const DEFAULTS: { readonly timeoutMs: number; readonly spin: number } = { timeoutMs: Infinity, spin: DEFAULT_LOCK_SPIN };
 
 export class Locks {
   readonly #ctx: PoolContext;
   readonly #w: Int32Array;
+  /** The holder tag tryAcquire() last found alive in the process table, and when. */
+  #aliveHolder = 0;
+  #aliveAt = 0;
 
   constructor(ctx: PoolContext) {
     this.#ctx = ctx;
@@ -107,15 +112,27 @@ export class Locks {
     Atomics.store(this.#w, index - L_WORD / 4 + L_RESERVED / 4, 0);
   }
 
-  /** The try form: 'busy' when another live process holds it. */
+  /**
+   * The try form: 'busy' when another live process holds it. A holder whose process died is
+   * noticed at once (the process table is asked, at most once per TRY_RECHECK_MS per holder):
+   * its lock is taken over, 'owner-died'.
+   */
   tryAcquire(id: number): TestLockResult {
     const w = this.#w;
     const index = this.wordIndex(id);
     const me = this.#ctx.lockTag;
     const seen = Atomics.compareExchange(w, index, 0, me);
     if (seen === 0) return 'acquired';
-    if (this.#holderGone(seen, false) && Atomics.compareExchange(w, index, seen, me | (seen & LOCK_CONTENDED)) === seen) {
-      return this.#recovered(index);
+    const holder = seen & HOLDER_MASK;
+    const now = performance.now();
+    // A busy-polling caller must not read /proc on every call: a holder found alive a moment
+    // ago is taken to be alive still.
+    const thorough = holder !== this.#aliveHolder || now - this.#aliveAt >= TRY_RECHECK_MS;
+    if (this.#holderGone(seen, thorough)) {
+      if (Atomics.compareExchange(w, index, seen, me | (seen & LOCK_CONTENDED)) === seen) return this.#recovered(index);
+    } else if (thorough) {
+      this.#aliveHolder = holder;
+      this.#aliveAt = now;
     }
     return 'busy';
   }
@@ -125,12 +142,15 @@ export class Locks {
    * UsageError if this process already holds it (that would deadlock the thread).
    */
   acquire(id: number, options?: LockWaitOptions): SetLockResult {
-    return this.acquireAt(this.wordIndex(id), options);
+    return this.acquireAt(this.wordIndex(id), options === undefined ? DEFAULTS : checkOptions(options));
   }
 
-  /** acquire() of the lock word at word index `index` (the allocator's lock has no public id). */
-  acquireAt(index: number, options?: LockWaitOptions): SetLockResult {
-    const { timeoutMs, spin } = options === undefined ? DEFAULTS : checkOptions(options);
+  /**
+   * acquire() of the lock word at word index `index` (the allocator's lock has no public id),
+   * with options already checked (no allocation on this path: malloc and free take it).
+   */
+  acquireAt(index: number, checked: { readonly timeoutMs: number; readonly spin: number } = DEFAULTS): SetLockResult {
+    const { timeoutMs, spin } = checked;
     const w = this.#w;
     const me = this.#ctx.lockTag;
     // Ordering point: the compareExchange is the acquire; everything after it sees the previous holder's writes.

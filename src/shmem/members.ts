@@ -6,7 +6,8 @@
  * A slot goes FREE → CLAIMING (compareExchange: one claimant wins) → LIVE (after pid, start time
  * and a new generation are written) → LEAVING (the member itself on dispose, or a reaper that
  * found its process dead: compareExchange, so one reaper wins) → FREE (after its blocks, inbox
- * and owner bits are cleaned up under the allocator's lock, in pool.ts).
+ * and owner bits are cleaned up). LEAVING → FREE happens under the allocator's lock from start
+ * to end (departures.ts), so a LEAVING slot seen under that lock is an abandoned departure.
  */
 import { UsageError } from '../errors.js';
 import { isProcessAlive, selfPid, selfStartTime } from '../shm/process-identity.js';
@@ -86,21 +87,6 @@ export function liveSlots(ctx: PoolContext): number[] {
   const slots: number[] = [];
   for (let slot = 0; slot < ctx.maxMembers; slot++) if (isLiveSlot(ctx, slot)) slots.push(slot);
   return slots;
-}
-
-/** Move LIVE slots whose process is dead to LEAVING; returns those this call won. */
-export function markDead(ctx: PoolContext): number[] {
-  const won: number[] = [];
-  for (const slot of liveSlots(ctx)) {
-    if (slot === ctx.slot || slotProcessAlive(ctx, slot)) continue;
-    if (Atomics.compareExchange(ctx.w, ctx.memberBase(slot) + M_STATE / 4, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE) won.push(slot);
-  }
-  return won;
-}
-
-/** This process starts leaving: its slot goes LIVE → LEAVING. */
-export function markLeaving(ctx: PoolContext): boolean {
-  return Atomics.compareExchange(ctx.w, ctx.memberBase(ctx.slot) + M_STATE / 4, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE;
 }
 
 /** The last step of leaving or reaping (after the clean-up): the slot may be claimed again. */

@@ -21,6 +21,11 @@
  * Lifetime: dispose() leaves the pool (frees what this process alone owned and its unread
  * messages) and unmaps it; the creator's dispose also unlinks the name (processes still
  * attached keep their mapping). Idempotent; Symbol.dispose does the same.
+ *
+ * Deaths: a member may be killed at any instruction — inside malloc, free, reap or dispose —
+ * and the pool stays whole: the allocator journals its updates (heap.ts), the next holder of
+ * its lock repairs the heap (heap-lock.ts), departures are finished by the next reap()
+ * (departures.ts). docs/shmem-recovery.md says what survives a kill where.
  */
 import { ClosedError, CorruptionError, OwnershipError, TimeoutError, UsageError } from '../errors.js';
 import { selfPid } from '../shm/process-identity.js';
@@ -55,18 +60,10 @@ import {
   P_VERSION,
   poolGeometry,
 } from './layout.js';
-import { allocatorLockIndex, Locks, type LockWaitOptions, type SetLockResult, type TestLockResult } from './locks.js';
-import {
-  claimSlot,
-  freeSlot,
-  liveSlots,
-  markDead,
-  markLeaving,
-  maskOf,
-  membersOfMask,
-  slotPid,
-  type MemberInfo,
-} from './members.js';
+import { leave, reapDeparted } from './departures.js';
+import { DEFAULT_ALLOCATOR_TIMEOUT_MS, HeapLock } from './heap-lock.js';
+import { Locks, type LockWaitOptions, type SetLockResult, type TestLockResult } from './locks.js';
+import { claimSlot, liveSlots, maskOf, membersOfMask, slotPid, type MemberInfo } from './members.js';
 import { Inbox, Message } from './messages.js';
 import { checkComparison, Signals, type Comparison, type SignalWaitOptions } from './signals.js';
 
@@ -79,11 +76,19 @@ export interface PoolCreateOptions {
   maxLocks?: number;
   /** Permission bits of the region; default 0o600. */
   mode?: number;
+  /** See PoolOpenOptions.allocatorTimeoutMs. */
+  allocatorTimeoutMs?: number;
 }
 
 export interface PoolOpenOptions {
   /** How long to wait for the creator to finish building the pool; default 2000 ms. */
   timeoutMs?: number;
+  /**
+   * How long this process's pool methods (malloc, free, own, transfer, send, stats, reap,
+   * dispose …) wait for the pool's allocator lock before a TimeoutError; default 10 000 ms. It
+   * is only ever held for one allocator step, so a long wait means a hung or hostile member.
+   */
+  allocatorTimeoutMs?: number;
 }
 
 export interface MallocOptions {
@@ -104,6 +109,14 @@ function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+function checkAllocatorTimeout(value: unknown): number {
+  if (value === undefined) return DEFAULT_ALLOCATOR_TIMEOUT_MS;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new UsageError(`allocatorTimeoutMs must be a non-negative number of milliseconds, got ${String(value)}`);
+  }
+  return value;
+}
+
 function wholeNumber(what: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new UsageError(`${what} must be a whole number within ${min}..${max}, got ${String(value)}`);
@@ -119,7 +132,7 @@ export class ShmemPool {
   readonly #locks: Locks;
   readonly #signals: Signals;
   readonly #inbox: Inbox;
-  readonly #heapLock: number;
+  readonly #heapLock: HeapLock;
   readonly #release = (offset: number) => this.free(offset);
   #disposed = false;
 
@@ -131,6 +144,7 @@ export class ShmemPool {
     const heapBytes = wholeNumber('heapBytes', options.heapBytes ?? DEFAULT_HEAP_BYTES, 1024, MAX_HEAP_BYTES);
     const maxMembers = wholeNumber('maxMembers', options.maxMembers ?? MAX_MEMBERS, 1, MAX_MEMBERS);
     const maxLocks = wholeNumber('maxLocks', options.maxLocks ?? DEFAULT_MAX_LOCKS, 1, MAX_LOCKS);
+    const allocatorTimeoutMs = checkAllocatorTimeout(options.allocatorTimeoutMs);
     const geometry = poolGeometry(maxMembers, maxLocks, heapBytes);
     const region = SharedRegion.create(name, geometry.regionBytes, {
       contentTag: POOL_CONTENT_TAG,
@@ -151,7 +165,7 @@ export class ShmemPool {
       new Heap(ctx).init();
       // Ordering point: the whole pool is built before initState says ready.
       Atomics.store(w, P_INIT_STATE / 4, POOL_READY);
-      return new ShmemPool(ctx);
+      return new ShmemPool(ctx, allocatorTimeoutMs);
     } catch (error) {
       region.dispose();
       throw error;
@@ -165,6 +179,7 @@ export class ShmemPool {
    */
   static open(name: string, options: PoolOpenOptions = {}): ShmemPool {
     const timeoutMs = options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
+    const allocatorTimeoutMs = checkAllocatorTimeout(options.allocatorTimeoutMs);
     const deadline = Date.now() + timeoutMs;
     const region = SharedRegion.open(name, { timeoutMs, contentTag: POOL_CONTENT_TAG, contentVersion: POOL_LAYOUT_VERSION });
     try {
@@ -192,21 +207,21 @@ export class ShmemPool {
       if (geometry.regionBytes > region.size) {
         throw new CorruptionError(name, `the pool needs ${geometry.regionBytes} bytes, the region has ${region.size}`);
       }
-      return new ShmemPool(new PoolContext(region, { maxMembers, maxLocks, ...geometry }));
+      return new ShmemPool(new PoolContext(region, { maxMembers, maxLocks, ...geometry }), allocatorTimeoutMs);
     } catch (error) {
       region.close();
       throw error;
     }
   }
 
-  private constructor(ctx: PoolContext) {
+  private constructor(ctx: PoolContext, allocatorTimeoutMs: number) {
     this.#ctx = ctx;
     this.region = ctx.region;
     this.#heap = new Heap(ctx);
     this.#locks = new Locks(ctx);
     this.#signals = new Signals(ctx);
     this.#inbox = new Inbox(ctx, this.#heap);
-    this.#heapLock = allocatorLockIndex(ctx);
+    this.#heapLock = new HeapLock(ctx, this.#locks, this.#heap, allocatorTimeoutMs);
     if (!claimSlot(ctx)) {
       throw new UsageError(
         `pool ${JSON.stringify(ctx.name)} has no free member slot (${ctx.maxMembers} members); a member's reap() frees the slots of dead ones`,
@@ -245,22 +260,14 @@ export class ShmemPool {
 
   /**
    * Find members whose process died (pid + start time), free what they alone owned and their
-   * unread messages, drop them from every owner set and free their slots. Returns their ids.
+   * unread messages, drop them from every owner set and free their slots; also finish the
+   * departures of members or reapers killed (or failed) half-way. Returns their ids.
    * Locks they held are taken over by their next acquirer ('owner-died') independently.
+   * TimeoutError if the allocator's lock stays held (PoolOpenOptions.allocatorTimeoutMs).
    */
   reap(): MemberId[] {
     this.#check();
-    const dead = markDead(this.#ctx);
-    if (dead.length === 0) return [];
-    const ids = dead.map((slot) => this.#ctx.idOfSlot(slot));
-    this.#lockHeap();
-    try {
-      this.#cleanUp(dead);
-    } finally {
-      this.#unlockHeap();
-    }
-    for (const slot of dead) freeSlot(this.#ctx, slot);
-    return ids;
+    return reapDeparted(this.#ctx, this.#heap, this.#heapLock);
   }
 
   // --- allocation: claims 8–12 -----------------------------------------------------------
@@ -275,12 +282,12 @@ export class ShmemPool {
     this.#check();
     const bytes = this.#checkSize(size);
     const [lo, hi] = options.owners === undefined ? this.#myMask() : maskOf(this.#ctx, options.owners);
-    this.#lockHeap();
+    this.#heapLock.lock();
     let index: number;
     try {
       index = this.#heap.alloc(bytes, lo, hi);
     } finally {
-      this.#unlockHeap();
+      this.#heapLock.unlock();
     }
     if (index === 0 && this.reap().length > 0) return this.malloc(size, options);
     return index === 0 ? -1 : this.#ctx.payloadOffset(index);
@@ -293,13 +300,13 @@ export class ShmemPool {
    */
   free(offset: number): void {
     this.#check();
-    this.#lockHeap();
+    this.#heapLock.lock();
     try {
       const index = this.#heap.usedIndex(offset, 'free');
       this.#requireOwner(index, offset, 'free');
       this.#heap.release(index);
     } finally {
-      this.#unlockHeap();
+      this.#heapLock.unlock();
     }
   }
 
@@ -340,11 +347,11 @@ export class ShmemPool {
   /** How the heap is used, with fragmentation (see HeapStats). Walks and checks the heap. */
   stats(): PoolStats {
     this.#check();
-    this.#lockHeap();
+    this.#heapLock.lock();
     try {
       return { ...this.#heap.stats(), members: liveSlots(this.#ctx).length };
     } finally {
-      this.#unlockHeap();
+      this.#heapLock.unlock();
     }
   }
 
@@ -357,13 +364,13 @@ export class ShmemPool {
   own(offset: number, members: readonly MemberId[] = [this.me]): void {
     this.#check();
     const [lo, hi] = maskOf(this.#ctx, members);
-    this.#lockHeap();
+    this.#heapLock.lock();
     try {
       const index = this.#heap.usedIndex(offset, 'own');
       this.#requireOwner(index, offset, 'own');
       this.#setOwners(index, lo, hi);
     } finally {
-      this.#unlockHeap();
+      this.#heapLock.unlock();
     }
   }
 
@@ -375,7 +382,7 @@ export class ShmemPool {
     this.#check();
     if (!Array.isArray(to) || to.length === 0) throw new UsageError('transfer needs at least one new owner');
     const [lo, hi] = maskOf(this.#ctx, to);
-    this.#lockHeap();
+    this.#heapLock.lock();
     try {
       const index = this.#heap.usedIndex(offset, 'transfer');
       const [curLo, curHi] = this.#owners(index);
@@ -383,7 +390,7 @@ export class ShmemPool {
       this.#requireOwner(index, offset, 'transfer');
       this.#setOwners(index, lo, hi);
     } finally {
-      this.#unlockHeap();
+      this.#heapLock.unlock();
     }
   }
 
@@ -509,7 +516,7 @@ export class ShmemPool {
     this.#check();
     const slot = this.#ctx.slotOf(to);
     const bytes = this.#checkSize(MSG_HEADER_SIZE + this.#checkData(data).length);
-    this.#lockHeap();
+    this.#heapLock.lock();
     let sent = false;
     try {
       // Re-checked under the lock: a member being reaped is LEAVING, and gets nothing more.
@@ -520,7 +527,7 @@ export class ShmemPool {
         sent = true;
       }
     } finally {
-      this.#unlockHeap();
+      this.#heapLock.unlock();
     }
     if (sent) this.#wakeInbox(slot);
     return sent;
@@ -536,7 +543,7 @@ export class ShmemPool {
     const bytes = this.#checkSize(MSG_HEADER_SIZE + this.#checkData(data).length);
     const includeSelf = options.includeSelf ?? false;
     let targets: number[] = [];
-    this.#lockHeap();
+    this.#heapLock.lock();
     try {
       targets = liveSlots(this.#ctx).filter((slot) => includeSelf || slot !== this.#ctx.slot);
       const blocks: number[] = [];
@@ -551,7 +558,7 @@ export class ShmemPool {
       }
       for (let i = 0; i < targets.length; i++) this.#inbox.fillAndPush(blocks[i], targets[i], data);
     } finally {
-      this.#unlockHeap();
+      this.#heapLock.unlock();
     }
     for (const slot of targets) this.#wakeInbox(slot);
     return targets.length;
@@ -585,21 +592,15 @@ export class ShmemPool {
 
   /**
    * Leave the pool and unmap it; the creator also unlinks the name. Frees the blocks only this
-   * process owned and its unread messages. Idempotent.
+   * process owned and its unread messages. Idempotent. The pool is unmapped even if leaving
+   * fails: a TimeoutError (the allocator's lock stayed held) or CorruptionError then leaves this
+   * member's slot to the next reap() of another member.
    */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
     try {
-      if (!this.region.closed && markLeaving(this.#ctx)) {
-        this.#lockHeap();
-        try {
-          this.#cleanUp([this.#ctx.slot]);
-        } finally {
-          this.#unlockHeap();
-        }
-        freeSlot(this.#ctx, this.#ctx.slot);
-      }
+      if (!this.region.closed) leave(this.#ctx, this.#heap, this.#heapLock);
     } finally {
       this.region.dispose();
     }
@@ -610,49 +611,6 @@ export class ShmemPool {
   }
 
   // --- internals ----------------------------------------------------------------------------------
-
-  #lockHeap(): void {
-    if (this.#locks.acquireAt(this.#heapLock) === 'owner-died') {
-      // A process died inside the allocator: re-derive the free lists from the blocks.
-      try {
-        this.#heap.rebuild();
-      } catch (error) {
-        this.#locks.releaseAt(this.#heapLock);
-        throw error;
-      }
-    }
-  }
-
-  #unlockHeap(): void {
-    this.#locks.releaseAt(this.#heapLock);
-  }
-
-  /**
-   * Under the allocator's lock: drop `slots` from every owner set, free the blocks left with
-   * no owner (their unread messages among them), and empty their inboxes.
-   */
-  #cleanUp(slots: readonly number[]): void {
-    let clearLo = 0;
-    let clearHi = 0;
-    for (const slot of slots) {
-      if (slot < 32) clearLo |= 1 << slot;
-      else clearHi |= 1 << (slot - 32);
-    }
-    const w = this.#ctx.w;
-    const orphans: number[] = [];
-    this.#heap.walk((index, _size, used) => {
-      if (!used) return;
-      const base = this.#ctx.blockBase(index);
-      const lo = w[base + B_OWNERS_LO / 4];
-      const hi = w[base + B_OWNERS_HI / 4];
-      if ((lo & clearLo) === 0 && (hi & clearHi) === 0) return;
-      w[base + B_OWNERS_LO / 4] = lo & ~clearLo;
-      w[base + B_OWNERS_HI / 4] = hi & ~clearHi;
-      if ((lo & ~clearLo) === 0 && (hi & ~clearHi) === 0) orphans.push(index);
-    });
-    for (const index of orphans) this.#heap.release(index);
-    for (const slot of slots) Atomics.store(w, this.#ctx.memberBase(slot) + M_INBOX / 4, 0);
-  }
 
   #myMask(): [number, number] {
     const slot = this.#ctx.slot;

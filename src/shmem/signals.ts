@@ -103,11 +103,20 @@ export class Signals {
     return count;
   }
 
-  /** Signals that arrived since the last wait, without waiting (and consumes them). */
+  /**
+   * Signals that arrived since the last wait, without waiting (and consumes them). The counter
+   * only grows (wrapping at 2^32: the difference stays right); a counter that went backwards was
+   * written by someone other than signal(): CorruptionError, after which counting goes on from
+   * the value found.
+   */
   poll(): number {
     const now = Atomics.load(this.#w, this.#counter);
     const arrived = (now - this.#seen) | 0;
+    const before = this.#seen;
     this.#seen = now;
+    if (arrived < 0) {
+      throw this.#ctx.corrupt(`member ${this.#ctx.me}'s signal counter went backwards from ${before} to ${now}`);
+    }
     return arrived;
   }
 

@@ -27,6 +27,8 @@ export interface DeviceAttributes {
   readonly maxQp: number;
   readonly maxQpWr: number;
   readonly maxSge: number;
+  /** SGEs per RDMA READ work request (max_sge_rd). */
+  readonly maxSgeRd: number;
   readonly maxCq: number;
   readonly maxCqe: number;
   readonly maxMr: number;
@@ -246,6 +248,7 @@ export class Context {
       maxQp: i32(f.max_qp),
       maxQpWr: i32(f.max_qp_wr),
       maxSge: i32(f.max_sge),
+      maxSgeRd: i32(f.max_sge_rd),
       maxCq: i32(f.max_cq),
       maxCqe: i32(f.max_cqe),
       maxMr: i32(f.max_mr),

@@ -34,6 +34,12 @@ export interface MemoryAccess {
   readonly remoteRead?: boolean;
   readonly remoteWrite?: boolean;
   readonly remoteAtomic?: boolean;
+  /**
+   * The address peers (and SGEs) use for the first byte (ibv_reg_mr_iova2). Default: the memory's
+   * own address. 0 makes a remote address an offset into the memory, so it can be announced
+   * without revealing where it is mapped.
+   */
+  readonly iova?: number;
 }
 
 /** What a peer needs to RDMA into or out of a region. */
@@ -103,19 +109,21 @@ export class MemoryRegion {
   constructor(pd: ProtectionDomain, pdHandle: number, target: Registrable, access?: MemoryAccess) {
     const flags = accessFlags(access);
     const { address, length, kind } = resolve(target);
-    const handle = checkPointer('ibv_reg_mr', loadVerbs().ibv_reg_mr(pdHandle, address, length, flags) as number, {
-      pd: hex(pdHandle),
-      addr: hex(address),
-      length,
-      access: describeAccess(flags),
-      memory: kind,
-    });
+    const iova = access?.iova;
+    if (iova !== undefined && (!Number.isSafeInteger(iova) || iova < 0)) throw new UsageError(`iova must be a non-negative safe integer, got ${iova}`);
+    const v = loadVerbs();
+    const handle = checkPointer(
+      iova === undefined ? 'ibv_reg_mr' : 'ibv_reg_mr_iova2',
+      (iova === undefined ? v.ibv_reg_mr(pdHandle, address, length, flags) : v.ibv_reg_mr_iova2(pdHandle, address, length, iova, flags)) as number,
+      { pd: hex(pdHandle), addr: hex(address), length, ...(iova === undefined ? {} : { iova }), access: describeAccess(flags), memory: kind },
+    );
     this.pd = pd;
     this.target = target;
     this.#handle = handle;
     this.accessFlags = flags;
     const mr = new DataView(backend.view(handle, IBV_MR.size));
-    this.addr = getU64(mr, IBV_MR.fields.addr);
+    // struct ibv_mr's addr is the process address even with an iova; SGEs and peers use the iova.
+    this.addr = iova ?? getU64(mr, IBV_MR.fields.addr);
     this.length = getU64(mr, IBV_MR.fields.length);
     this.lkey = mr.getUint32(IBV_MR.fields.lkey, true);
     this.rkey = mr.getUint32(IBV_MR.fields.rkey, true);

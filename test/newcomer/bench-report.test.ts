@@ -1,22 +1,23 @@
 // `memwire bench report --quick` on this host, on real benchmarks (two of them, to keep the suite
-// short: ffi-call and shmem-signal, on Node and on Bun): it exits 0, report.json holds each
+// short: ffi-call and shmem-signal, on Node, Bun and Deno): it exits 0, report.json holds each
 // bench's own JSON unchanged (compared with the last stdout line the bench printed, kept in its
 // log), every chart is a well-formed, non-empty SVG with one mark per data point of report.json,
 // and report.md shows every run. Figures are never judged here.
 //
-// Runs on the Node part of `npm test` only: the report starts both runtimes itself.
+// Runs on the Node part of `npm test` only: the report starts every runtime itself.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runtimeName } from '../../ffi/runtime.js';
 import { pointsOf, type FullReport } from '../../src/cli/report-model.js';
 import { lastJsonReport } from '../../src/cli/report.js';
 import { countDataMarks, wellFormed } from './svg-marks.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const onBun = process.versions.bun !== undefined;
+const onOtherRuntime = runtimeName !== 'node';
 const out = mkdtempSync(join(tmpdir(), 'memwire-report-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
@@ -33,16 +34,16 @@ function runReport(args: string[], timeoutMs: number): Promise<{ code: number | 
   });
 }
 
-describe.skipIf(onBun)(`memwire bench report --quick${onBun ? ' (skipped: the Node part runs it; it starts both runtimes itself)' : ''}`, () => {
+describe.skipIf(onOtherRuntime)(`memwire bench report --quick${onOtherRuntime ? ' (skipped: the Node part runs it; it starts every runtime itself)' : ''}`, () => {
   let full: FullReport;
 
-  it('runs the benches on Node and Bun, showing progress, and exits 0', async () => {
+  it('runs the benches on Node, Bun and Deno, showing progress, and exits 0', async () => {
     const { code, stderr } = await runReport(['--quick', '--only', 'ffi-call,shmem-signal', '--out', out], 540_000);
     expect(code, stderr).toBe(0);
-    expect(stderr).toMatch(/\[1\/4 · \d+:\d\d\] ffi-call on node — left after it: ffi-call\/bun shmem-signal\/node shmem-signal\/bun/);
-    expect(stderr).toMatch(/\[4\/4 · \d+:\d\d\] shmem-signal on bun — left after it: none/);
+    expect(stderr).toMatch(/\[1\/6 · \d+:\d\d\] ffi-call on node — left after it: ffi-call\/bun ffi-call\/deno shmem-signal\/node shmem-signal\/bun shmem-signal\/deno/);
+    expect(stderr).toMatch(/\[6\/6 · \d+:\d\d\] shmem-signal on deno — left after it: none/);
     full = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as FullReport;
-    expect(full.runs.map((r) => `${r.bench}/${r.runtime}/${r.status}`)).toEqual(['ffi-call/node/ok', 'ffi-call/bun/ok', 'shmem-signal/node/ok', 'shmem-signal/bun/ok']);
+    expect(full.runs.map((r) => `${r.bench}/${r.runtime}/${r.status}`)).toEqual(['ffi-call/node/ok', 'ffi-call/bun/ok', 'ffi-call/deno/ok', 'shmem-signal/node/ok', 'shmem-signal/bun/ok', 'shmem-signal/deno/ok']);
   }, 550_000);
 
   it("report.json holds each bench's own JSON, unchanged", () => {

@@ -4,10 +4,14 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { selfCommand } from '../../ffi/runtime.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-const memwire = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000 });
+const memwire = (...args: string[]) => {
+  const [exe, ...argv] = selfCommand(cli, args);
+  return spawnSync(exe, argv, { encoding: 'utf8', timeout: 30_000 });
+};
 
 describe('memwire command line', () => {
   it('--version prints the package version', () => {

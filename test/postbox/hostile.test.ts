@@ -3,12 +3,14 @@
 // The receiver (and sender) may only ever raise a CorruptionError for that channel — never another
 // error (an out-of-bounds read would be a RangeError), never hang (every loop here is bounded,
 // poll never waits) — and the other sender's channel keeps delivering every message, in order.
+// Runs: MEMWIRE_FUZZ_RUNS, else 400 under CI=1, else 80.
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CorruptionError, PeerGoneError, Postbox, SharedRegion } from '../../src/index.js';
 import {
   ackBytes, AK_FIRST_BLOCK, DIR_BYTES, DS_DIRECTORY, EN_NAME, EN_NAME_LEN, ENTRY_BYTES, EP_ENTRIES, postboxOffset, poolOffset,
 } from '../../src/postbox/layout.js';
+import { fuzzRuns } from './helpers.js';
 
 const GEOMETRY = { postboxes: 4, slots: 8, slotBytes: 256, blockSize: 1024, poolBytes: 16 * 1024, cyclicTransactionSize: 4096 };
 const g = { postboxes: 4, slots: 8, slotBytes: 256, blockSize: 1024, blocks: 16 };
@@ -144,7 +146,7 @@ describe('hostile memory', () => {
           for (const b of open.splice(0)) b.close();
         },
       ),
-      { numRuns: 80 },
+      { numRuns: fuzzRuns(80) },
     );
     // The property is not vacuous: forged values were caught (which areas varies with the seed).
     expect([...seen.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(0);

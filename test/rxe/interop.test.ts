@@ -1,13 +1,14 @@
 /**
  * Interop with rdma-core: examples/rc-pingpong (memwire) against `ibv_rc_pingpong` (C), both
  * ways — memwire server + C client, C server + memwire client — over dev0 (server) and dev1
- * (client). The memwire side runs on this test's runtime (Node or Bun). Each pair is bounded by a
+ * (client). The memwire side runs on this test's runtime (Node, Bun or Deno). Each pair is bounded by a
  * timeout; both processes must exit 0 and report the iteration count.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { selfCommand } from '../../ffi/runtime.js';
 import { Context } from '../../src/index.js';
 import { DEV0, DEV1, IP0, skipReason, suffix } from './helpers.js';
 
@@ -109,7 +110,7 @@ describe.skipIf(why !== '')(`interop with ibv_rc_pingpong${why ? ` (skipped: ${w
   it('memwire server, ibv_rc_pingpong client', { timeout: 120_000 }, async () => {
     const port = 18600 + Math.floor(Math.random() * 200);
     const [server, client] = await pair(
-      [process.execPath, EXAMPLE, '-d', DEV0, '-g', String(gid0), '-p', String(port), ...common],
+      selfCommand(EXAMPLE, ['-d', DEV0, '-g', String(gid0), '-p', String(port), ...common]),
       ['ibv_rc_pingpong', '-d', DEV1, '-g', String(gid1), '-p', String(port), ...common, ip],
       port,
     );
@@ -121,7 +122,7 @@ describe.skipIf(why !== '')(`interop with ibv_rc_pingpong${why ? ` (skipped: ${w
     const port = 18800 + Math.floor(Math.random() * 200);
     const [server, client] = await pair(
       ['ibv_rc_pingpong', '-d', DEV0, '-g', String(gid0), '-p', String(port), ...common],
-      [process.execPath, EXAMPLE, '-d', DEV1, '-g', String(gid1), '-p', String(port), ...common, ip],
+      selfCommand(EXAMPLE, ['-d', DEV1, '-g', String(gid1), '-p', String(port), ...common, ip]),
       port,
     );
     expect(server.out).toContain(`${ITERS} iters in`);

@@ -423,17 +423,28 @@ describe.skipIf(!!skipReason)(`verbs on ${DEV0}/${DEV1} (${runtimeName}, ${backe
     const rmr = b.pd.registerMemory(buf);
     const smr = a.pd.registerMemory(pattern(64, 5));
     expect(b.qp.postRecv({ wrId: 1, sge: { mr: rmr } })).toBe(0);
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 5);
-    const waiting = b.cq.wait({ timeoutMs: 5000 });
-    await new Promise((r) => setTimeout(r, 100));
+    // Proof by causality, not by counting timer ticks (a count depends on how fast the guest
+    // runs): the only send that can complete this wait is posted from the fifth of a chain of
+    // macrotasks that start after wait() is called. If wait() held the event loop, none of them
+    // would run, nothing would be sent, and the wait would end in its timeout with 0.
+    let settled = false;
+    const waiting = b.cq.wait({ timeoutMs: 20_000 }).finally(() => (settled = true));
+    const turnsWhilePending: boolean[] = [];
+    await new Promise<void>((resolve) => {
+      const turn = () => {
+        turnsWhilePending.push(!settled);
+        if (turnsWhilePending.length < 5) setTimeout(turn, 1);
+        else resolve();
+      };
+      setTimeout(turn, 1);
+    });
     const t0 = performance.now();
     expect(a.qp.postSend({ wrId: 1, sge: { mr: smr } })).toBe(0);
     const n = await waiting;
     const wakeMs = performance.now() - t0;
-    clearInterval(timer);
+    expect(turnsWhilePending).toEqual([true, true, true, true, true]); // each ran while wait() was pending
     expect(n).toBe(1);
-    expect(ticks).toBeGreaterThan(5);
+    expect(new Uint8Array(buf)).toEqual(pattern(64, 5));
     expect(await b.cq.wait({ timeoutMs: 50 })).toBe(0); // nothing more: times out with 0
     await a.cq.next();
     // Wake latency, for the record (never asserted): post → wait() resolved.

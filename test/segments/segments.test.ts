@@ -112,16 +112,18 @@ describe.each(impls)('segment groups on $name', (impl) => {
     await sending;
   });
 
-  it('a forged directory entry is a CorruptionError naming the segment', () => {
-    const { tx, rx, rt } = setup();
-    tx.trySend(pattern(700, 1));
-    const view = rt.attach(rt.find(tx.groups[1].target.name)!);
-    view.publish(directoryOffset(8) + DE_SPAN, 99);
-    expect(() => rx.poll(() => {})).toThrow(CorruptionError);
-    view.publish(directoryOffset(8) + DE_SPAN, 3);
-    view.publish(dataOffset(8), 1 << 30); // the length word
-    expect(() => rx.poll(() => {})).toThrow(CorruptionError);
-    view.dispose();
+  it('a forged directory entry or length word is a CorruptionError naming the segment, raised once; the sender learns it', () => {
+    for (const forge of ['span', 'length'] as const) {
+      const { tx, rx, rt } = setup();
+      tx.trySend(pattern(700, 1));
+      const view = rt.attach(rt.find(tx.groups[1].target.name)!);
+      if (forge === 'span') view.publish(directoryOffset(8) + DE_SPAN, 99);
+      else view.publish(dataOffset(8), 1 << 30); // the length word
+      expect(() => rx.poll(() => {})).toThrow(CorruptionError);
+      expect(rx.poll(() => {})).toBe(0); // once: the sender is dropped, not raised again
+      expect(() => tx.trySend(pattern(10, 2))).toThrow(CorruptionError); // its status word says so
+      view.dispose();
+    }
   });
 
   it('bad input and use after close are typed errors', () => {

@@ -76,6 +76,19 @@ describe('robust locks', () => {
     expect(pool.stats()).toMatchObject({ usedBlocks: 0, freeBlocks: 1, fragmentation: 0 });
   });
 
+  it('testLock takes a lock whose holder was SIGKILLed at once: owner-died, not busy', async () => {
+    const pool = createPool('test-dead');
+    const id = pool.reserveLock();
+    const holder = child('hold', pool, id);
+    await holder.waitFor('holding');
+    expect(pool.testLock(id)).toBe('busy');
+    holder.process.kill('SIGKILL');
+    await holder.exit;
+    expect(pool.testLock(id)).toBe('owner-died');
+    expect(pool.testLock(id)).toBe('busy'); // ours now
+    pool.clearLock(id);
+  });
+
   it('timeouts, try and clear: the plain semantics in one process', async () => {
     const pool = createPool('lock-basics');
     const id = pool.reserveLock();

@@ -1,6 +1,7 @@
 // ShmemPool signals and messages (seed 003, claims 26–36) across real processes.
 import { describe, expect, it } from 'vitest';
-import { ShmemPool } from '../../src/index.js';
+import { CorruptionError, ShmemPool } from '../../src/index.js';
+import { MEMBER_SLOT_SIZE, MEMBER_TABLE_OFFSET, M_SIGNALS } from '../../src/shmem/layout.js';
 import { finished } from '../helpers.js';
 import { usePoolFixtures } from './shmem-children.js';
 
@@ -22,6 +23,20 @@ describe('signals', () => {
     }
     await finished(peer);
     expect(pool.waitSignal({ timeoutMs: 0, spin: 0 })).toBe(0); // nothing extra arrived
+  });
+
+  it('a signal counter written backwards is a CorruptionError, never a negative count, and signals work on afterwards', async () => {
+    const pool = createPool('signal-backwards');
+    for (let i = 0; i < 3; i++) pool.signal(pool.me);
+    expect(pool.waitSignal({ timeoutMs: 0 })).toBe(3);
+    const counter = (MEMBER_TABLE_OFFSET + (pool.me & 63) * MEMBER_SLOT_SIZE + M_SIGNALS) / 4;
+    Atomics.sub(pool.region.int32, counter, 5); // a hostile (or buggy) writer
+    expect(() => pool.waitSignal({ timeoutMs: 0 })).toThrow(CorruptionError);
+    Atomics.sub(pool.region.int32, counter, 2);
+    await expect(pool.waitSignalAsync({ timeoutMs: 0 })).rejects.toThrow(CorruptionError);
+    pool.signal(pool.me);
+    expect(pool.waitSignal({ timeoutMs: 0 })).toBe(1);
+    expect(pool.waitSignal({ timeoutMs: 0, spin: 0 })).toBe(0);
   });
 
   it('3 senders × 20 000 signals to one receiver: the counts add up exactly', async () => {

@@ -1,0 +1,233 @@
+/**
+ * Bench `rdma-coalesce`: seed 002's request engine (src/coalesce/) between two RDMA devices (or
+ * one, in loopback), three cases, each against its anchor in the same run:
+ *
+ *  - `32x64B`: requests of 32 elements of 64 B, gathered from local places 128 B apart (so no
+ *    two share an SGE) into contiguous remote memory. Elements per second with coalescing (each
+ *    request one work request of 32 SGEs) against the same requests on the same engine with
+ *    `maxSge: 1` (32 work requests of 64 B each). Target: at least 8×.
+ *  - `32MiB`: one request of a single 32 MiB element, divided at the port's max_msg_sz (rxe: 8 MiB)
+ *    into work requests of that size. MB/s against `ib_write_bw -s <max_msg_sz>` moving the same
+ *    bytes. Target: at least 0.9×.
+ *  - `post-list-16 4KiB` / `64KiB`: `rdma-write-bw --post-list 16` (a prepared chain of 16 writes
+ *    per ibv_post_send) against `ib_write_bw -l 16`, the same work on both sides. Target: at least
+ *    0.95× at both sizes. Run by rdma-write-bw itself; its rows and notes are carried over.
+ *
+ * The engine runs busy-polling (submit/progress, no allocation per request), as perftest does;
+ * up to `IN_FLIGHT` requests are submitted at once and the engine posts them as send-queue slots
+ * free up (tx depth 128, chains of up to 16 work requests, a completion every 32 work requests
+ * and at the end of each request). MB/s counts 2^20 bytes, as perftest. The server is a process of
+ * the same runtime on dev0 that keeps a buffer registered until told "done" (rdma-peer.ts, mode
+ * bw); perftest runs as in rdma-write-bw. The guest's figures swing ±30 % between runs, so each
+ * case alternates its two sides `--rounds` times and compares the medians.
+ */
+import { runtimeName } from '../ffi/runtime.js';
+import { RequestEngine, type RequestElement } from '../src/index.js';
+import { allowedCpus, COMMON_FLAGS, judgeTargets, makeRow, newReport, parseFlags, pinThread, progress, type BenchReport, type FlagSpec, type Row, type Target } from './common.js';
+import { BenchSide, bestRounds, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, pickDevices, ROUNDS_FLAG, runPerftest, runRound, settle, startServerPeer, takeDeviceNames, type DevicePair } from './rdma-shared.js';
+import { run as runWriteBw } from './rdma-write-bw.js';
+
+export const FLAGS: FlagSpec = {
+  ...COMMON_FLAGS,
+  requests: { kind: 'count', help: 'requests of 32×64 B per side (default 1000, --quick 250)' },
+  'large-requests': { kind: 'count', help: 'requests of 32 MiB (default 4, --quick 2); ib_write_bw moves the same bytes' },
+  'no-post-list': { kind: 'boolean', help: 'skip the post-list case (rdma-write-bw --post-list 16)' },
+  timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
+  ...DEVICE_FLAGS,
+  ...ROUNDS_FLAG,
+};
+
+const TX_DEPTH = 128;
+const ELEMENTS = 32;
+const ELEMENT_BYTES = 64;
+const LOCAL_STRIDE = 128;
+const LARGE = 32 << 20;
+const IN_FLIGHT = 64;
+const MIB = 1 << 20;
+const allowedCpusBefore = allowedCpus();
+
+interface Measured {
+  /** Bytes per second and requests per second over the measured loop. */
+  bytesPerSec: number;
+  requestsPerSec: number;
+  workRequests: number;
+}
+
+/**
+ * Start the server, connect a client with 32 SGEs, run `requests` requests of `elements` through
+ * a RequestEngine (per-request `maxSge`), once unmeasured (a tenth, for the JIT), then measured.
+ */
+async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, maxSge: number, cpus: [number, number] | null, timeoutMs: number): Promise<Measured> {
+  const client = new BenchSide(pair.dev1, pair.gidIndex, bufferBytes, TX_DEPTH, false, ELEMENTS);
+  let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
+  try {
+    const started = await startServerPeer('bw', pair, bufferBytes, 1, client, cpus?.[0] ?? null);
+    peer = started.peer;
+    const p = peer;
+    const deadline = Date.now() + timeoutMs;
+    const guard = () => {
+      if (!p.isRunningNow()) throw new Error(`${p.label} died${p.stderr ? `: ${p.stderr.trim()}` : ''}`);
+      if (Date.now() > deadline) throw new Error(`memwire requests did not finish within ${timeoutMs} ms`);
+    };
+    const remote = { addr: started.remote.addr, rkey: started.remote.rkey, length: bufferBytes };
+    const chain = makeElements(client);
+    const engine = new RequestEngine(client.qp, { signalEvery: 32, postList: 16 });
+    const options = { maxSge };
+    const loop = (count: number): number => {
+      let submitted = 0;
+      let settled = 0;
+      let polls = 0;
+      const t0 = process.hrtime.bigint();
+      while (settled < count) {
+        while (submitted < count && submitted - settled < IN_FLIGHT) {
+          if (engine.submit('write', remote, chain, submitted, options) < 0) break;
+          submitted++;
+        }
+        const n = engine.progress();
+        for (let i = 0; i < n; i++) if (engine.settled.error[i]) throw engine.settled.error[i];
+        settled += n;
+        if (n === 0 && (++polls & 0xffff) === 0) guard();
+      }
+      return Number(process.hrtime.bigint() - t0);
+    };
+    try {
+      loop(Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
+      await settle(p.pid);
+      const wrsBefore = engine.postedWorkRequests;
+      const ns = loop(requests);
+      const bytes = chain.reduce((s, e) => s + e.length, 0) * requests;
+      const measured = { bytesPerSec: bytes / (ns / 1e9), requestsPerSec: requests / (ns / 1e9), workRequests: engine.postedWorkRequests - wrsBefore };
+      engine.dispose();
+      // Tell the server it may leave: a zero-byte SEND into its one posted receive.
+      if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
+      let polls = 0;
+      while (client.sendCq.poll(1) === 0) if ((++polls & 0xffff) === 0) guard();
+      await peer.finish(10_000);
+      return measured;
+    } finally {
+      engine.dispose();
+    }
+  } finally {
+    await peer?.stop();
+    client.dispose();
+  }
+}
+
+export async function run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
+  const report = newReport('rdma-coalesce');
+  const names = takeDeviceNames(argv);
+  const flags = parseFlags(names.rest, FLAGS);
+  const quick = flags.boolean.has('quick');
+  const requests = flags.count.get('requests') ?? (quick ? 250 : 1000);
+  const largeRequests = flags.count.get('large-requests') ?? (quick ? 2 : 4);
+  const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 60 : 180)) * 1000;
+  const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_ROUNDS));
+  const pair = pickDevices(names, flags);
+  const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
+  const usePerftest = !flags.boolean.has('no-perftest');
+  progress(`rdma-coalesce on ${runtimeName}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
+
+  const rows: Row[] = [];
+  const targets: Target[] = [];
+  // The small elements: 32 × 64 B, 128 B apart locally, contiguous remotely.
+  const small = (side: BenchSide): RequestElement[] => Array.from({ length: ELEMENTS }, (_, i) => ({ mr: side.mr, offset: i * LOCAL_STRIDE, length: ELEMENT_BYTES, remoteOffset: i * ELEMENT_BYTES }));
+  const large = (side: BenchSide): RequestElement[] => [{ mr: side.mr, offset: 0, length: LARGE, remoteOffset: 0 }];
+  let maxMsg = 0;
+  if (cpus) pinThread(0, [cpus[1]]);
+  try {
+    // Case 1: coalesced vs one work request per element.
+    {
+      const coalesced: number[] = [];
+      const single: number[] = [];
+      for (let round = 1; round <= rounds; round++) {
+        const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
+        await runRound(
+          round,
+          async () => {
+            const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, ELEMENTS, cpus, timeoutMs);
+            coalesced.push(m.requestsPerSec * ELEMENTS);
+            progress(`32x64B coalesced: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests for ${requests} requests)${tag}`);
+          },
+          async () => {
+            const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, 1, cpus, timeoutMs);
+            single.push(m.requestsPerSec * ELEMENTS);
+            progress(`32x64B one WR per element: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests)${tag}`);
+          },
+        );
+      }
+      if (rounds > 1) report.notes.push(`32x64B rounds (elements/s): coalesced ${coalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${single.map((x) => x.toFixed(0)).join(', ')}${bestRounds(coalesced, single, 'higher')}`);
+      rows.push(makeRow('32x64B', 'elements/s', 'elements/s', 'higher', median(coalesced), median(single), 'memwire, one WR per element'));
+      targets.push({ case: '32x64B', metric: 'elements/s', anchorName: 'memwire, one WR per element', maxRatio: Infinity, minRatio: 8, text: '32 elements of 64 B to contiguous remote memory: elements/s with coalescing at least 8× one work request per element' });
+    }
+    // Case 2: one 32 MiB request divided at max_msg_sz vs ib_write_bw at that message size.
+    {
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      const probe = new BenchSide(pair.dev1, pair.gidIndex, 4096, 4);
+      try {
+        using engine = new RequestEngine(probe.qp);
+        maxMsg = engine.limits.maxMessageSize;
+      } finally {
+        probe.dispose();
+      }
+      const perftestSize = Math.min(maxMsg, LARGE);
+      const perftestIters = Math.max(1, Math.round((largeRequests * LARGE) / perftestSize));
+      for (let round = 1; round <= rounds; round++) {
+        const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
+        await runRound(
+          round,
+          async () => {
+            const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs);
+            ours.push(m.bytesPerSec / MIB);
+            progress(`32MiB: memwire ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests)${tag}`);
+          },
+          usePerftest
+            ? async () => {
+                try {
+                  const result = await runPerftest('ib_write_bw', ['-s', String(perftestSize), '-n', String(perftestIters)], pair, cpus, timeoutMs);
+                  const bw = column(result.columns, 'BW average');
+                  theirs.push(bw);
+                  progress(`32MiB: ib_write_bw -s ${perftestSize} -n ${perftestIters}: ${bw} MB/s${tag}`);
+                } catch (error) {
+                  const message = `ib_write_bw ${perftestSize} B failed${tag}: ${(error as Error).message}`;
+                  progress(message);
+                  report.notes.push(message);
+                }
+              }
+            : null,
+        );
+      }
+      if (rounds > 1) report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${bestRounds(ours, theirs, 'higher')}`);
+      rows.push(makeRow('32MiB', 'bandwidth', 'MB/s', 'higher', median(ours), theirs.length ? median(theirs) : null, 'ib_write_bw'));
+      targets.push({ case: '32MiB', metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio: 0.9, text: `one 32 MiB request divided at max_msg_sz (${maxMsg} B): MB/s at least 0.9× ib_write_bw at ${perftestSize}-byte messages` });
+    }
+  } finally {
+    if (cpus) pinThread(0, allowedCpusBefore);
+  }
+  // Case 3: rdma-write-bw --post-list 16 vs ib_write_bw -l 16 (4 KiB and 64 KiB).
+  if (!flags.boolean.has('no-post-list')) {
+    // rdma-write-bw's own flags pass on; this bench's (and their values) do not.
+    const passOn: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      if (/^--(requests|large-requests)$/.test(argv[i])) i++;
+      else if (!/^--(requests|large-requests)=|^--(no-post-list|json)$/.test(argv[i])) passOn.push(argv[i]);
+    }
+    passOn.push('--post-list', '16');
+    const sub = await runWriteBw(passOn);
+    for (const row of sub.report.rows) rows.push({ ...row, case: `post-list-16 ${row.case}` });
+    for (const t of sub.report.targets) {
+      const { pass: _pass, ...target } = t;
+      void _pass;
+      targets.push({ ...target, case: `post-list-16 ${t.case}` });
+    }
+    report.notes.push(...sub.report.notes.map((n) => `post-list-16: ${n}`));
+  }
+  report.rows = rows;
+  report.targets = judgeTargets(rows, usePerftest ? targets : targets.filter((t) => t.case === '32x64B'));
+  report.notes.unshift(
+    `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, up to ${IN_FLIGHT} requests submitted at once, chains of up to 16 work requests, a completion every 32 and at the end of each request`,
+    `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw`,
+    `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...); each figure is the median of its rounds`,
+  );
+  return { report, json: flags.boolean.has('json') };
+}

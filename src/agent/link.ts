@@ -1,0 +1,227 @@
+/**
+ * One control connection between a node agent and a peer (a process, or another agent), seen
+ * from either end: an rdma_cm RC connection whose QP carries the wire.ts messages as SENDs into
+ * RECV_SLOTS posted receive buffers of MAX_MESSAGE_BYTES each, and — on a client's side — the
+ * RDMA WRITEs into targets the agent registered on this very connection's protection domain.
+ *
+ * Everything is driven by the process's pump (pump.ts): completions are polled, never waited
+ * on. A link is lost — once, with the reason given to its owner — when the peer disconnects
+ * (rdma_cm DISCONNECTED), a work request fails (the QP went to error), or the peer sends a
+ * message wire.ts refuses (ProtocolError). Then the connection, its QP, CQ, PD and every memory
+ * region registered on that PD are destroyed.
+ */
+import { ClosedError, MemwireError, PeerGoneError, TimeoutError } from '../errors.js';
+import { completionError } from '../verbs/errors.js';
+import type { MemoryRegion } from '../verbs/memory-region.js';
+import type { CmConnection } from '../verbs/rdma-cm.js';
+import { pump } from './pump.js';
+import { decode, encode, MAX_MESSAGE_BYTES, type Message } from './wire.js';
+
+export const RECV_SLOTS = 16;
+export const SEND_SLOTS = 16;
+/** How often the connection manager's channel is checked for a disconnect. */
+export const CM_CHECK_MS = 50;
+const RECV_WR_BASE = 1;
+const SEND_WR_BASE = 1000;
+const WRITE_WR_BASE = 1_000_000;
+
+export interface LinkOwner {
+  /** A message arrived (already checked by wire.decode). May send; must not throw. */
+  onMessage(link: AgentLink, message: Message): void;
+  /** The link is gone (reason given); called once, before its connection is destroyed. */
+  onLost(link: AgentLink, reason: Error): void;
+}
+
+export class AgentLink {
+  readonly connection: CmConnection;
+  /** For messages: who is at the other end ("rxe1 agent", "pid 1234"). Set by the owner. */
+  label: string;
+  readonly #owner: LinkOwner;
+  readonly #recv = new Uint8Array(RECV_SLOTS * MAX_MESSAGE_BYTES);
+  readonly #send = new Uint8Array(SEND_SLOTS * MAX_MESSAGE_BYTES);
+  readonly #recvMr: MemoryRegion;
+  readonly #sendMr: MemoryRegion;
+  readonly #freeSend: number[] = [];
+  readonly #queued: Uint8Array[] = [];
+  readonly #writes = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  #writeSeq = 0;
+  #lastCmCheck = 0;
+  #cmCheckInFlight = false;
+  #lost: Error | undefined;
+  #flushWaiters: (() => void)[] = [];
+  readonly #task = (now: number) => this.#service(now);
+
+  /** Wrap an established connection: register the message buffers and post every receive. */
+  constructor(connection: CmConnection, owner: LinkOwner, label: string) {
+    this.connection = connection;
+    this.#owner = owner;
+    this.label = label;
+    this.#recvMr = connection.pd.registerMemory(this.#recv);
+    this.#sendMr = connection.pd.registerMemory(this.#send);
+    for (let i = 0; i < SEND_SLOTS; i++) this.#freeSend.push(i);
+    const recvs = Array.from({ length: RECV_SLOTS }, (_, slot) => ({
+      wrId: RECV_WR_BASE + slot,
+      sge: { mr: this.#recvMr, offset: slot * MAX_MESSAGE_BYTES, length: MAX_MESSAGE_BYTES },
+    }));
+    const rc = connection.qp.postRecv(recvs);
+    if (rc !== 0) throw new MemwireError('ERR_MEMWIRE_SYSTEM', `ibv_post_recv of the control link's ${RECV_SLOTS} receives failed (${rc})`);
+    pump.add(this.#task);
+  }
+
+  /** Why the link was lost, or undefined while it is up. */
+  get lost(): Error | undefined {
+    return this.#lost;
+  }
+
+  /** Send one message (queued in order while all send slots are in flight). ClosedError once lost. */
+  send(message: Message): void {
+    if (this.#lost) throw new ClosedError(`control link to ${this.label}`);
+    const bytes = encode(message);
+    if (this.#freeSend.length === 0 || this.#queued.length) this.#queued.push(bytes);
+    else this.#post(bytes);
+    pump.kick();
+  }
+
+  #post(bytes: Uint8Array): void {
+    const slot = this.#freeSend.pop()!;
+    const offset = slot * MAX_MESSAGE_BYTES;
+    this.#send.set(bytes, offset);
+    const rc = this.connection.qp.postSend({ wrId: SEND_WR_BASE + slot, sge: { mr: this.#sendMr, offset, length: bytes.length }, signaled: true });
+    if (rc !== 0) {
+      this.#freeSend.push(slot);
+      this.lose(new MemwireError('ERR_MEMWIRE_SYSTEM', `ibv_post_send of a control message to ${this.label} failed (${rc})`));
+    }
+  }
+
+  /**
+   * RDMA WRITE `length` bytes from `source` (at `sourceOffset`) to remote address `remoteAddress`
+   * (a target's base + offset) under `rkey`. Resolves when the write completed;
+   * rejects with the typed work-completion error, or PeerGoneError when the link is lost. The
+   * source region must stay registered (and its bytes unchanged) until then — unless `inline`
+   * (at most the QP's maxInlineData bytes): then the bytes are copied when it is posted.
+   */
+  write(source: MemoryRegion, sourceOffset: number, length: number, rkey: number, remoteAddress: number, inline = false): Promise<void> {
+    if (this.#lost) return Promise.reject(new ClosedError(`control link to ${this.label}`));
+    const wrId = WRITE_WR_BASE + (this.#writeSeq = (this.#writeSeq + 1) % 1_000_000_000);
+    return new Promise<void>((resolve, reject) => {
+      const rc = this.connection.qp.postSend({ wrId, opcode: 'write', sge: { mr: source, offset: sourceOffset, length }, remoteAddr: remoteAddress, rkey, signaled: true, inline });
+      if (rc !== 0) {
+        reject(new MemwireError('ERR_MEMWIRE_SYSTEM', `ibv_post_send (RDMA WRITE of ${length} bytes to ${this.label}) failed (${rc})`));
+        return;
+      }
+      this.#writes.set(wrId, { resolve, reject });
+      pump.kick();
+    });
+  }
+
+  /** Writes posted and not yet completed. */
+  get writesInFlight(): number {
+    return this.#writes.size;
+  }
+
+  /** Poll the completion queue now (non-blocking), for a caller that cannot wait for the pump. */
+  progress(): void {
+    this.#service(performance.now());
+  }
+
+  /** Resolves when every queued and posted message has completed (or the link is lost, or timeoutMs passes). */
+  flush(timeoutMs: number): Promise<void> {
+    if (this.#lost || (this.#queued.length === 0 && this.#freeSend.length === SEND_SLOTS)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#flushWaiters.push(done);
+    });
+  }
+
+  #service(now: number): boolean {
+    if (this.#lost) return false;
+    const cq = this.connection.cq;
+    let worked = false;
+    let n: number;
+    try {
+      n = cq.poll();
+    } catch (error) {
+      this.lose(error as Error);
+      return true;
+    }
+    for (let i = 0; i < n && !this.#lost; i++) {
+      const c = cq.completions[i];
+      worked = true;
+      const wrId = c.wrId;
+      if (!c.ok) {
+        const error = completionError(c);
+        this.#writes.get(wrId)?.reject(error);
+        this.#writes.delete(wrId);
+        this.lose(error);
+        break;
+      }
+      if (wrId >= WRITE_WR_BASE) {
+        this.#writes.get(wrId)?.resolve();
+        this.#writes.delete(wrId);
+      } else if (wrId >= SEND_WR_BASE) {
+        this.#freeSend.push(wrId - SEND_WR_BASE);
+        while (this.#queued.length && this.#freeSend.length && !this.#lost) this.#post(this.#queued.shift()!);
+        if (this.#queued.length === 0 && this.#freeSend.length === SEND_SLOTS) for (const w of this.#flushWaiters.splice(0)) w();
+      } else {
+        const slot = wrId - RECV_WR_BASE;
+        let message: Message;
+        try {
+          message = decode(this.#recv.subarray(slot * MAX_MESSAGE_BYTES, (slot + 1) * MAX_MESSAGE_BYTES), c.byteLen);
+        } catch (error) {
+          this.lose(error as Error);
+          break;
+        }
+        // The message is copied out: the buffer can take the next one.
+        const rc = this.connection.qp.postRecv({ wrId, sge: { mr: this.#recvMr, offset: slot * MAX_MESSAGE_BYTES, length: MAX_MESSAGE_BYTES } });
+        if (rc !== 0) {
+          this.lose(new MemwireError('ERR_MEMWIRE_SYSTEM', `ibv_post_recv on the link to ${this.label} failed (${rc})`));
+          break;
+        }
+        this.#owner.onMessage(this, message);
+      }
+    }
+    if (!this.#lost && !this.#cmCheckInFlight && now - this.#lastCmCheck >= CM_CHECK_MS) {
+      this.#lastCmCheck = now;
+      this.#cmCheckInFlight = true;
+      // A zero timeout makes this a non-blocking look at the channel: TimeoutError means "no event".
+      this.connection.disconnected({ timeoutMs: 0 }).then(
+        () => this.lose(new PeerGoneError(this.label, 'its end of the rdma_cm connection disconnected')),
+        (error: unknown) => {
+          if (!(error instanceof TimeoutError)) this.lose(error as Error);
+        },
+      ).finally(() => {
+        this.#cmCheckInFlight = false;
+      });
+    }
+    return worked;
+  }
+
+  /** Give the link up (idempotent): tell the owner why, fail pending writes, destroy the connection. */
+  lose(reason: Error): void {
+    if (this.#lost) return;
+    this.#lost = reason;
+    pump.delete(this.#task);
+    const gone = reason instanceof PeerGoneError ? reason : new PeerGoneError(this.label, `control link lost: ${reason.message}`);
+    for (const w of this.#writes.values()) w.reject(gone);
+    this.#writes.clear();
+    for (const w of this.#flushWaiters.splice(0)) w();
+    try {
+      this.#owner.onLost(this, reason);
+    } finally {
+      try {
+        this.connection.dispose();
+      } catch {
+        /* already torn down by the peer's disconnect; nothing of ours is left */
+      }
+    }
+  }
+
+  /** Close from this side (no reason to report beyond "closed"). Idempotent. */
+  close(): void {
+    this.lose(new ClosedError(`control link to ${this.label}`));
+  }
+}

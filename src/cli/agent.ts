@@ -1,0 +1,63 @@
+/**
+ * `memwire agent --device <dev> [--listen <addr>:<port>] [--node <name>]`: run this node's agent
+ * (src/agent/agent.ts) until SIGTERM or SIGINT, then stop it gracefully (BYE to every peer,
+ * targets deregistered and removed). Prints "memwire agent: listening on <addr>:<port>" once it
+ * accepts connections, then one line per event.
+ */
+import { DEFAULT_AGENT_PORT, NodeAgent } from '../agent/agent.js';
+import { deviceAddress, parseEndpoint } from '../agent/discover.js';
+import { UsageError } from '../errors.js';
+
+export const AGENT_USAGE = `usage: memwire agent --device <dev> [--listen <addr>:<port>] [--node <name>] [--quiet]
+  --device   the RDMA device this node's agent serves (e.g. rxe1)
+  --listen   IPv4:port to listen on; default the device's own IPv4 address (from its RoCE v2
+             GID) and port ${DEFAULT_AGENT_PORT}; ":<port>" keeps the device's address
+  --node     the node's name in messages (default: the device name)`;
+
+function option(argv: string[], name: string): string | undefined {
+  const at = argv.indexOf(name);
+  if (at < 0) return undefined;
+  const value = argv[at + 1];
+  if (value === undefined || value.startsWith('--')) throw new UsageError(`${name} needs a value\n\n${AGENT_USAGE}`);
+  return value;
+}
+
+export async function runAgent(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(AGENT_USAGE);
+    return 0;
+  }
+  const device = option(argv, '--device');
+  if (!device) throw new UsageError(`memwire agent needs --device\n\n${AGENT_USAGE}`);
+  const listen = option(argv, '--listen');
+  const quiet = argv.includes('--quiet');
+  let address: string | undefined;
+  let port = DEFAULT_AGENT_PORT;
+  if (listen !== undefined) {
+    const endpoint = parseEndpoint(listen.startsWith(':') ? `${deviceAddress(device).ipv4}${listen}` : listen, '--listen');
+    address = endpoint.address;
+    port = endpoint.port;
+  }
+  const say = (line: string) => console.log(`memwire agent: ${line}`);
+  const agent = NodeAgent.start({ device, address, port, node: option(argv, '--node'), log: quiet ? undefined : say });
+  say(`listening on ${agent.address}:${agent.port}`);
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      say(`${signal}: stopping`);
+      const finish = (code: number) => {
+        resolve(code);
+        // Nothing of the agent is left; a handle of the runtime must not keep the process up.
+        setTimeout(() => process.exit(code), 200).unref();
+      };
+      agent.stop().then(
+        () => finish(0),
+        (error: unknown) => {
+          console.error(`memwire agent: stop failed: ${(error as Error).message}`);
+          finish(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

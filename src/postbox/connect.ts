@@ -1,0 +1,181 @@
+/**
+ * Reaching a receiver (seed 001): a sender's memory space on the receiver's node — its data
+ * segment and ack segment, created on the first message to that node (claims 31–35, 39) — a
+ * postbox in it, and the registration entry in the receiver's endpoint segment that tells the
+ * receiver where that postbox is (claims 1, 14).
+ */
+import { CorruptionError, PeerGoneError, UsageError } from '../errors.js';
+import { DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
+import type { Image, Target } from '../transport/types.js';
+import { NodeSpace, OutChannel } from './channels.js';
+import { checkName, nodeTag, startOf, writeAscii } from './common.js';
+import {
+  AB_CONSUMED, AB_STATUS, ackBytes, AK_BLOCKS, AK_MAGIC, dataBytes, DIR_ASSIGNED, DIR_BYTES, DIR_EPOCH, DIR_NAME, DIR_NAME_LEN,
+  DIR_STATE, DS_ACK_DESCRIPTOR, DS_BLOCK_SIZE, DS_BLOCKS, DS_DIRECTORY, DS_MAGIC, DS_OPEN, DS_POSTBOXES, DS_SLOT_BYTES, DS_SLOTS,
+  DS_STATE, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN, EN_PID, EN_POSTBOX, EN_START_HI, EN_START_LO, EN_STATE, ENTRY_BYTES, ENTRY_CLAIMED,
+  ENTRY_FREE, ENTRY_READY, EP_BELL, EP_ENTRIES, EP_MAGIC, EP_MAX_INCOMING, EP_REGISTRATIONS, EP_STATUS, H_INIT, H_MAGIC, H_PID,
+  H_START_HI, H_START_LO, H_VERSION, INIT_READY, LAYOUT_VERSION, MAX_ENDPOINT_NAME, STATUS_CLOSED,
+} from './layout.js';
+import { dropChannel } from './liveness.js';
+import type { PostboxSender } from './sender.js';
+
+/** Resolve a peer to its channel, connecting on first use (lazy creation, claims 31–35). */
+export function channelFor(s: PostboxSender, peer: string): OutChannel {
+  const existing = s.out.get(peer);
+  if (existing) return existing;
+  if (typeof peer !== 'string') throw new UsageError(`peer must be a string, got ${typeof peer}`);
+  const at = peer.indexOf('@');
+  const name = at < 0 ? peer : peer.slice(0, at);
+  const node = at < 0 ? s.core.transport.node : peer.slice(at + 1);
+  checkName('peer name', name, MAX_ENDPOINT_NAME);
+  const ch = connect(s, peer, name, node);
+  s.out.set(peer, ch);
+  return ch;
+}
+
+export function reconnect(s: PostboxSender, peer: string, old: OutChannel): OutChannel {
+  if (!(old.gone instanceof PeerGoneError)) throw old.gone!;
+  const at = peer.indexOf('@');
+  const name = at < 0 ? peer : peer.slice(0, at);
+  const node = at < 0 ? s.core.transport.node : peer.slice(at + 1);
+  const descriptor = s.core.transport.find(`pb.${s.core.domain}.ep.${name}`, node);
+  if (!descriptor) throw old.gone;
+  let fresh: OutChannel;
+  try {
+    fresh = connect(s, peer, name, node);
+  } catch {
+    throw old.gone;
+  }
+  if (fresh.pid === old.pid && fresh.start === old.start) {
+    dropChannel(s, fresh, false);
+    throw old.gone;
+  }
+  s.out.set(peer, fresh);
+  return fresh;
+}
+
+function connect(s: PostboxSender, peer: string, name: string, node: string): OutChannel {
+  const descriptor = s.core.transport.find(`pb.${s.core.domain}.ep.${name}`, node);
+  if (!descriptor) throw new UsageError(`unknown peer ${JSON.stringify(peer)}: no endpoint of that name in domain ${JSON.stringify(s.core.domain)}`);
+  const endpoint = s.core.transport.attach(descriptor);
+  let space: NodeSpace | undefined;
+  try {
+    // The endpoint's creator stores init last; a just-opened endpoint may still be writing it.
+    const deadline = Date.now() + 2000;
+    while (endpoint.load(H_INIT) !== INIT_READY && Date.now() < deadline);
+    if (endpoint.load(H_MAGIC) !== EP_MAGIC || endpoint.load(H_VERSION) !== LAYOUT_VERSION || endpoint.load(H_INIT) !== INIT_READY) {
+      throw new CorruptionError(descriptor.name, 'not an initialised postbox endpoint segment (magic, version or init)');
+    }
+    const pid = endpoint.load(H_PID);
+    const start = startOf(endpoint.load(H_START_LO), endpoint.load(H_START_HI));
+    if ((endpoint.load(EP_STATUS) & STATUS_CLOSED) !== 0 || !s.core.transport.isAlive({ pid, start }, node)) {
+      throw new PeerGoneError(peer, 'its endpoint is closed or its process is not running');
+    }
+    const maxIncoming = endpoint.load(EP_MAX_INCOMING);
+    if (maxIncoming < 1 || EP_ENTRIES + maxIncoming * ENTRY_BYTES > descriptor.size) {
+      throw new CorruptionError(descriptor.name, `maxIncoming ${maxIncoming} does not fit the segment`);
+    }
+    space = spaceOn(s, node);
+    const index = space.postboxes.indexOf(undefined);
+    if (index < 0) throw new UsageError(`all ${space.geometry.postboxes} postboxes on node ${node} are in use (option postboxes)`);
+    const ch = new OutChannel(peer, space, index, endpoint, pid, start);
+    preparePostbox(space, ch, name);
+    register(s, endpoint, descriptor.name, maxIncoming, space, index);
+    space.postboxes[index] = ch;
+    return ch;
+  } catch (error) {
+    endpoint.dispose();
+    throw error;
+  }
+}
+
+/** Reset a postbox for a new receiver and name it in the directory (claim 1). */
+function preparePostbox(sp: NodeSpace, ch: OutChannel, receiver: string): void {
+  const g = sp.geometry;
+  const { image, words } = sp;
+  image.source.fill(0, ch.slotBase, ch.slotBase + g.slots * g.slotBytes);
+  image.write(ch.slotBase, g.slots * g.slotBytes);
+  // The ack block is ours (our node): reset it before the receiver can see the postbox.
+  Atomics.store(sp.ack.int32, ch.ackWord + (AB_CONSUMED >> 2), 0);
+  Atomics.store(sp.ack.int32, ch.ackWord + (AB_STATUS >> 2), 0);
+  const dir = DS_DIRECTORY + ch.index * DIR_BYTES;
+  words[(dir + DIR_EPOCH) >> 2] = (words[(dir + DIR_EPOCH) >> 2] + 1) | 0;
+  words[(dir + DIR_NAME_LEN) >> 2] = receiver.length;
+  image.source.fill(0, dir + DIR_NAME, dir + DIR_BYTES);
+  writeAscii(image.source, dir + DIR_NAME, receiver);
+  image.write(dir + DIR_EPOCH, DIR_BYTES - DIR_EPOCH);
+  image.publish(dir + DIR_STATE, DIR_ASSIGNED);
+}
+
+/** Tell the receiver where its postbox is: an entry in its endpoint segment. */
+function register(s: PostboxSender, endpoint: Image, region: string, maxIncoming: number, sp: NodeSpace, index: number): void {
+  for (let i = 0; i < maxIncoming; i++) {
+    const at = EP_ENTRIES + i * ENTRY_BYTES;
+    if (endpoint.compareExchange(at + EN_STATE, ENTRY_FREE, ENTRY_CLAIMED) !== ENTRY_FREE) continue;
+    const src = endpoint.source;
+    const w = new DataView(src.buffer, src.byteOffset + at, ENTRY_BYTES);
+    w.setInt32(EN_POSTBOX, index, true);
+    w.setInt32(EN_PID, s.core.transport.self.pid, true);
+    w.setUint32(EN_START_LO, Number(s.core.transport.self.start & 0xffffffffn), true);
+    w.setUint32(EN_START_HI, Number(s.core.transport.self.start >> 32n), true);
+    w.setInt32(EN_NAME_LEN, s.core.name.length, true);
+    src.fill(0, at + EN_NAME, at + EN_DESCRIPTOR);
+    writeAscii(src, at + EN_NAME, s.core.name);
+    encodeDescriptor(sp.data.descriptor, src.subarray(at + EN_DESCRIPTOR, at + EN_DESCRIPTOR + DESCRIPTOR_BYTES));
+    endpoint.write(at + EN_POSTBOX, EN_DESCRIPTOR + DESCRIPTOR_BYTES - EN_POSTBOX);
+    // Ordering point: the entry is complete before its state says READY.
+    endpoint.publish(at + EN_STATE, ENTRY_READY);
+    endpoint.add(EP_REGISTRATIONS, 1);
+    endpoint.add(EP_BELL, 1);
+    endpoint.notify(EP_BELL);
+    return;
+  }
+  throw new UsageError(`receiver ${region} has no free registration entry (its maxIncoming is ${maxIncoming})`);
+}
+
+/** This sender's memory space on `node`, created on first need with its ack segment (claims 31–35, 39). */
+function spaceOn(s: PostboxSender, node: string): NodeSpace {
+  const existing = s.spaces.get(node);
+  if (existing) return existing;
+  const g = s.geometry;
+  const self = s.core.transport.self;
+  const ack = s.core.transport.expose(`pb.${s.core.domain}.ack.${s.core.name}.${nodeTag(node)}`, ackBytes(g.postboxes), { replaceStale: true });
+  let data: Target | undefined;
+  let image: Image | undefined;
+  try {
+    const aw = ack.int32;
+    aw[H_MAGIC >> 2] = AK_MAGIC;
+    aw[H_VERSION >> 2] = LAYOUT_VERSION;
+    aw[H_PID >> 2] = self.pid;
+    aw[H_START_LO >> 2] = Number(self.start & 0xffffffffn);
+    aw[H_START_HI >> 2] = Number(self.start >> 32n);
+    aw[AK_BLOCKS >> 2] = g.postboxes;
+    Atomics.store(aw, H_INIT >> 2, INIT_READY);
+    data = s.core.transport.expose(`pb.${s.core.domain}.data.${s.core.name}`, dataBytes(g), { replaceStale: true, node });
+    image = s.core.transport.attach(data.descriptor);
+    const w = new Int32Array(image.source.buffer, image.source.byteOffset, 64 >> 2);
+    w[H_MAGIC >> 2] = DS_MAGIC;
+    w[H_VERSION >> 2] = LAYOUT_VERSION;
+    w[H_PID >> 2] = self.pid;
+    w[H_START_LO >> 2] = Number(self.start & 0xffffffffn);
+    w[H_START_HI >> 2] = Number(self.start >> 32n);
+    w[DS_POSTBOXES >> 2] = g.postboxes;
+    w[DS_SLOTS >> 2] = g.slots;
+    w[DS_SLOT_BYTES >> 2] = g.slotBytes;
+    w[DS_BLOCK_SIZE >> 2] = g.blockSize;
+    w[DS_BLOCKS >> 2] = g.blocks;
+    w[DS_STATE >> 2] = DS_OPEN;
+    encodeDescriptor(ack.descriptor, image.source.subarray(DS_ACK_DESCRIPTOR, DS_ACK_DESCRIPTOR + DESCRIPTOR_BYTES));
+    image.write(0, DS_DIRECTORY);
+    image.publish(H_INIT, INIT_READY);
+    const space = new NodeSpace(node, data, image, ack, g);
+    s.spaces.set(node, space);
+    return space;
+  } catch (error) {
+    // Nothing half-made stays: the names go with the owner's handles.
+    image?.dispose();
+    data?.dispose();
+    ack.dispose();
+    throw error;
+  }
+}

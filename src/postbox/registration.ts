@@ -1,0 +1,138 @@
+/**
+ * Attaching new senders (seed 001, claims 1, 14): a sender registers each postbox it assigns to
+ * this receiver in an entry of the receiver's endpoint segment (the sender's name, its process
+ * and the descriptor of its data segment). The receiver checks the entry and the data segment it
+ * names — header, geometry, and the directory entry that names this receiver — before it polls
+ * that postbox. A bad entry is a CorruptionError for that entry only, and is ignored until its
+ * sender frees it.
+ */
+import { CorruptionError, UsageError } from '../errors.js';
+import { decodeDescriptor, DESCRIPTOR_BYTES } from '../transport/descriptor.js';
+import type { Image, SegmentDescriptor, Target, Transport } from '../transport/types.js';
+import { InChannel } from './channels.js';
+import { MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, NAME, nodeTag, readAscii, startOf } from './common.js';
+import {
+  ackBytes, AK_BLOCKS, AK_MAGIC, dataBytes, DIR_ASSIGNED, DIR_BYTES, DIR_NAME, DIR_NAME_LEN, DIR_STATE, DS_ACK_DESCRIPTOR,
+  DS_BLOCK_SIZE, DS_BLOCKS, DS_DIRECTORY, DS_MAGIC, DS_POSTBOXES, DS_SLOT_BYTES, DS_SLOTS, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN,
+  EN_PID, EN_POSTBOX, EN_START_HI, EN_START_LO, EN_STATE, ENTRY_BYTES, ENTRY_FREE, ENTRY_READY, EP_ENTRIES, H_INIT, H_MAGIC,
+  H_VERSION, INIT_READY, LAYOUT_VERSION, MAX_ENDPOINT_NAME, type DataGeometry,
+} from './layout.js';
+import type { PostboxReceiver } from './receiver.js';
+
+/** Look at the registration entries for new senders. */
+export function scanRegistrations(r: PostboxReceiver): void {
+  const w = r.core.words;
+  for (let e = 0; e < r.maxIncoming; e++) {
+    const state = Atomics.load(w, (EP_ENTRIES + e * ENTRY_BYTES + EN_STATE) >> 2);
+    if (state !== ENTRY_READY) {
+      if (state === ENTRY_FREE) r.ignored.delete(e);
+      continue;
+    }
+    if (r.inByEntry[e] || r.ignored.has(e)) continue;
+    try {
+      attachIncoming(r, e);
+    } catch (error) {
+      r.ignored.add(e);
+      const region = r.core.target.descriptor.name;
+      r.errors.push(error instanceof CorruptionError ? error : new CorruptionError(region, `registration entry ${e}: ${(error as Error).message}`));
+    }
+  }
+}
+
+function attachIncoming(r: PostboxReceiver, e: number): void {
+  const base = EP_ENTRIES + e * ENTRY_BYTES;
+  const region = r.core.target.descriptor.name;
+  const entry = r.core.target.bytes.slice(base, base + ENTRY_BYTES); // a copy: checked, then used
+  const v = new DataView(entry.buffer);
+  const index = v.getInt32(EN_POSTBOX, true);
+  const pid = v.getInt32(EN_PID, true);
+  const start = startOf(v.getUint32(EN_START_LO, true), v.getUint32(EN_START_HI, true));
+  const nameLength = v.getInt32(EN_NAME_LEN, true);
+  if (nameLength < 1 || nameLength > MAX_ENDPOINT_NAME) throw new CorruptionError(region, `entry ${e}: sender name length ${nameLength}`);
+  const sender = readAscii(entry, EN_NAME, nameLength);
+  if (!NAME.test(sender)) throw new CorruptionError(region, `entry ${e}: sender name is not a valid endpoint name`);
+  const descriptor = decodeDescriptor(entry.subarray(EN_DESCRIPTOR), region);
+  if (descriptor.node !== r.core.transport.node) throw new CorruptionError(region, `entry ${e}: data segment on node ${descriptor.node}, not here`);
+  if (descriptor.name !== `pb.${r.core.domain}.data.${sender}`) throw new CorruptionError(region, `entry ${e}: data segment ${descriptor.name} is not ${sender}'s`);
+  let data: Target | undefined;
+  let ack: Image | undefined;
+  try {
+    // A sender creates its data segment, complete, before it registers: look before opening, so
+    // that an entry naming an object that is missing, empty or of another size costs no wait
+    // (opening one waits for its creator to initialise it) and is rejected at once.
+    if (!isThere(r.core.transport, descriptor, region, e)) {
+      // The sender closed (or died and was cleaned up) before we attached: nothing to read.
+      Atomics.store(r.core.words, (base + EN_STATE) >> 2, ENTRY_FREE);
+      return;
+    }
+    try {
+      data = r.core.transport.openLocal(descriptor);
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      Atomics.store(r.core.words, (base + EN_STATE) >> 2, ENTRY_FREE);
+      return;
+    }
+    const g = checkData(r, data, index);
+    const ackDescriptor = decodeDescriptor(data.bytes.subarray(DS_ACK_DESCRIPTOR, DS_ACK_DESCRIPTOR + DESCRIPTOR_BYTES), descriptor.name);
+    if (ackDescriptor.name !== `pb.${r.core.domain}.ack.${sender}.${nodeTag(r.core.transport.node)}`) {
+      throw new CorruptionError(descriptor.name, `ack segment ${ackDescriptor.name} is not ${sender}'s`);
+    }
+    if (!isThere(r.core.transport, ackDescriptor, descriptor.name, e)) throw new CorruptionError(descriptor.name, `its ack segment ${ackDescriptor.name} does not exist`);
+    ack = r.core.transport.attach(ackDescriptor);
+    if (ack.load(H_MAGIC) !== AK_MAGIC || ack.load(H_VERSION) !== LAYOUT_VERSION || ack.load(H_INIT) !== INIT_READY) {
+      throw new CorruptionError(ackDescriptor.name, 'not an initialised ack segment');
+    }
+    const blocks = ack.load(AK_BLOCKS);
+    if (blocks <= index || ackBytes(blocks) > ack.size) throw new CorruptionError(ackDescriptor.name, `${blocks} ack blocks; postbox ${index} needs more`);
+    const from = ackDescriptor.node === r.core.transport.node ? sender : `${sender}@${ackDescriptor.node}`;
+    const ch = new InChannel({ from, entry: e, data, ack, index, g, pid, start, node: ackDescriptor.node });
+    r.inByEntry[e] = ch;
+    r.in.push(ch);
+  } catch (error) {
+    ack?.dispose();
+    data?.dispose();
+    if (error instanceof CorruptionError) throw error;
+    throw new CorruptionError(region, `entry ${e}: ${(error as Error).message}`);
+  }
+}
+
+/** Check a sender's data segment header and our directory entry in it. */
+function checkData(r: PostboxReceiver, data: Target, index: number): DataGeometry {
+  const w = data.int32;
+  const name = data.descriptor.name;
+  if (Atomics.load(w, H_INIT >> 2) !== INIT_READY || w[H_MAGIC >> 2] !== DS_MAGIC || w[H_VERSION >> 2] !== LAYOUT_VERSION) {
+    throw new CorruptionError(name, 'not an initialised postbox data segment');
+  }
+  const g: DataGeometry = {
+    postboxes: w[DS_POSTBOXES >> 2],
+    slots: w[DS_SLOTS >> 2],
+    slotBytes: w[DS_SLOT_BYTES >> 2],
+    blockSize: w[DS_BLOCK_SIZE >> 2],
+    blocks: w[DS_BLOCKS >> 2],
+  };
+  const sane =
+    g.postboxes >= 1 && g.postboxes <= 4096 && g.slots >= 2 && g.slots <= 1 << 16 && g.slotBytes >= 64 && g.slotBytes % 64 === 0 &&
+    g.slotBytes <= MAX_SLOT_BYTES && g.postboxes * g.slots * g.slotBytes <= MAX_POSTBOX_BYTES && g.blockSize >= 64 &&
+    g.blockSize % 64 === 0 && g.blocks >= 1 && g.blocks * g.blockSize <= MAX_POOL_BYTES && dataBytes(g) === data.size;
+  if (!sane) throw new CorruptionError(name, `geometry ${JSON.stringify(g)} does not describe a ${data.size}-byte segment`);
+  if (index < 0 || index >= g.postboxes) throw new CorruptionError(name, `postbox ${index} of ${g.postboxes}`);
+  const dir = DS_DIRECTORY + index * DIR_BYTES;
+  const nameLength = w[(dir + DIR_NAME_LEN) >> 2];
+  if (Atomics.load(w, (dir + DIR_STATE) >> 2) !== DIR_ASSIGNED || nameLength !== r.core.name.length || readAscii(data.bytes, dir + DIR_NAME, nameLength) !== r.core.name) {
+    throw new CorruptionError(name, `directory entry ${index} is not assigned to ${r.core.name}`);
+  }
+  return g;
+}
+
+/**
+ * Whether the target `descriptor` names exists now: false if it does not (or is empty);
+ * CorruptionError if it has another size than the descriptor says. Opens nothing.
+ */
+function isThere(transport: Transport, descriptor: SegmentDescriptor, region: string, e: number): boolean {
+  const found = transport.find(descriptor.name, descriptor.node);
+  if (!found) return false;
+  if (found.size !== descriptor.size) {
+    throw new CorruptionError(region, `entry ${e}: names ${descriptor.name} of ${descriptor.size} bytes; the segment of that name has ${found.size}`);
+  }
+  return true;
+}

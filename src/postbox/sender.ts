@@ -1,0 +1,413 @@
+/**
+ * The sending half of a postbox endpoint (seed 001): placing messages in the receiver's postbox
+ * (inline up to slotBytes − 16 bytes, else in buffer blocks: claims 4, 5) and publishing their
+ * indicators (claims 1, 2); reclaiming acknowledged blocks, first from the receiver being sent to,
+ * then along the receiver list in order of use (claims 7–13, 16–30); back-pressure; and messages
+ * above the cyclic transaction size in pieces that reuse the same memory (claims 22–25).
+ * Reaching a receiver is connect.ts; noticing that it is gone, liveness.ts.
+ */
+import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError } from '../errors.js';
+import type { NodeSpace, OutChannel } from './channels.js';
+import { Claim } from './claim.js';
+import { type EndpointCore, LIVENESS_INTERVAL_MS, SendStatus, toBytes, WAIT_SLICE_MS, type PostboxState } from './common.js';
+import { channelFor, reconnect } from './connect.js';
+import {
+  AB_CONSUMED, AB_STATUS, AK_BELL, AK_SENDER_WAITING, DIR_BYTES, DIR_CLOSED, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_STATE,
+  EP_BELL, EP_STATUS, F_BLOCKS, F_FIRST, F_INLINE, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_HEADER, SLOT_INLINE,
+  SLOT_LENGTH, SLOT_LOCATION, SLOT_TOTAL, STATUS_CLOSED, type DataGeometry,
+} from './layout.js';
+import { checkReceiver, markBroken, markGone } from './liveness.js';
+
+export class PostboxSender {
+  readonly core: EndpointCore;
+  readonly geometry: DataGeometry;
+  /** Bytes above which a message goes in pieces (the cyclic transaction size). */
+  readonly cyclicTransactionSize: number;
+  readonly maxMessageBytes: number;
+  /** Node → this sender's memory space there. */
+  readonly spaces = new Map<string, NodeSpace>();
+  /** Peer ("name" or "name@node") → the channel to it. */
+  readonly out = new Map<string, OutChannel>();
+  readonly claims = new Set<Claim>();
+
+  constructor(core: EndpointCore, geometry: DataGeometry, cyclicTransactionSize: number, maxMessageBytes: number) {
+    this.core = core;
+    this.geometry = geometry;
+    this.cyclicTransactionSize = cyclicTransactionSize;
+    this.maxMessageBytes = maxMessageBytes;
+  }
+
+  /** Postbox.send(): place now if there is room, else queue behind this peer's earlier sends. */
+  async send(peer: string, data: Uint8Array | ArrayBufferView | ArrayBuffer): Promise<void> {
+    this.core.live();
+    const bytes = toBytes(data);
+    if (bytes.length > this.maxMessageBytes) {
+      throw new UsageError(`message of ${bytes.length} bytes is over the limit of ${this.maxMessageBytes} bytes`);
+    }
+    let ch = channelFor(this, peer);
+    // The liveness checks run on a timer; if it has not run for a while (the event loop was
+    // busy), check this receiver now, so a send never goes to one that died long ago. (send()
+    // only: trySend() keeps its hot path free of clocks and checks when it finds no room.)
+    const now = Date.now();
+    if (!ch.gone && now - ch.lastCheck >= LIVENESS_INTERVAL_MS) {
+      ch.lastCheck = now;
+      checkReceiver(this, ch);
+    }
+    if (ch.gone) ch = reconnect(this, peer, ch);
+    if (ch.queued === 0 && !ch.claimOpen && bytes.length <= this.cyclicTransactionSize) {
+      const status = this.place(ch, bytes, 0, bytes.length, F_FIRST | F_LAST, bytes.length);
+      if (status === SendStatus.OK) return;
+      if (status === SendStatus.PEER_GONE) throw ch.gone!;
+    }
+    ch.queued++;
+    const mine = ch.tail.then(() => this.sendSlow(ch, bytes));
+    ch.tail = mine.catch(() => undefined);
+    try {
+      await mine;
+    } finally {
+      ch.queued--;
+    }
+  }
+
+  /** Postbox.trySend(). */
+  trySend(peer: string, data: Uint8Array | ArrayBufferView | ArrayBuffer): number {
+    if (this.core.closed) this.core.live();
+    const bytes = data instanceof Uint8Array && data.length !== 0 ? data : toBytes(data);
+    const ch = this.out.get(peer) ?? channelFor(this, peer);
+    if (ch.gone) {
+      if (ch.gone instanceof PeerGoneError) return SendStatus.PEER_GONE;
+      throw ch.gone;
+    }
+    if (bytes.length > this.cyclicTransactionSize) return SendStatus.TOO_LARGE;
+    if (ch.queued !== 0 || ch.claimOpen) return SendStatus.FULL;
+    return this.place(ch, bytes, 0, bytes.length, F_FIRST | F_LAST, bytes.length);
+  }
+
+  /** Postbox.claim(). */
+  claim(peer: string, length: number): Claim | null {
+    this.core.live();
+    if (!Number.isSafeInteger(length) || length < 0 || length > this.cyclicTransactionSize) {
+      throw new UsageError(`claim length must be a whole number within 0..${this.cyclicTransactionSize}, got ${String(length)}`);
+    }
+    const ch = channelFor(this, peer);
+    if (ch.gone) throw ch.gone;
+    if (ch.claimOpen) throw new UsageError(`a claim for ${JSON.stringify(peer)} is already open`);
+    if (ch.queued !== 0) return null;
+    const sp = ch.space;
+    if (((ch.sent - ch.consumed) | 0) >= sp.geometry.slots && !this.refresh(ch)) {
+      if (this.full(ch) === SendStatus.PEER_GONE) throw ch.gone!;
+      return null;
+    }
+    const slot = ch.slotBase + ((ch.sent >>> 0) % sp.geometry.slots) * sp.geometry.slotBytes;
+    let first = -1;
+    let count = 0;
+    let at = slot + SLOT_INLINE;
+    if (length > sp.inlineMax) {
+      count = Math.ceil(length / sp.geometry.blockSize);
+      first = this.allocate(ch, count);
+      if (first < 0) {
+        if (this.full(ch) === SendStatus.PEER_GONE) throw ch.gone!;
+        return null;
+      }
+      at = sp.poolBase + first * sp.geometry.blockSize;
+    }
+    ch.claimOpen = true;
+    const claim = new Claim(this, ch, sp.image.source.subarray(at, at + length), slot, first, count);
+    this.claims.add(claim);
+    return claim;
+  }
+
+  /** @internal Claim.commit() */
+  commitClaim(claim: Claim, ch: OutChannel, length: number, slot: number, first: number, count: number): number {
+    ch.claimOpen = false;
+    this.claims.delete(claim);
+    if (this.core.closed) throw new ClosedError(`endpoint ${JSON.stringify(this.core.name)}`);
+    if (ch.gone) {
+      if (first >= 0) ch.space.allocator.release(first, count);
+      if (ch.gone instanceof PeerGoneError) return SendStatus.PEER_GONE;
+      throw ch.gone;
+    }
+    if (first >= 0) ch.space.image.write(ch.space.poolBase + first * ch.space.geometry.blockSize, length);
+    return this.publish(ch, slot, length, F_FIRST | F_LAST, length, first, count);
+  }
+
+  /** @internal Claim.abort() */
+  abortClaim(claim: Claim, ch: OutChannel, first: number, count: number): void {
+    ch.claimOpen = false;
+    this.claims.delete(claim);
+    if (first >= 0 && !ch.gone) ch.space.allocator.release(first, count);
+  }
+
+  /** Read the receiver's acknowledgment; true if the postbox has a free slot now. */
+  refresh(ch: OutChannel): boolean {
+    const aw = ch.space.ack.int32;
+    const consumed = Atomics.load(aw, ch.ackWord + (AB_CONSUMED >> 2));
+    const status = Atomics.load(aw, ch.ackWord + (AB_STATUS >> 2));
+    if (status !== 0) {
+      if (status === RX_CLOSED) markGone(this, ch, 'it closed the channel');
+      else if (status === RX_CORRUPT) markBroken(ch, new CorruptionError(ch.space.data.descriptor.name, `receiver ${ch.peer} found the channel's memory corrupt`));
+      else markBroken(ch, new CorruptionError(ch.space.ack.descriptor.name, `ack block ${ch.index} holds status ${status}`));
+      return false;
+    }
+    const advance = (consumed - ch.consumed) | 0;
+    if (advance < 0 || advance > ((ch.sent - ch.consumed) | 0)) {
+      markBroken(ch, new CorruptionError(ch.space.ack.descriptor.name, `ack block ${ch.index} says ${consumed} consumed; ${ch.consumed}..${ch.sent} is possible`));
+      return false;
+    }
+    ch.consumed = consumed;
+    return ((ch.sent - consumed) | 0) < ch.space.geometry.slots;
+  }
+
+  /** Reclaim acknowledged blocks of one receiver (claims 11, 16–18); drop it from the list at zero (claims 20, 30). */
+  reclaimFrom(ch: OutChannel): void {
+    if (ch.gone) return;
+    this.refresh(ch);
+    if (ch.gone) return;
+    const sp = ch.space;
+    ch.list.reclaim(ch.consumed, sp.allocator);
+    if (ch.list.blocks === 0 && ch.inList) {
+      sp.receivers.delete(ch);
+      ch.inList = false;
+      if (sp.lastUsed === ch) sp.lastUsed = undefined;
+    }
+  }
+
+  /** `count` contiguous blocks for `ch`, reclaiming acknowledged space when short; -1 if none. */
+  allocate(ch: OutChannel, count: number): number {
+    const sp = ch.space;
+    let first = sp.allocator.alloc(count);
+    if (first >= 0) return first;
+    // Claim 26 (and 24): first the memory of earlier messages — or pieces — to this receiver.
+    this.reclaimFrom(ch);
+    first = sp.allocator.alloc(count);
+    if (first >= 0) return first;
+    // Claims 10, 12, 13, 27, 28: then the receivers of this node, in order of use.
+    for (const other of sp.receivers) {
+      if (other === ch) continue;
+      this.reclaimFrom(other);
+      if (sp.allocator.free >= count) {
+        first = sp.allocator.alloc(count);
+        if (first >= 0) return first;
+      }
+    }
+    return sp.allocator.alloc(count);
+  }
+
+  /** Write one message or piece and publish its indicator; SendStatus. */
+  place(ch: OutChannel, data: Uint8Array, from: number, length: number, flags: number, total: number): number {
+    const sp = ch.space;
+    const g = sp.geometry;
+    // Claim 8: is there room in the postbox for an indicator?
+    if (((ch.sent - ch.consumed) | 0) >= g.slots && !this.refresh(ch)) return this.full(ch);
+    const slot = ch.slotBase + ((ch.sent >>> 0) % g.slots) * g.slotBytes;
+    const source = sp.image.source;
+    if (length <= sp.inlineMax) {
+      // Claims 4, 5: small enough to go inline, in the indicator's slot.
+      if (length > 0) source.set(from === 0 && length === data.length ? data : data.subarray(from, from + length), slot + SLOT_INLINE);
+      return this.publish(ch, slot, length, flags, total, -1, 0);
+    }
+    const count = Math.ceil(length / g.blockSize);
+    const first = this.allocate(ch, count);
+    if (first < 0) return this.full(ch);
+    const at = sp.poolBase + first * g.blockSize;
+    source.set(from === 0 && length === data.length ? data : data.subarray(from, from + length), at);
+    sp.image.write(at, length);
+    return this.publish(ch, slot, length, flags, total, first, count);
+  }
+
+  /**
+   * No room: FULL — unless the receiver is gone. Checked here at most every LIVENESS_INTERVAL_MS
+   * too, so a loop that only calls trySend (the event loop never runs) still learns of a death.
+   */
+  full(ch: OutChannel): number {
+    if (!ch.gone) {
+      const now = Date.now();
+      if (now - ch.lastCheck >= LIVENESS_INTERVAL_MS) {
+        ch.lastCheck = now;
+        checkReceiver(this, ch);
+      }
+    }
+    return ch.gone ? this.goneStatus(ch) : SendStatus.FULL;
+  }
+
+  goneStatus(ch: OutChannel): number {
+    if (ch.gone instanceof PeerGoneError) return SendStatus.PEER_GONE;
+    throw ch.gone;
+  }
+
+  /** The indicator: header words, then the sequence word last (claims 1, 2). */
+  publish(ch: OutChannel, slot: number, length: number, flags: number, total: number, first: number, count: number): number {
+    const sp = ch.space;
+    const w = sp.words;
+    const i = slot >> 2;
+    w[i + (SLOT_LENGTH >> 2)] = length;
+    if (first < 0) {
+      w[i + (SLOT_FLAGS >> 2)] = flags | F_INLINE;
+      w[i + (SLOT_LOCATION >> 2)] = 0;
+      sp.image.write(slot + SLOT_LENGTH, SLOT_HEADER - SLOT_LENGTH + length);
+    } else {
+      w[i + (SLOT_FLAGS >> 2)] = flags | F_BLOCKS;
+      w[i + (SLOT_LOCATION >> 2)] = first;
+      if ((flags & F_LAST) === 0) w[i + (SLOT_TOTAL >> 2)] = total;
+      sp.image.write(slot + SLOT_LENGTH, SLOT_HEADER - SLOT_LENGTH + 4);
+      // Claim 7: the list of sent messages holding blocks; claims 27, 29: the receiver list. The
+      // list holds at most `slots` messages: when full, its acknowledged ones are reclaimed now.
+      if (ch.list.length === sp.geometry.slots) ch.list.reclaim(ch.consumed, sp.allocator);
+      ch.list.push((ch.sent + 1) | 0, first, count);
+      if (!ch.inList) {
+        ch.inList = true;
+        sp.receivers.add(ch);
+      } else if (sp.lastUsed !== ch) {
+        sp.receivers.delete(ch);
+        sp.receivers.add(ch);
+      }
+      sp.lastUsed = ch;
+    }
+    const seq = (ch.sent + 1) | 0;
+    ch.sent = seq;
+    // Ordering point: indicator and message are written before the sequence word is published.
+    sp.image.publish(slot, seq);
+    // Ring only a receiver that said it sleeps (its flag is read after our publication).
+    const status = ch.endpoint.load(EP_STATUS);
+    if (status !== 0) {
+      if ((status & STATUS_CLOSED) !== 0) {
+        markGone(this, ch, 'it closed its endpoint');
+        return SendStatus.PEER_GONE;
+      }
+      ch.endpoint.add(EP_BELL, 1);
+      ch.endpoint.notify(EP_BELL, 1);
+    }
+    return SendStatus.OK;
+  }
+
+  /** Place a message or its pieces, waiting for room (back-pressure). */
+  async sendSlow(ch: OutChannel, bytes: Uint8Array): Promise<void> {
+    const total = bytes.length;
+    const cts = this.cyclicTransactionSize;
+    if (total <= cts) {
+      await this.placeWaiting(ch, bytes, 0, total, F_FIRST | F_LAST, total);
+      return;
+    }
+    // Claims 22–25: pieces of at most the cyclic transaction size; each reuses the memory of the
+    // ones before it once they are acknowledged (allocate() reclaims this receiver first).
+    for (let offset = 0; offset < total; ) {
+      const length = Math.min(cts, total - offset);
+      const flags = (offset === 0 ? F_FIRST : 0) | (offset + length === total ? F_LAST : 0);
+      await this.placeWaiting(ch, bytes, offset, length, flags, total);
+      offset += length;
+    }
+  }
+
+  async placeWaiting(ch: OutChannel, bytes: Uint8Array, from: number, length: number, flags: number, total: number): Promise<void> {
+    for (;;) {
+      this.core.live();
+      if (ch.gone) throw ch.gone;
+      if (ch.claimOpen) {
+        // A claim holds the next indicator: order per pair says wait for its commit or abort.
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        continue;
+      }
+      const status = this.place(ch, bytes, from, length, flags, total);
+      if (status === SendStatus.OK) return;
+      if (status === SendStatus.PEER_GONE) throw ch.gone!;
+      await this.waitForAcks(ch);
+    }
+  }
+
+  /** Sleep until some receiver acknowledges (or a slice passes); check the peer's liveness. */
+  async waitForAcks(ch: OutChannel): Promise<void> {
+    const ack = ch.space.ack;
+    const aw = ack.int32;
+    Atomics.add(aw, AK_SENDER_WAITING >> 2, 1);
+    try {
+      const bell = Atomics.load(aw, AK_BELL >> 2);
+      // Re-check after announcing: an acknowledgment stored before our flag rang no bell.
+      const consumed = Atomics.load(aw, ch.ackWord + (AB_CONSUMED >> 2));
+      if (consumed === ch.consumed) await ack.waitAsync(AK_BELL, bell, { timeoutMs: WAIT_SLICE_MS, spin: 500 });
+    } finally {
+      Atomics.sub(aw, AK_SENDER_WAITING >> 2, 1);
+    }
+    const now = Date.now();
+    if (now - ch.lastCheck >= LIVENESS_INTERVAL_MS) {
+      ch.lastCheck = now;
+      checkReceiver(this, ch);
+    }
+  }
+
+  /** Postbox.flush(). */
+  async flush(options: { timeoutMs?: number } = {}): Promise<void> {
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    for (;;) {
+      this.core.live();
+      let waiting: OutChannel | undefined;
+      for (const ch of this.out.values()) {
+        if (ch.gone) continue;
+        this.refresh(ch);
+        if (!ch.gone && ch.consumed !== ch.sent) waiting = ch;
+      }
+      if (!waiting && [...this.out.values()].every((ch) => ch.queued === 0 || ch.gone)) return;
+      if (Date.now() >= deadline) throw new TimeoutError(`endpoint ${JSON.stringify(this.core.name)}: receivers did not take every message within ${options.timeoutMs} ms`);
+      if (waiting) await this.waitForAcks(waiting);
+      else await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
+  /** Abort the claims left open (close(), before the endpoint counts as closed). */
+  abortClaims(): void {
+    for (const claim of [...this.claims]) claim.abort();
+    this.claims.clear();
+  }
+
+  /** Close every postbox, ring its receiver, release the segments (the sending half of close()). */
+  close(): void {
+    for (const ch of this.out.values()) {
+      if (!ch.gone) {
+        ch.gone = new PeerGoneError(ch.peer, 'this endpoint closed');
+        try {
+          ch.space.image.publish(DS_DIRECTORY + ch.index * DIR_BYTES + DIR_STATE, DIR_CLOSED);
+          ch.endpoint.add(EP_BELL, 1);
+          ch.endpoint.notify(EP_BELL);
+        } catch {
+          // the receiver is gone
+        }
+      }
+      ch.endpoint.dispose();
+    }
+    this.out.clear();
+    for (const sp of this.spaces.values()) {
+      try {
+        sp.image.publish(DS_STATE, DS_CLOSED);
+      } catch {
+        // already unmapped
+      }
+      sp.image.dispose();
+      sp.data.dispose();
+      sp.ack.dispose();
+    }
+    this.spaces.clear();
+  }
+
+  /** The sending half of inspect(). */
+  inspect(): Pick<PostboxState, 'nodes' | 'peers'> {
+    const nodes = [...this.spaces.values()].map((sp) => ({
+      node: sp.node,
+      dataSegment: sp.data.descriptor.name,
+      ackSegment: sp.ack.descriptor.name,
+      blocks: sp.geometry.blocks,
+      freeBlocks: sp.allocator.free,
+      receiverList: [...sp.receivers].map((ch) => ch.peer),
+      postboxesInUse: sp.postboxes.filter((ch) => ch !== undefined).length,
+    }));
+    const peers = [...this.out.values()].map((ch) => ({
+      peer: ch.peer,
+      node: ch.space.node,
+      postbox: ch.index,
+      sent: ch.sent,
+      acknowledged: ch.consumed,
+      bufferCount: ch.list.blocks,
+      messagesHoldingBlocks: ch.list.length,
+      gone: ch.gone?.name ?? null,
+    }));
+    return { nodes, peers };
+  }
+}

@@ -1,0 +1,147 @@
+// Segment-group faults on real /dev/shm (issue 13, items 6, 7, 11): one corrupt sender must not
+// block the others, a message number that skips ahead is a CorruptionError (not a silent stall),
+// sizes beyond the limit and wrong kinds of input are UsageErrors, and nothing is left behind.
+import { readdirSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CorruptionError, PeerGoneError, SharedRegion, UsageError } from '../../src/index.js';
+import { DE_SEQ, DIR_ENTRY, directoryOffset, MAX_SEGMENT_BYTES, SG_QUEUE } from '../../src/segments/layout.js';
+import { SegmentReceiver, SegmentSender } from '../../src/segments/segments.js';
+
+const GROUPS = [
+  { partitionSize: 64, partitions: 16 },
+  { partitionSize: 1024, partitions: 4 },
+];
+
+const closers: { close(): void }[] = [];
+const domains: string[] = [];
+afterEach(() => {
+  for (const c of closers.splice(0).reverse()) c.close();
+  for (const d of domains.splice(0)) for (const name of objectsOf(d)) SharedRegion.unlink(name);
+});
+
+const prefix = `memwire.u${process.getuid!()}.`;
+function objectsOf(d: string): string[] {
+  return readdirSync('/dev/shm').filter((e) => e.startsWith(`${prefix}sg.${d}.`)).map((e) => e.slice(prefix.length));
+}
+let n = 0;
+const domain = () => {
+  const d = `sgf${process.pid}x${n++}`;
+  domains.push(d);
+  return d;
+};
+
+function message(from: number, i: number): Uint8Array {
+  const size = [10, 100, 700][i % 3]; // both groups
+  return new Uint8Array(size).map((_, k) => (k * 7 + i * 13 + from) & 0xff);
+}
+
+/** rx with senders tx1 and tx2 (tx1 accepted first, so polled first). */
+function pair() {
+  const d = domain();
+  const rx = SegmentReceiver.open('rx', { domain: d, groups: GROUPS });
+  closers.push(rx);
+  rx.accept('tx1');
+  rx.accept('tx2');
+  const tx1 = SegmentSender.connect('tx1', 'rx', { domain: d });
+  const tx2 = SegmentSender.connect('tx2', 'rx', { domain: d });
+  closers.push(tx1, tx2);
+  return { d, rx, tx1, tx2 };
+}
+
+/** Poll until nothing more arrives: messages per sender, and every error raised. */
+function drain(rx: SegmentReceiver): { got: Map<string, Uint8Array[]>; errors: unknown[] } {
+  const got = new Map<string, Uint8Array[]>();
+  const errors: unknown[] = [];
+  for (let quiet = 0, i = 0; quiet < 5 && i < 1000; i++) {
+    try {
+      const delivered = rx.poll((b, o, l, from) => {
+        if (!got.has(from)) got.set(from, []);
+        got.get(from)!.push(b.slice(o, o + l));
+      });
+      quiet = delivered === 0 ? quiet + 1 : 0;
+    } catch (error) {
+      errors.push(error);
+      quiet = 0;
+    }
+  }
+  return { got, errors };
+}
+
+describe('item 6: one corrupt sender', () => {
+  it.each([
+    ['its queue entry ← 999', (d: string) => {
+      const seg = SharedRegion.open(`sg.${d}.seg.rx.tx1.0`);
+      seg.int32[SG_QUEUE >> 2] = 999;
+      seg.close();
+    }],
+    ['its message number + 5', (d: string) => {
+      const seg = SharedRegion.open(`sg.${d}.seg.rx.tx1.0`);
+      const at = (directoryOffset(16) + 0 * DIR_ENTRY + DE_SEQ) >> 2;
+      seg.int32[at] += 5;
+      seg.close();
+    }],
+  ])('%s: one CorruptionError for that sender; the other keeps being served; the corrupt one learns it', (_what, corrupt) => {
+    const { d, rx, tx1, tx2 } = pair();
+    expect(tx1.trySend(message(1, 0))).toBe(0); // 10 bytes: group 0, partition 0
+    corrupt(d);
+    for (let i = 0; i < 3; i++) expect(tx1.trySend(message(1, i + 1))).toBe(0);
+    const sent2 = Array.from({ length: 6 }, (_, i) => message(2, i));
+    for (const m of sent2) expect(tx2.trySend(m)).toBe(0);
+    const { got, errors } = drain(rx);
+    // Before: the same error on every poll and tx2 never served (queue), or nothing at all (number).
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(CorruptionError);
+    expect((errors[0] as CorruptionError).region).toBe(`sg.${d}.seg.rx.tx1.0`);
+    expect(got.get('tx2')).toEqual(sent2);
+    expect(got.get('tx1') ?? []).toEqual([]);
+    expect(() => tx1.trySend(message(1, 9))).toThrow(CorruptionError);
+    // tx2 goes on.
+    expect(tx2.trySend(message(2, 6))).toBe(0);
+    expect(drain(rx).got.get('tx2')).toEqual([message(2, 6)]);
+  });
+
+  it('a receiver that closes: its senders get PeerGoneError, and its segments are gone', () => {
+    const { d, rx, tx1 } = pair();
+    rx.close();
+    expect(() => tx1.trySend(message(1, 0))).toThrow(PeerGoneError);
+    expect(objectsOf(d)).toEqual([]);
+  });
+});
+
+describe('item 7: sizes beyond the limit', () => {
+  it('a group whose segment would exceed 1 GiB (5 × 512 MiB) is a UsageError up front; nothing is created', () => {
+    const d = domain();
+    expect(() => SegmentReceiver.open('rx', { domain: d, groups: [{ partitionSize: 512 << 20, partitions: 5 }] })).toThrow(UsageError);
+    expect(() => SegmentReceiver.open('rx', { domain: d, groups: [{ partitionSize: 64, partitions: 4 }, { partitionSize: MAX_SEGMENT_BYTES, partitions: 1 }] })).toThrow(UsageError);
+    expect(objectsOf(d)).toEqual([]);
+  });
+
+  it('a group at the limit (3 × 256 MiB partitions) carries messages; closing both ends leaves nothing', () => {
+    const d = domain();
+    const rx = SegmentReceiver.open('rx', { domain: d, groups: [{ partitionSize: 256 << 20, partitions: 3 }] });
+    rx.accept('tx');
+    const tx = SegmentSender.connect('tx', 'rx', { domain: d });
+    const m = new Uint8Array(1 << 20).map((_, i) => i);
+    expect(tx.trySend(m)).toBe(0);
+    let got: Uint8Array | undefined;
+    expect(rx.poll((b, o, l) => (got = b.slice(o, o + l)))).toBe(1);
+    expect(Buffer.compare(got!, m)).toBe(0);
+    tx.close();
+    rx.close();
+    expect(objectsOf(d)).toEqual([]);
+  });
+});
+
+describe('item 11: wrong kinds of input', () => {
+  it('no options, options that are not an object, a transport that is not one, a bad maxSenders: UsageError', () => {
+    const d = domain();
+    expect(() => SegmentReceiver.open('s2')).toThrow(UsageError);
+    expect(() => SegmentReceiver.open('s2', null as never)).toThrow(UsageError);
+    expect(() => SegmentReceiver.open('s2', { domain: d, groups: GROUPS, transport: {} as never })).toThrow(UsageError);
+    expect(() => SegmentReceiver.open('s2', { domain: d, groups: GROUPS, maxSenders: -1 })).toThrow(UsageError);
+    expect(() => SegmentReceiver.open('s2', { domain: d, groups: [null as never] })).toThrow(UsageError);
+    expect(() => SegmentSender.connect('tx', 's2', { domain: d, transport: {} as never })).toThrow(UsageError);
+    expect(() => SegmentSender.connect('tx', 's2', 7 as never)).toThrow(UsageError);
+    expect(objectsOf(d)).toEqual([]);
+  });
+});
