@@ -18,7 +18,7 @@ commands:
   demo [--rounds N] [--bulk N]    two processes exchange messages through shared memory
   bench <name> [--quick] [--json] run a benchmark against its anchor (memwire bench list)
   bench report [--quick] [--rxe] [--out DIR]
-                                  every benchmark on Node and Bun: report.md, report.json, SVG charts
+                                  every benchmark on Node, Bun and Deno: report.md, report.json, charts
   agent --device <dev> [--listen <addr>:<port>]   this node's agent for messaging across machines
   help, --help                    this text; memwire <command> --help tells more
   --version                       memwire's version

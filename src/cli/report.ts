@@ -1,7 +1,7 @@
 /**
  * `memwire bench report [--rxe] [--quick] [--out DIR] [--only a,b] [--runtimes node,bun,deno]`: runs
- * every benchmark on every runtime this checkout has (Node with koffi, Bun with bun:ffi, Deno with its
- * own FFI), each as
+ * every benchmark on every runtime this checkout has (Node with koffi, Bun with bun:ffi, Deno with
+ * its own FFI), each as
  * its own `memwire bench <name> --json` process, and writes DIR/report.md, DIR/report.json and
  * DIR/charts/*.svg. With --rxe the RDMA benchmarks run too, inside the Soft-RoCE guest
  * (scripts/rxe/run.sh, one boot for all of them); without it, on a host with no RDMA device,
@@ -89,21 +89,20 @@ interface Runtime {
   command: string[];
 }
 
-/**
- * The runtimes of this checkout: Node (this one, or node on PATH), Bun and Deno (node_modules/.bin;
- * Deno on its own FFI backend, with the --allow-all memwire needs there).
- */
+const RUNTIMES = ['node', 'bun', 'deno'];
+
+/** The runtimes of this checkout: Node (this one, or node on PATH), Bun and Deno (their npm packages' binaries). */
 function findRuntimes(wanted: string[] | null): { runtimes: Runtime[]; missing: string[] } {
-  const bunBin = join(PROJECT_ROOT, 'node_modules', '.bin', 'bun');
-  const denoBin = join(PROJECT_ROOT, 'node_modules', '.bin', 'deno');
+  const binary = (name: string) => join(PROJECT_ROOT, 'node_modules', '.bin', name);
   const all: Runtime[] = [
-    { name: 'node', command: [process.versions.bun || process.versions.deno ? 'node' : process.execPath] },
-    ...(existsSync(bunBin) ? [{ name: 'bun', command: [bunBin, '--bun'] }] : []),
-    ...(existsSync(denoBin) ? [{ name: 'deno', command: [denoBin, 'run', '--allow-all'] }] : []),
+    { name: 'node', command: [process.versions.bun || typeof (globalThis as { Deno?: unknown }).Deno !== 'undefined' ? 'node' : process.execPath] },
+    ...(existsSync(binary('bun')) ? [{ name: 'bun', command: [binary('bun'), '--bun'] }] : []),
+    // Deno opens /dev/shm, /proc and /sys to --allow-all only (docs/deno.md).
+    ...(existsSync(binary('deno')) ? [{ name: 'deno', command: [binary('deno'), 'run', '--allow-all'] }] : []),
   ];
-  const names = wanted ?? ['node', 'bun', 'deno'];
-  const unknown = names.filter((n) => !['node', 'bun', 'deno'].includes(n));
-  if (unknown.length) throw new ReportUsageError(`unknown runtime ${unknown.join(', ')} (node, bun, deno)`);
+  const names = wanted ?? RUNTIMES;
+  const unknown = names.filter((n) => !RUNTIMES.includes(n));
+  if (unknown.length) throw new ReportUsageError(`unknown runtime ${unknown.join(', ')} (${RUNTIMES.join(', ')})`);
   const runtimes = all.filter((r) => names.includes(r.name));
   return { runtimes, missing: names.filter((n) => !runtimes.some((r) => r.name === n)) };
 }

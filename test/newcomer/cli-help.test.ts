@@ -1,13 +1,17 @@
 // The memwire command's own surface, on the runtime under test: --version, --help on every
 // subcommand (exit 0, a usage line), and exit status 2 for every usage mistake.
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { selfCommand } from '../../ffi/runtime.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-const memwire = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000 });
+const memwire = (...args: string[]) => {
+  const [exe, ...argv] = selfCommand(cli, args);
+  return spawnSync(exe, argv, { encoding: 'utf8', timeout: 30_000 });
+};
 
 describe('memwire command line', () => {
   it('--version prints the package version', () => {
@@ -31,4 +35,26 @@ describe('memwire command line', () => {
       expect(run.stderr).not.toBe('');
     });
   }
+});
+
+// The guest side of `bench report --rxe` speaks one marked JSON line per run to the host (which
+// reads them out of scripts/rxe/run.sh's stream). On a host without RDMA the bench fails at once
+// with its NoDeviceError, and that failure must come back as a run, not vanish.
+const hasRdma = (() => {
+  try {
+    return readdirSync('/sys/class/infiniband').length > 0;
+  } catch {
+    return false;
+  }
+})();
+describe.skipIf(hasRdma)(`bench report's guest part${hasRdma ? ' (skipped: this host has an RDMA device, the bench would really run)' : ''}`, () => {
+  it('reports each run as one marked line, failures included', () => {
+    const run = memwire('bench', 'report', '--guest-part', '--only', 'rdma-lat', '--runtimes', 'node', '--quick');
+    expect(run.status).toBe(1);
+    const lines = run.stdout.split('\n').filter((l) => l.startsWith('memwire-report-run '));
+    expect(lines).toHaveLength(1);
+    const reported = JSON.parse(lines[0].slice('memwire-report-run '.length)) as { bench: string; runtime: string; place: string; status: string; error: string };
+    expect(reported).toMatchObject({ bench: 'rdma-lat', runtime: 'node', place: 'rxe', status: 'failed' });
+    expect(reported.error).toMatch(/no RDMA device/);
+  });
 });
