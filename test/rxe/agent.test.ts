@@ -195,7 +195,7 @@ describe.skipIf(!!skipReason)(`node agent across two nodes ${DEV0} → ${DEV1} (
     await client.allocate(name, 8192);
     expect(B.shm().some((n) => n.endsWith(targetRegionName(name)))).toBe(true);
     const exited = await agentB.kill('SIGTERM');
-    expect(exited).toEqual({ code: 0, signal: null });
+    expect(exited, `agent output:\n${agentB.output()}`).toEqual({ code: 0, signal: null });
     const why = await Promise.race([client.closed, new Promise<Error>((r) => setTimeout(() => r(new Error('not closed')), 10_000))]);
     expect(why).toBeInstanceOf(PeerGoneError);
     expect(why.message).toMatch(/BYE/);

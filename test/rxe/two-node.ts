@@ -55,7 +55,8 @@ function start(argv: string[], label: string): Proc {
           listeners.delete(check);
         };
         const check = () => {
-          for (const l of out.split('\n')) {
+          // Whole lines only: a line may arrive in several chunks.
+          for (const l of out.split('\n').slice(0, -1)) {
             const m = l.match(re);
             if (m) {
               done();
