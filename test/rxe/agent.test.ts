@@ -58,7 +58,7 @@ describe.skipIf(!!skipReason)(`node agent across two nodes ${DEV0} → ${DEV1} (
     const reader = B.run(['wait-read', name, bytes, 7, 60_000]);
     const writer = A.run(['write', B.address, PORT, A.address, name, bytes, 7]);
     await writer.line(/^written /, 60_000);
-    const read = await reader.line(/^read /, 60_000);
+    const read = await reader.line(/^read .*$/, 60_000);
     expect(read[0]).toBe('read ok 1 ok'); // woken from FUTEX_WAIT ('ok'), not a timeout; every byte as written
 
     // Isolation: the target exists in B's /dev/shm only — not in A's, not in the guest's own.
@@ -178,7 +178,7 @@ describe.skipIf(!!skipReason)(`node agent across two nodes ${DEV0} → ${DEV1} (
       image.publish(0, 1);
       image.notify(0);
       await image.settled();
-      expect((await reader.line(/^read /, 60_000))[0]).toBe('read ok 1 ok');
+      expect((await reader.line(/^read .*$/, 60_000))[0]).toBe('read ok 1 ok');
       expect(() => image.load(0)).toThrow(/asynchronous transport interface/);
       expect(() => image.put(64 + bytes, new Uint8Array(1))).toThrow(/outside the image/);
       image.dispose();
