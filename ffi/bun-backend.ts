@@ -5,6 +5,7 @@
  */
 import { CFunction, CString, dlopen, FFIType, ptr, toArrayBuffer } from 'bun:ffi';
 import { checkViewLength, type AsyncResult, type CType, type FfiBackend, type FnDecl, type NativeFn, type NativeLibrary } from './types.js';
+import { cString } from './c-string.js';
 
 const BUN_TYPE: Record<CType, number> = {
   void: FFIType.void,
@@ -18,17 +19,6 @@ const BUN_TYPE: Record<CType, number> = {
   cstr: FFIType.ptr,
   buf: FFIType.ptr,
 };
-
-const encoder = new TextEncoder();
-
-/** A NUL-terminated copy of a JS string, as bun:ffi needs for `const char *` arguments. */
-function cString(value: unknown): Uint8Array | null {
-  if (value === null || value === undefined) return null;
-  const bytes = encoder.encode(String(value));
-  const out = new Uint8Array(bytes.length + 1);
-  out.set(bytes);
-  return out;
-}
 
 function readCString(address: number): string | null {
   if (!address) return null;

@@ -15,6 +15,7 @@
  */
 import type { AsyncResult, CType, FfiBackend, FnDecl, NativeFn, NativeLibrary } from './types.js';
 import { checkViewLength, ERRNO_UNKNOWN } from './types.js';
+import { cString } from './c-string.js';
 
 // The part of Deno's FFI namespace memwire uses (the project type-checks without Deno's types).
 interface DenoPointerStatics {
@@ -54,17 +55,6 @@ const DENO_TYPE: Record<CType, string> = {
 };
 // Results: a C string comes back as a pointer object to read; 64-bit integers as BigInt.
 const DENO_RESULT: Record<CType, string> = { ...DENO_TYPE, cstr: 'pointer' };
-
-const encoder = new TextEncoder();
-
-/** A NUL-terminated copy of a JS string, for `const char *` arguments. */
-function cString(value: unknown): Uint8Array | null {
-  if (value === null || value === undefined) return null;
-  const bytes = encoder.encode(String(value));
-  const out = new Uint8Array(bytes.length + 1);
-  out.set(bytes);
-  return out;
-}
 
 function pointerOf(address: number): object | null {
   return address ? Deno.UnsafePointer.create(BigInt(address)) : null;
