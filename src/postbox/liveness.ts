@@ -65,7 +65,7 @@ export function removeIfIncarnation(transport: Transport, name: string, node: st
   try {
     const now = transport.find(name, node);
     if (!now) return;
-    const probe = transport.attach(now);
+    const probe = transport.attach(now, { timeoutMs: 0 }); // a timer must not wait: not initialised → leave it
     try {
       if (probe.load(H_PID) === pid && startOf(probe.load(H_START_LO), probe.load(H_START_HI)) === start) transport.remove(name, node);
     } finally {
@@ -152,7 +152,7 @@ function senderClosed(transport: Transport, domain: string, ch: InChannel): bool
   try {
     const found = transport.find(name, ch.node);
     if (!found) return true;
-    const probe = transport.attach(found);
+    const probe = transport.attach(found, { timeoutMs: 0 }); // not initialised: a successor is creating it
     try {
       if (probe.load(H_PID) !== ch.pid || startOf(probe.load(H_START_LO), probe.load(H_START_HI)) !== ch.start) return true;
       return (probe.load(EP_STATUS) & STATUS_CLOSED) !== 0;

@@ -16,7 +16,7 @@ import {
   SLOT_LOCATION, SLOT_TOTAL, STATUS_SLEEPING,
 } from './layout.js';
 import { removeIfIncarnation } from './liveness.js';
-import { scanRegistrations } from './registration.js';
+import { retryNotReady, scanRegistrations } from './registration.js';
 
 export class PostboxReceiver {
   readonly core: EndpointCore;
@@ -30,6 +30,10 @@ export class PostboxReceiver {
   readonly ignored = new Set<number>();
   /** CorruptionErrors of dropped channels, thrown one per poll(). */
   readonly errors: Error[] = [];
+  /** Entries whose segments were not initialised yet → when that was first seen (Date.now()). */
+  readonly notReady = new Map<number, number>();
+  /** When poll() looks at the notReady entries again. */
+  notReadyRetryAt = 0;
   /** The endpoint's registration counter when the entries were last scanned. */
   registrations = -1;
   #rr = 0;
@@ -53,6 +57,8 @@ export class PostboxReceiver {
     if (registrations !== this.registrations) {
       this.registrations = registrations;
       scanRegistrations(this);
+    } else if (this.notReady.size > 0) {
+      retryNotReady(this);
     }
     const list = this.in;
     const n = list.length;

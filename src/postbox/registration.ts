@@ -4,11 +4,11 @@
  * and the descriptor of its data segment). The receiver checks the entry and the data segment it
  * names — header, geometry, and the directory entry that names this receiver — before it polls
  * that postbox. A bad entry is a CorruptionError for that entry only, and is ignored until its
- * sender frees it.
+ * sender frees it. Nothing here waits: poll() calls it.
  */
-import { CorruptionError, UsageError } from '../errors.js';
+import { CorruptionError, TimeoutError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES } from '../transport/descriptor.js';
-import type { Image, SegmentDescriptor, Target, Transport } from '../transport/types.js';
+import type { Image, OpenTargetOptions, SegmentDescriptor, Target, Transport } from '../transport/types.js';
 import { InChannel } from './channels.js';
 import { MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, NAME, nodeTag, readAscii, startOf } from './common.js';
 import {
@@ -19,23 +19,85 @@ import {
 } from './layout.js';
 import type { PostboxReceiver } from './receiver.js';
 
-/** Look at the registration entries for new senders. */
+/**
+ * How long an entry may name a data or ack segment whose header is not initialised yet before it
+ * is rejected. A sender creates both, complete, before it registers, so such an entry is almost
+ * certainly hostile; it is still given the time an opener used to wait for a creator — but across
+ * polls, never inside one.
+ */
+export const NOT_READY_GRACE_MS = 2000;
+/** How often poll() looks again at entries whose segments were not ready. */
+const NOT_READY_RETRY_MS = 20;
+
+/** Look at every registration entry for new senders. */
 export function scanRegistrations(r: PostboxReceiver): void {
   const w = r.core.words;
   for (let e = 0; e < r.maxIncoming; e++) {
     const state = Atomics.load(w, (EP_ENTRIES + e * ENTRY_BYTES + EN_STATE) >> 2);
     if (state !== ENTRY_READY) {
       if (state === ENTRY_FREE) r.ignored.delete(e);
+      r.notReady.delete(e);
       continue;
     }
     if (r.inByEntry[e] || r.ignored.has(e)) continue;
-    try {
-      attachIncoming(r, e);
-    } catch (error) {
-      r.ignored.add(e);
-      const region = r.core.target.descriptor.name;
-      r.errors.push(error instanceof CorruptionError ? error : new CorruptionError(region, `registration entry ${e}: ${(error as Error).message}`));
+    tryAttach(r, e);
+  }
+}
+
+/**
+ * Look again at the entries whose segments were not initialised (at most every
+ * NOT_READY_RETRY_MS): poll() calls this while any are waiting.
+ */
+export function retryNotReady(r: PostboxReceiver): void {
+  const now = Date.now();
+  if (now < r.notReadyRetryAt) return;
+  r.notReadyRetryAt = now + NOT_READY_RETRY_MS;
+  for (const e of [...r.notReady.keys()]) {
+    if (Atomics.load(r.core.words, (EP_ENTRIES + e * ENTRY_BYTES + EN_STATE) >> 2) !== ENTRY_READY || r.inByEntry[e] || r.ignored.has(e)) {
+      r.notReady.delete(e);
+      continue;
     }
+    tryAttach(r, e);
+  }
+}
+
+/** Attach entry `e`'s sender; a bad entry is ignored with one CorruptionError, one not ready yet kept for later. */
+function tryAttach(r: PostboxReceiver, e: number): void {
+  const region = r.core.target.descriptor.name;
+  try {
+    attachIncoming(r, e);
+    r.notReady.delete(e);
+  } catch (error) {
+    if (error instanceof NotReady) {
+      const first = r.notReady.get(e);
+      const now = Date.now();
+      if (first === undefined) {
+        r.notReady.set(e, now);
+        return;
+      }
+      if (now - first <= NOT_READY_GRACE_MS) return;
+      error = new CorruptionError(region, `registration entry ${e}: ${error.segment} was not initialised within ${NOT_READY_GRACE_MS} ms of being seen`);
+    }
+    r.notReady.delete(e);
+    r.ignored.add(e);
+    r.errors.push(error instanceof CorruptionError ? error : new CorruptionError(region, `registration entry ${e}: ${(error as Error).message}`));
+  }
+}
+
+/** A segment an entry names exists with the right size, but its creator has not initialised its header (yet). */
+class NotReady extends Error {
+  constructor(readonly segment: string) {
+    super(`${segment} is not initialised yet`);
+  }
+}
+
+/** Open a segment without waiting for its creator: TimeoutError (not initialised) becomes NotReady. */
+function openNow<T>(name: string, open: (options: OpenTargetOptions) => T): T {
+  try {
+    return open({ timeoutMs: 0 });
+  } catch (error) {
+    if (error instanceof TimeoutError) throw new NotReady(name);
+    throw error;
   }
 }
 
@@ -58,15 +120,16 @@ function attachIncoming(r: PostboxReceiver, e: number): void {
   let ack: Image | undefined;
   try {
     // A sender creates its data segment, complete, before it registers: look before opening, so
-    // that an entry naming an object that is missing, empty or of another size costs no wait
-    // (opening one waits for its creator to initialise it) and is rejected at once.
+    // that an entry naming an object that is missing, empty or of another size is dealt with at
+    // once; and open without waiting, so that one of the right size whose header is not
+    // initialised costs poll() no wait either (NotReady: looked at again on later polls).
     if (!isThere(r.core.transport, descriptor, region, e)) {
       // The sender closed (or died and was cleaned up) before we attached: nothing to read.
       Atomics.store(r.core.words, (base + EN_STATE) >> 2, ENTRY_FREE);
       return;
     }
     try {
-      data = r.core.transport.openLocal(descriptor);
+      data = openNow(descriptor.name, (options) => r.core.transport.openLocal(descriptor, options));
     } catch (error) {
       if (!(error instanceof UsageError)) throw error;
       Atomics.store(r.core.words, (base + EN_STATE) >> 2, ENTRY_FREE);
@@ -78,7 +141,7 @@ function attachIncoming(r: PostboxReceiver, e: number): void {
       throw new CorruptionError(descriptor.name, `ack segment ${ackDescriptor.name} is not ${sender}'s`);
     }
     if (!isThere(r.core.transport, ackDescriptor, descriptor.name, e)) throw new CorruptionError(descriptor.name, `its ack segment ${ackDescriptor.name} does not exist`);
-    ack = r.core.transport.attach(ackDescriptor);
+    ack = openNow(ackDescriptor.name, (options) => r.core.transport.attach(ackDescriptor, options));
     if (ack.load(H_MAGIC) !== AK_MAGIC || ack.load(H_VERSION) !== LAYOUT_VERSION || ack.load(H_INIT) !== INIT_READY) {
       throw new CorruptionError(ackDescriptor.name, 'not an initialised ack segment');
     }
@@ -91,7 +154,7 @@ function attachIncoming(r: PostboxReceiver, e: number): void {
   } catch (error) {
     ack?.dispose();
     data?.dispose();
-    if (error instanceof CorruptionError) throw error;
+    if (error instanceof CorruptionError || error instanceof NotReady) throw error;
     throw new CorruptionError(region, `entry ${e}: ${(error as Error).message}`);
   }
 }

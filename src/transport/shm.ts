@@ -16,13 +16,16 @@ import { SHM_DIRECTORY, userPrefix, validateName } from '../shm/names.js';
 import { isProcessAlive, selfPid, selfStartTime } from '../shm/process-identity.js';
 import { REGION_HEADER_SIZE } from '../shm/region-layout.js';
 import { SharedRegion } from '../shm/region.js';
-import type { ExposeOptions, Image, ProcessIdentity, SegmentDescriptor, Target, Transport } from './types.js';
+import type { ExposeOptions, Image, OpenTargetOptions, ProcessIdentity, SegmentDescriptor, Target, Transport } from './types.js';
 
 /** This machine's node name for descriptors: the hostname, reduced to descriptor characters. */
 export function localNodeName(): string {
   const name = hostname().replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 64);
   return name || 'localhost';
 }
+
+/** How long openLocal()/attach() wait for another process to finish initialising a target. */
+const DEFAULT_OPEN_TIMEOUT_MS = 2000;
 
 interface Mapped {
   readonly region: SharedRegion;
@@ -76,13 +79,13 @@ export class ShmTransport implements Transport {
     return new ShmTarget(this, mapped, this.#describe(region), true);
   }
 
-  openLocal(descriptor: SegmentDescriptor): Target {
-    const mapped = this.#acquire(descriptor);
+  openLocal(descriptor: SegmentDescriptor, options: OpenTargetOptions = {}): Target {
+    const mapped = this.#acquire(descriptor, options);
     return new ShmTarget(this, mapped, this.#describe(mapped.region), false);
   }
 
-  attach(descriptor: SegmentDescriptor): Image {
-    const mapped = this.#acquire(descriptor);
+  attach(descriptor: SegmentDescriptor, options: OpenTargetOptions = {}): Image {
+    const mapped = this.#acquire(descriptor, options);
     return new ShmImage(this, mapped, this.#describe(mapped.region));
   }
 
@@ -115,7 +118,7 @@ export class ShmTransport implements Transport {
     return { transport: this.kind, node: this.node, name: region.name, size: region.size, key: 0 };
   }
 
-  #acquire(descriptor: SegmentDescriptor): Mapped {
+  #acquire(descriptor: SegmentDescriptor, options: OpenTargetOptions): Mapped {
     const { transport, node, name, size } = descriptor;
     if (transport !== this.kind) throw new UsageError(`descriptor of transport ${JSON.stringify(transport)} given to the shm transport`);
     if (node !== this.node) throw new UsageError(`target ${JSON.stringify(name)} lives on node ${JSON.stringify(node)}, not on ${this.node}`);
@@ -125,7 +128,7 @@ export class ShmTransport implements Transport {
     if (!mapped) {
       let region: SharedRegion;
       try {
-        region = SharedRegion.open(name, { timeoutMs: 2000 });
+        region = SharedRegion.open(name, { timeoutMs: options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS });
       } catch (error) {
         if (error instanceof SystemError && error.errnoName === 'ENOENT') throw new UsageError(`no target named ${JSON.stringify(name)} on ${node}`);
         throw error;

@@ -107,6 +107,17 @@ export interface ExposeOptions {
   node?: string;
 }
 
+/** How openLocal() and attach() treat a target whose creator has not finished initialising it. */
+export interface OpenTargetOptions {
+  /**
+   * How long to wait for the creator, in ms; the transport's default if absent (shm: 2000).
+   * 0: do not wait — a target not initialised yet is a TimeoutError at once, so a caller that must
+   * not block (a receiver's poll()) can look again later. A target that is there and wrong is a
+   * CorruptionError whatever this says.
+   */
+  timeoutMs?: number;
+}
+
 export interface Transport {
   /** 'shm', 'inproc', … (the descriptor's `transport`). */
   readonly kind: string;
@@ -121,11 +132,12 @@ export interface Transport {
   expose(name: string, size: number, options?: ExposeOptions): Target;
   /**
    * Open a target on this node created by another handle (any local process) to read it in
-   * place. CorruptionError if the descriptor does not match what exists; UsageError if none does.
+   * place. CorruptionError if the descriptor does not match what exists; UsageError if none does;
+   * TimeoutError if its creator has not initialised it within `options.timeoutMs`.
    */
-  openLocal(descriptor: SegmentDescriptor): Target;
-  /** Form an image of a target (claim 3/4 of seed 000). Errors as for openLocal. */
-  attach(descriptor: SegmentDescriptor): Image;
+  openLocal(descriptor: SegmentDescriptor, options?: OpenTargetOptions): Target;
+  /** Form an image of a target (claim 3/4 of seed 000). Options and errors as for openLocal. */
+  attach(descriptor: SegmentDescriptor, options?: OpenTargetOptions): Image;
   /** The descriptor of the target named `name` on `node` (default this one), or undefined. */
   find(name: string, node?: string): SegmentDescriptor | undefined;
   /** Whether the process `who` (on `node`, default this one) still runs. */

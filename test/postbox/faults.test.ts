@@ -3,11 +3,12 @@
 // registration entries, sizes beyond the limits, payloads and options of the wrong kind. Each
 // wait is bounded by LIVENESS_BOUND_MS, by a child's exit, or (backstop) by the test's timeout;
 // nothing here asserts a time.
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CorruptionError, LIVENESS_BOUND_MS, PeerGoneError, Postbox, SendStatus, SharedRegion, ShmTransport, UsageError,
 } from '../../src/index.js';
+import { REGION_HEADER_SIZE } from '../../src/shm/region-layout.js';
 import { DESCRIPTOR_BYTES, encodeDescriptor } from '../../src/transport/descriptor.js';
 import {
   DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_STATE, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN, EN_PID, EN_POSTBOX, EN_STATE, ENTRY_BYTES,
@@ -183,6 +184,104 @@ describe('item 5: hostile registration entries', () => {
     }
   });
 });
+
+describe('item 5 (residual): entries naming objects of the right size whose header was never initialised', () => {
+  it('poll() never waits for them: a healthy sender is served meanwhile, and each is rejected once, with a CorruptionError, after the grace', async () => {
+    const d = domain('uninit');
+    const R = Postbox.open('R', { domain: d, maxIncoming: 16 });
+    boxes.push(R);
+    const node = new ShmTransport().node;
+    const endpoint = SharedRegion.open(`pb.${d}.ep.R`);
+    const dataSize = 1 << 20;
+    try {
+      for (let e = 0; e < 8; e++) {
+        // The size a 1 MiB data segment's object has (header + data), every byte zero: the
+        // transport's size check passes, and an opener that waits for the init word waits.
+        const path = `/dev/shm/${prefix}pb.${d}.data.evil${e}`;
+        writeFileSync(path, '', { mode: 0o600 });
+        truncateSync(path, REGION_HEADER_SIZE + dataSize);
+        forgeEntry(endpoint, node, e, `pb.${d}.data.evil${e}`, `evil${e}`, dataSize);
+      }
+      Atomics.add(endpoint.int32, EP_REGISTRATIONS >> 2, 1);
+      const A = Postbox.open('A', { domain: d });
+      boxes.push(A);
+      expect(A.trySend('R', new Uint8Array([7]))).toBe(SendStatus.OK);
+
+      // Poll until all eight are rejected, yielding to the event loop between polls and counting
+      // its ticks. Before: the first poll() waited 2 s per entry (16 s) inside the call, so the
+      // errors came in the next eight calls and the event loop did not turn meanwhile.
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 1);
+      const errors: unknown[] = [];
+      const received: number[] = [];
+      let calls = 0;
+      let callsBeforeFirstError = -1;
+      let ticksBeforeFirstError = -1;
+      try {
+        while (errors.length < 8 && calls < 1_000_000) {
+          calls++;
+          try {
+            R.poll((buffer, offset, length) => received.push(...buffer.subarray(offset, offset + length)));
+          } catch (error) {
+            if (errors.length === 0) {
+              callsBeforeFirstError = calls;
+              ticksBeforeFirstError = ticks;
+            }
+            errors.push(error);
+          }
+          await sleep(1);
+        }
+      } finally {
+        clearInterval(ticker);
+      }
+      // The grace passed across many polls, each returning to the event loop.
+      expect(callsBeforeFirstError).toBeGreaterThan(20);
+      expect(ticksBeforeFirstError).toBeGreaterThan(20);
+      expect(received).toEqual([7]); // served while the eight were pending
+      expect(errors).toHaveLength(8);
+      for (const error of errors) {
+        expect(error).toBeInstanceOf(CorruptionError);
+        expect((error as Error).message).toMatch(/pb\..*\.data\.evil\d was not initialised within 2000 ms/);
+      }
+      // Once each, then the entries are ignored; the healthy channel still works.
+      for (let k = 0; k < 5; k++) expect(() => R.poll(() => {})).not.toThrow();
+      expect(A.trySend('R', new Uint8Array([8]))).toBe(SendStatus.OK);
+      expect(R.tryReceive()).toEqual({ from: 'A', data: new Uint8Array([8]) });
+    } finally {
+      endpoint.close();
+    }
+  });
+
+  it('an entry whose object is there but is not a region at all (bad magic) is rejected on the first poll', () => {
+    const d = domain('badmagic');
+    const R = Postbox.open('R', { domain: d, maxIncoming: 4 });
+    boxes.push(R);
+    const endpoint = SharedRegion.open(`pb.${d}.ep.R`);
+    try {
+      const path = `/dev/shm/${prefix}pb.${d}.data.evil`;
+      writeFileSync(path, Buffer.alloc(REGION_HEADER_SIZE + 4096, 0x5a), { mode: 0o600 });
+      forgeEntry(endpoint, new ShmTransport().node, 0, `pb.${d}.data.evil`, 'evil', 4096);
+      Atomics.add(endpoint.int32, EP_REGISTRATIONS >> 2, 1);
+      expect(R.poll(() => {})).toBe(0);
+      expect(() => R.poll(() => {})).toThrow(CorruptionError);
+      expect(() => R.poll(() => {})).not.toThrow();
+    } finally {
+      endpoint.close();
+    }
+  });
+});
+
+/** Write a READY registration entry `e` into the endpoint `endpoint` naming the data segment `name`, claimed to be `sender`'s. */
+function forgeEntry(endpoint: SharedRegion, node: string, e: number, name: string, sender: string, size: number): void {
+  const at = EP_ENTRIES + e * ENTRY_BYTES;
+  const v = new DataView(endpoint.bytes.buffer, endpoint.bytes.byteOffset + at, ENTRY_BYTES);
+  v.setInt32(EN_POSTBOX, 0, true);
+  v.setInt32(EN_PID, process.pid, true); // a live process
+  v.setInt32(EN_NAME_LEN, sender.length, true);
+  for (let i = 0; i < sender.length; i++) endpoint.bytes[at + EN_NAME + i] = sender.charCodeAt(i);
+  encodeDescriptor({ transport: 'shm', node, name, size, key: 0 }, endpoint.bytes.subarray(at + EN_DESCRIPTOR, at + EN_DESCRIPTOR + DESCRIPTOR_BYTES));
+  Atomics.store(endpoint.int32, (at + EN_STATE) >> 2, ENTRY_READY);
+}
 
 describe('item 7: sizes beyond the limits', () => {
   it('poolBytes above 1 GiB, a slot above 1 MiB, postboxes above 256 MiB: UsageError up front, nothing left in /dev/shm', () => {
