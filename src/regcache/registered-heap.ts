@@ -27,7 +27,7 @@ import { ClosedError, CorruptionError, SystemError, UsageError } from '../errors
 import { SharedRegion } from '../shm/region.js';
 import { PoolContext } from '../shmem/context.js';
 import { allocatorLockIndex, Locks } from '../shmem/locks.js';
-import { claimSlot, freeSlot, slotProcessAlive } from '../shmem/members.js';
+import { abandonedClaim, claimSlot, freeSlot, slotProcessAlive, undoClaim } from '../shmem/members.js';
 import { B_OWNERS_HI, B_OWNERS_LO, B_SIZE, GRANULE, MAX_MEMBERS, MEMBER_LEAVING, MEMBER_LIVE, M_STATE } from '../shmem/layout.js';
 import { BlockMapping, blockBytesFor, heapGranulesOf, MAX_REQUEST } from './block.js';
 import { DescriptorTable } from './descriptors.js';
@@ -364,6 +364,8 @@ export class RegisteredHeap {
         if (state === MEMBER_LEAVING) slots.push(slot);
         else if (state === MEMBER_LIVE && !slotProcessAlive(ctx, slot)) {
           if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE) slots.push(slot);
+        } else if (abandonedClaim(ctx, slot, state)) {
+          undoClaim(ctx, slot, state); // killed while claiming its slot: it held nothing yet
         }
       }
       if (slots.length === 0) return 0;

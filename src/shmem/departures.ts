@@ -10,7 +10,8 @@
  * Because LEAVING exists only under lock 0, whoever holds lock 0 and sees a LEAVING slot knows
  * the member or reaper that started its departure died (or threw) before finishing it, and
  * finishes it (reap() does). A member killed before step 1 is still LIVE with a dead process:
- * reaped like any other. The heap updates of step 2 are journalled (heap.ts); a death inside
+ * reaped like any other. One killed inside open, before its slot went LIVE, left a claim word
+ * naming its dead pid: put back to FREE (members.ts). The heap updates of step 2 are journalled (heap.ts); a death inside
  * one is repaired by the next holder of lock 0 (heap-lock.ts).
  */
 import type { MemberId, PoolContext } from './context.js';
@@ -18,7 +19,7 @@ import { crashPoint } from './crash-points.js';
 import type { Heap } from './heap.js';
 import type { HeapLock } from './heap-lock.js';
 import { B_OWNERS_HI, B_OWNERS_LO, MEMBER_LEAVING, MEMBER_LIVE, M_INBOX, M_STATE } from './layout.js';
-import { freeSlot, slotProcessAlive } from './members.js';
+import { abandonedClaim, freeSlot, slotProcessAlive, undoClaim } from './members.js';
 
 /**
  * Cheap, without the lock: is there a departure to finish (a LEAVING slot) or to start (a LIVE
@@ -30,6 +31,7 @@ export function departuresPending(ctx: PoolContext): boolean {
     const state = Atomics.load(ctx.w, ctx.memberBase(slot) + M_STATE / 4);
     if (state === MEMBER_LEAVING) return true;
     if (state === MEMBER_LIVE && !slotProcessAlive(ctx, slot)) return true;
+    if (abandonedClaim(ctx, slot, state)) return true;
   }
   return false;
 }
@@ -52,6 +54,8 @@ export function reapDeparted(ctx: PoolContext, heap: Heap, heapLock: HeapLock): 
       } else if (state === MEMBER_LIVE && !slotProcessAlive(ctx, slot)) {
         crashPoint();
         if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE) slots.push(slot);
+      } else if (abandonedClaim(ctx, slot, state)) {
+        undoClaim(ctx, slot, state); // killed inside open: it held nothing, so nothing to clean up
       }
     }
     const ids = slots.map((slot) => ctx.idOfSlot(slot));

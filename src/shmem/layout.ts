@@ -31,8 +31,9 @@
  *
  * Member slot (128 bytes; line A is written by the member itself, line B by everyone):
  *
- *   A   0 state    FREE / CLAIMING / LIVE / LEAVING (LEAVING exists only under lock 0: whoever
- *                  holds lock 0 and sees a LEAVING slot knows its clean-up was abandoned)
+ *   A   0 state    FREE / CLAIMING|pid / LIVE / LEAVING (LEAVING exists only under lock 0: whoever
+ *                  holds lock 0 and sees a LEAVING slot knows its clean-up was abandoned; a
+ *                  CLAIMING word names its claimant, so a claim whose process died is undone)
  *       4 pid      8 startLo  12 startHi  (pid start time, clock ticks: survives pid reuse)
  *      16 gen      incremented at each claim; a MemberId carries it, so a stale id is refused
  *   B  64 signals         counter bumped by signal()/signalAll() (futex word; counters, not flags)
@@ -112,7 +113,13 @@ export const M_SIGNAL_WAITERS = 68;
 export const M_INBOX = 72;
 export const M_INBOX_WAITERS = 76;
 export const MEMBER_FREE = 0;
-export const MEMBER_CLAIMING = 1;
+/**
+ * A slot being claimed holds MEMBER_CLAIMING | the claimant's pid (pids are below 2^22 on Linux)
+ * in its state word, set by the compare-exchange that claims it: so a reaper can tell a claimant
+ * killed before its slot went LIVE (its pid no longer runs) from one still filling it in.
+ */
+export const MEMBER_CLAIMING = 1 << 30;
+export const CLAIM_PID_MASK = MEMBER_CLAIMING - 1;
 export const MEMBER_LIVE = 2;
 export const MEMBER_LEAVING = 3;
 /** Slots are numbered 0..63: an owner set is a 64-bit mask, a MemberId keeps 6 bits for the slot. */

@@ -1,7 +1,7 @@
 // Crash points (issue 13, items 1 and 2): a child member SIGKILLs itself at the k-th write to
 // shared memory that malloc, free, reap (inside open) and dispose make under the allocator's
-// lock (src/shmem/crash-points.ts), for k = 1, 2, … until the operation completes — so every
-// step, including the middle of a block header, is hit. After each kill the pool must be whole:
+// lock, or that open makes claiming its member slot (src/shmem/crash-points.ts), for k = 1, 2, …
+// until the operation completes — so every step, including the middle of a block header, is hit. After each kill the pool must be whole:
 // reap() and stats() succeed with consistent counters, every block can be freed back into one,
 // and a new member can join and allocate. Then random SIGKILLs of a child churning malloc/free.
 import { describe, expect, it } from 'vitest';
@@ -101,6 +101,33 @@ describe('a member SIGKILLed at every step', () => {
       expect(kills).toBe(points);
       expect(points).toBeGreaterThanOrEqual(50);
       expect(repaired).toBe(kills);
+    },
+    SLOW,
+  );
+
+  it(
+    'open, claiming its member slot: after a kill at each step the slot is reclaimed, and the full pool takes a newcomer',
+    async () => {
+      // A pool with one slot for the child (and one for this process): a slot stranded in
+      // CLAIMING would leave the next open ERR_MEMWIRE_POOL_FULL for ever.
+      const pool = adopt(ShmemPool.create(uniqueName('crash-claim'), { heapBytes: HEAP, maxMembers: 2, maxLocks: 4 }));
+      let kills = 0;
+      for (let k = 1; ; k++) {
+        const c = child('crash-at', pool, 'open-claim', k, pool.me);
+        const { killed, points } = await outcome(c);
+        if (killed) {
+          kills++;
+          expect(pool.reap()).toEqual([]); // the claimant never became a member
+        }
+        expect(pool.members().map((m) => m.self)).toEqual([true]);
+        expectWhole(pool, [], []); // a newcomer takes the slot: open would throw POOL_FULL otherwise
+        if (!killed) {
+          expect(points).toBe(k - 1);
+          expect(kills).toBeGreaterThanOrEqual(9); // every store of the claim, up to LIVE
+          return;
+        }
+        if (k > 100) throw new Error(`open-claim: no completion after ${k} crash points`);
+      }
     },
     SLOW,
   );
