@@ -48,6 +48,8 @@ export { liveVerbsObjects } from './verbs/live.js';
 export type { LiveVerbsObjects } from './verbs/live.js';
 // The shared-memory node API (seed 003): see src/shmem/.
 export { ShmemPool } from './shmem/pool.js';
+// ShmemPool limits (create refuses more with a UsageError).
+export { MAX_HEAP_BYTES, MAX_LOCKS, MAX_MEMBERS } from './shmem/layout.js';
 export type { MallocOptions, PoolCreateOptions, PoolOpenOptions, PoolStats } from './shmem/pool.js';
 export type { MemberId } from './shmem/context.js';
 export type { MemberInfo } from './shmem/members.js';
@@ -60,12 +62,16 @@ export { CmConnection, CmListener, ConnectionError, rdmaConnect, MAX_ACCEPT_PRIV
 export type { CmConnectionOptions, ConnectTarget, ListenOptions } from './verbs/rdma-cm.js';
 // Messaging on one machine (seeds 000, 001): transports, postboxes, segment groups.
 export { PeerGoneError } from './errors.js';
-export type { Image, ProcessIdentity, SegmentDescriptor, Target, Transport, ExposeOptions } from './transport/types.js';
+export type { Image, OpenTargetOptions, ProcessIdentity, SegmentDescriptor, Target, Transport, ExposeOptions } from './transport/types.js';
 export { ShmTransport } from './transport/shm.js';
 export { Fabric, InProcessTransport } from './transport/inproc.js';
 export { Claim, Postbox, LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from './postbox/postbox.js';
+// Postbox limits (Postbox.open refuses more with a UsageError): size pools and postboxes by these.
+export { MAX_INCOMING, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_POSTBOXES, MAX_SLOT_BYTES, MAX_SLOTS } from './postbox/postbox.js';
 export type { PostboxOptions, PostboxState, Message as PostboxMessage, MessageHandler, ReceiveOptions } from './postbox/postbox.js';
 export { SegmentReceiver, SegmentSender } from './segments/segments.js';
+// Segment-group limits (SegmentReceiver.open refuses more with a UsageError).
+export { MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_SEGMENT_SENDERS } from './segments/layout.js';
 export type { GroupSpec, SegmentGroupInfo, SegmentHandler, SegmentInfo, SegmentOptions } from './segments/segments.js';
 // Dynamic RDMA registration (seed 004): a growable shared heap of OS blocks, registered lazily.
 export { HeapBuffer, RegisteredHeap } from './regcache/registered-heap.js';

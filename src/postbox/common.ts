@@ -32,8 +32,16 @@ export const MAX_MESSAGE_BYTES = 2 ** 30;
  * every runtime maps it whole — and the objects are sparse: only what is written takes memory.
  */
 export const MAX_POOL_BYTES = 2 ** 30;
+/** The most postbox bytes (postboxes × slots × slotBytes) in one data segment: 256 MiB. */
 export const MAX_POSTBOX_BYTES = 2 ** 28;
+/** The largest indicator slot (option slotBytes): 1 MiB. */
 export const MAX_SLOT_BYTES = 2 ** 20;
+/** The most postboxes (option postboxes: receivers per node one sender can reach) in one data segment. */
+export const MAX_POSTBOXES = 4096;
+/** The most message indicators per postbox (option slots). */
+export const MAX_SLOTS = 1 << 16;
+/** The most senders registered with one endpoint at once (option maxIncoming). */
+export const MAX_INCOMING = 4096;
 /** A dead receiver is reported to its senders at most this long after it died (event loop running). */
 export const LIVENESS_BOUND_MS = 250;
 export const LIVENESS_INTERVAL_MS = 100;
@@ -123,19 +131,6 @@ export function toBytes(data: unknown): Uint8Array {
   } catch {
     throw new UsageError('a message must be bytes: its ArrayBuffer was detached (transferred)');
   }
-}
-
-const TRANSPORT_METHODS = ['expose', 'openLocal', 'attach', 'find', 'isAlive', 'remove'] as const;
-
-/** `transport` if it looks like a Transport (its methods, node and self), else a UsageError. */
-export function checkTransport(transport: unknown): Transport {
-  const t = transport as Partial<Record<string, unknown>> | null;
-  const missing =
-    typeof t !== 'object' || t === null
-      ? ['everything']
-      : [...TRANSPORT_METHODS.filter((m) => typeof t[m] !== 'function'), ...(typeof t.node === 'string' ? [] : ['node']), ...(typeof t.self === 'object' && t.self !== null ? [] : ['self'])];
-  if (missing.length > 0) throw new UsageError(`option transport is not a Transport (missing ${missing.join(', ')})`);
-  return transport as Transport;
 }
 
 export function nodeTag(node: string): string {

@@ -37,11 +37,12 @@
  * This file is the facade; the endpoint's parts live beside it (common.ts lists them).
  */
 import { ClosedError, UsageError } from '../errors.js';
+import { checkTransport } from '../transport/check.js';
 import { ShmTransport } from '../transport/shm.js';
 import type { Transport } from '../transport/types.js';
 import type { Claim } from './claim.js';
 import {
-  checkName, checkTransport, EndpointCore, LIVENESS_INTERVAL_MS, MAX_MESSAGE_BYTES, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, positive, type Message, type MessageHandler, type PostboxOptions,
+  checkName, EndpointCore, LIVENESS_INTERVAL_MS, MAX_MESSAGE_BYTES, MAX_INCOMING, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_POSTBOXES, MAX_SLOT_BYTES, MAX_SLOTS, positive, type Message, type MessageHandler, type PostboxOptions,
   type PostboxState, type ReceiveOptions,
 } from './common.js';
 import {
@@ -53,7 +54,9 @@ import { PostboxReceiver } from './receiver.js';
 import { PostboxSender } from './sender.js';
 
 export { Claim } from './claim.js';
-export { LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, SendStatus } from './common.js';
+export {
+  LIVENESS_BOUND_MS, MAX_INCOMING, MAX_MESSAGE_BYTES, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_POSTBOXES, MAX_SLOT_BYTES, MAX_SLOTS, SendStatus,
+} from './common.js';
 export type { Message, MessageHandler, PostboxOptions, PostboxState, ReceiveOptions } from './common.js';
 
 let defaultTransport: ShmTransport | undefined;
@@ -101,13 +104,13 @@ export class Postbox {
       blockSize,
       blocks: Math.floor(poolBytes / blockSize),
     };
-    if (geometry.postboxes > 4096 || geometry.slots > 1 << 16) throw new UsageError('postboxes must be ≤ 4096 and slots ≤ 65536');
+    if (geometry.postboxes > MAX_POSTBOXES || geometry.slots > MAX_SLOTS) throw new UsageError(`postboxes must be ≤ ${MAX_POSTBOXES} and slots ≤ ${MAX_SLOTS}`);
     const postboxBytes = geometry.postboxes * geometry.slots * slotBytes;
     if (postboxBytes > MAX_POSTBOX_BYTES) {
       throw new UsageError(`postboxes × slots × slotBytes must be ≤ ${MAX_POSTBOX_BYTES} (256 MiB), got ${postboxBytes}`);
     }
     const maxIncoming = positive('maxIncoming', options.maxIncoming, 64);
-    if (maxIncoming > 4096) throw new UsageError('maxIncoming must be ≤ 4096');
+    if (maxIncoming > MAX_INCOMING) throw new UsageError(`maxIncoming must be ≤ ${MAX_INCOMING}`);
     const cts = options.cyclicTransactionSize;
     if (cts !== undefined && (!Number.isSafeInteger(cts) || cts <= slotBytes - SLOT_HEADER)) {
       throw new UsageError(`cyclicTransactionSize must be a whole number above the inline limit ${slotBytes - SLOT_HEADER}, got ${String(cts)}`);

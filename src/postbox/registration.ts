@@ -10,7 +10,7 @@ import { CorruptionError, TimeoutError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES } from '../transport/descriptor.js';
 import type { Image, OpenTargetOptions, SegmentDescriptor, Target, Transport } from '../transport/types.js';
 import { InChannel } from './channels.js';
-import { MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, NAME, nodeTag, readAscii, startOf } from './common.js';
+import { MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_POSTBOXES, MAX_SLOT_BYTES, MAX_SLOTS, NAME, nodeTag, readAscii, startOf } from './common.js';
 import {
   ackBytes, AK_BLOCKS, AK_MAGIC, dataBytes, DIR_ASSIGNED, DIR_BYTES, DIR_NAME, DIR_NAME_LEN, DIR_STATE, DS_ACK_DESCRIPTOR,
   DS_BLOCK_SIZE, DS_BLOCKS, DS_DIRECTORY, DS_MAGIC, DS_POSTBOXES, DS_SLOT_BYTES, DS_SLOTS, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN,
@@ -174,7 +174,7 @@ function checkData(r: PostboxReceiver, data: Target, index: number): DataGeometr
     blocks: w[DS_BLOCKS >> 2],
   };
   const sane =
-    g.postboxes >= 1 && g.postboxes <= 4096 && g.slots >= 2 && g.slots <= 1 << 16 && g.slotBytes >= 64 && g.slotBytes % 64 === 0 &&
+    g.postboxes >= 1 && g.postboxes <= MAX_POSTBOXES && g.slots >= 2 && g.slots <= MAX_SLOTS && g.slotBytes >= 64 && g.slotBytes % 64 === 0 &&
     g.slotBytes <= MAX_SLOT_BYTES && g.postboxes * g.slots * g.slotBytes <= MAX_POSTBOX_BYTES && g.blockSize >= 64 &&
     g.blockSize % 64 === 0 && g.blocks >= 1 && g.blocks * g.blockSize <= MAX_POOL_BYTES && dataBytes(g) === data.size;
   if (!sane) throw new CorruptionError(name, `geometry ${JSON.stringify(g)} does not describe a ${data.size}-byte segment`);

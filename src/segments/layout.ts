@@ -58,6 +58,10 @@ export const STATUS_CORRUPT = 2;
  * Every offset in it fits the layout's 32-bit words and every runtime maps it whole.
  */
 export const MAX_SEGMENT_BYTES = 2 ** 30;
+/** The most partitions of one group (a GroupSpec's `partitions`). */
+export const MAX_PARTITIONS = 1 << 20;
+/** The most senders one SegmentReceiver accepts (option maxSenders). */
+export const MAX_SEGMENT_SENDERS = 4096;
 export const SG_QUEUE = 192;
 export const DIR_ENTRY = 16;
 export const DE_STATE = 0;

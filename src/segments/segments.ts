@@ -23,13 +23,13 @@
  * The postbox mechanism (postbox/) is memwire's general-purpose messaging; this one is seed 000's.
  */
 import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError } from '../errors.js';
-import { checkTransport } from '../postbox/common.js';
+import { checkTransport } from '../transport/check.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
 import { ShmTransport } from '../transport/shm.js';
 import type { Image, SegmentDescriptor, Target, Transport } from '../transport/types.js';
 import {
   dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX,
-  managerBytes, MAX_SEGMENT_BYTES, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL,
+  managerBytes, MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_SEGMENT_SENDERS, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL,
   MG_CAPACITY, MG_ENTRIES, MG_ENTRY_BYTES, MG_MAGIC, MG_SLEEPING, PART_FIRST, PART_FREE, PART_NEXT, segmentBytes, SEG_VERSION,
   SG_CONSUMED, SG_GROUP, SG_INIT, SG_MAGIC, SG_PARTITION_SIZE, SG_PARTITIONS, SG_PUBLISHED, SG_QUEUE, SG_STATUS, SG_VERSION_OFF,
   STATUS_CORRUPT, STATUS_FINE, STATUS_RECEIVER_CLOSED,
@@ -82,7 +82,7 @@ function common(options: unknown): { domain: string; transport: Transport } {
 function checkSpec(s: GroupSpec): void {
   const ok =
     typeof s === 'object' && s !== null && Number.isSafeInteger(s.partitionSize) && s.partitionSize >= 64 && s.partitionSize % 64 === 0 &&
-    Number.isSafeInteger(s.partitions) && s.partitions >= 1 && s.partitions <= 1 << 20;
+    Number.isSafeInteger(s.partitions) && s.partitions >= 1 && s.partitions <= MAX_PARTITIONS;
   if (!ok) throw new UsageError(`group ${JSON.stringify(s)}: partitionSize must be a multiple of 64 and partitions 1..2^20`);
   const bytes = segmentBytes(s.partitionSize, s.partitions);
   if (bytes > MAX_SEGMENT_BYTES) throw new UsageError(`group ${JSON.stringify(s)}: its segment would be ${bytes} bytes; at most ${MAX_SEGMENT_BYTES} (1 GiB)`);
@@ -158,7 +158,7 @@ export class SegmentSender {
         const descriptor = decodeDescriptor(entry.subarray(ME_DESCRIPTOR, ME_DESCRIPTOR + DESCRIPTOR_BYTES), found.name);
         const partitionSize = v.getInt32(ME_PARTITION_SIZE, true);
         const partitions = v.getInt32(ME_PARTITIONS, true);
-        const sane = partitionSize >= 64 && partitionSize % 64 === 0 && partitions >= 1 && partitions <= 1 << 20;
+        const sane = partitionSize >= 64 && partitionSize % 64 === 0 && partitions >= 1 && partitions <= MAX_PARTITIONS;
         if (!sane || segmentBytes(partitionSize, partitions) > MAX_SEGMENT_BYTES || segmentBytes(partitionSize, partitions) !== descriptor.size) {
           throw new CorruptionError(found.name, `entry ${e}: ${partitions} partitions of ${partitionSize} bytes do not make a ${descriptor.size}-byte segment`);
         }
@@ -367,7 +367,7 @@ export class SegmentReceiver {
     for (const s of specs) checkSpec(s);
     if (new Set(specs.map((s) => s.partitionSize)).size !== specs.length) throw new UsageError('each group needs a different partition size (claims 1, 8)');
     const maxSenders = options.maxSenders ?? 16;
-    if (!Number.isSafeInteger(maxSenders) || maxSenders < 1 || maxSenders > 4096) throw new UsageError(`maxSenders must be a whole number within 1..4096, got ${String(maxSenders)}`);
+    if (!Number.isSafeInteger(maxSenders) || maxSenders < 1 || maxSenders > MAX_SEGMENT_SENDERS) throw new UsageError(`maxSenders must be a whole number within 1..${MAX_SEGMENT_SENDERS}, got ${String(maxSenders)}`);
     const capacity = maxSenders * specs.length;
     const manager = transport.expose(managerName(domain, name), managerBytes(capacity), { replaceStale: true });
     const w = manager.int32;

@@ -122,7 +122,7 @@ export const MEMBER_CLAIMING = 1 << 30;
 export const CLAIM_PID_MASK = MEMBER_CLAIMING - 1;
 export const MEMBER_LIVE = 2;
 export const MEMBER_LEAVING = 3;
-/** Slots are numbered 0..63: an owner set is a 64-bit mask, a MemberId keeps 6 bits for the slot. */
+/** The most members of a pool (option maxMembers): slots are numbered 0..63, an owner set is a 64-bit mask, a MemberId keeps 6 bits for the slot. */
 export const MAX_MEMBERS = 64;
 export const GEN_MASK = 0x7fffff; // 23 bits of generation in MemberIds and lock words
 
@@ -135,6 +135,7 @@ export const L_RECOVERIES = 8;
 export const LOCK_CONTENDED = 1 << 30;
 export const LOCK_SLOT_MASK = 0x7f;
 export const ALLOCATOR_LOCK = 0;
+/** The most global locks a pool can have (option maxLocks; lock 0 is the allocator's own). */
 export const MAX_LOCKS = 65536;
 
 // Heap blocks.
@@ -159,7 +160,7 @@ export const BLOCK_KIND_PLAIN = 0;
 export const BLOCK_KIND_MESSAGE = 1;
 /** The first block sits at granule 1 of the heap, so granule index 0 can mean "none". */
 export const FIRST_BLOCK = 1;
-/** Largest heap: granule indices stay well inside int32, and one Int32Array covers the pool. */
+/** The largest pool heap (option heapBytes): granule indices stay well inside int32, and one Int32Array covers the pool. */
 export const MAX_HEAP_BYTES = 2 ** 31;
 
 // Messages (inside a block's payload).

@@ -6,7 +6,7 @@
 import { readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  CorruptionError, LIVENESS_BOUND_MS, PeerGoneError, Postbox, SendStatus, SharedRegion, ShmTransport, UsageError,
+  CorruptionError, LIVENESS_BOUND_MS, MAX_POOL_BYTES, PeerGoneError, Postbox, SendStatus, SharedRegion, ShmTransport, UsageError,
 } from '../../src/index.js';
 import { REGION_HEADER_SIZE } from '../../src/shm/region-layout.js';
 import { DESCRIPTOR_BYTES, encodeDescriptor } from '../../src/transport/descriptor.js';
@@ -14,7 +14,7 @@ import {
   DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_STATE, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN, EN_PID, EN_POSTBOX, EN_STATE, ENTRY_BYTES,
   ENTRY_FREE, ENTRY_READY, EP_ENTRIES, EP_REGISTRATIONS, postboxOffset,
 } from '../../src/postbox/layout.js';
-import { MAX_POOL_BYTES } from '../../src/postbox/postbox.js';
+
 import { finished, type Child } from '../helpers.js';
 import { startPostboxChild } from './helpers.js';
 
