@@ -26,70 +26,24 @@
  * and the pool stays whole: the allocator journals its updates (heap.ts), the next holder of
  * its lock repairs the heap (heap-lock.ts), departures are finished by the next reap()
  * (departures.ts). docs/shmem-recovery.md says what survives a kill where.
+ *
+ * Making and opening the pool's region (its header, checked on open) is pool-setup.ts.
  */
-import { ClosedError, CorruptionError, OwnershipError, TimeoutError, UsageError } from '../errors.js';
-import { selfPid } from '../shm/process-identity.js';
-import { SharedRegion } from '../shm/region.js';
+import { ClosedError, OwnershipError, UsageError } from '../errors.js';
+import type { SharedRegion } from '../shm/region.js';
 import { checkWaitOptions } from '../shm/futex.js';
-import { PoolContext, type MemberId } from './context.js';
+import type { PoolContext, MemberId } from './context.js';
 import { Heap, type HeapStats } from './heap.js';
-import {
-  BLOCK_KIND_MESSAGE,
-  B_OWNERS_HI,
-  B_OWNERS_LO,
-  FIRST_BLOCK,
-  GRANULE,
-  L_RESERVED,
-  MAX_HEAP_BYTES,
-  MAX_LOCKS,
-  MAX_MEMBERS,
-  MIN_BLOCK_GRANULES,
-  MSG_HEADER_SIZE,
-  M_INBOX,
-  POOL_CONTENT_TAG,
-  POOL_HEADER_SIZE,
-  POOL_LAYOUT_VERSION,
-  POOL_READY,
-  P_CREATOR_PID,
-  P_HEAP_GRANULES,
-  P_HEAP_OFFSET,
-  P_INIT_STATE,
-  P_LOCK_TABLE,
-  P_MAX_LOCKS,
-  P_MAX_MEMBERS,
-  P_VERSION,
-  poolGeometry,
-} from './layout.js';
+import { BLOCK_KIND_MESSAGE, B_OWNERS_HI, B_OWNERS_LO, MSG_HEADER_SIZE, M_INBOX } from './layout.js';
 import { leave, reapDeparted } from './departures.js';
-import { DEFAULT_ALLOCATOR_TIMEOUT_MS, HeapLock } from './heap-lock.js';
+import { HeapLock } from './heap-lock.js';
 import { Locks, type LockWaitOptions, type SetLockResult, type TestLockResult } from './locks.js';
 import { claimSlot, liveSlots, maskOf, membersOfMask, slotPid, type MemberInfo } from './members.js';
 import { Inbox, Message } from './messages.js';
+import { createPoolRegion, openPoolRegion, type PoolCreateOptions, type PoolOpenOptions } from './pool-setup.js';
 import { checkComparison, Signals, type Comparison, type SignalWaitOptions } from './signals.js';
 
-export interface PoolCreateOptions {
-  /** Bytes of heap for malloc and messages; default 4 MiB, at most 2 GiB. */
-  heapBytes?: number;
-  /** Processes that may be members at once; default and maximum 64. */
-  maxMembers?: number;
-  /** Lock ids (one is the pool's own); default 128. */
-  maxLocks?: number;
-  /** Permission bits of the region; default 0o600. */
-  mode?: number;
-  /** See PoolOpenOptions.allocatorTimeoutMs. */
-  allocatorTimeoutMs?: number;
-}
-
-export interface PoolOpenOptions {
-  /** How long to wait for the creator to finish building the pool; default 2000 ms. */
-  timeoutMs?: number;
-  /**
-   * How long this process's pool methods (malloc, free, own, transfer, send, stats, reap,
-   * dispose …) wait for the pool's allocator lock before a TimeoutError; default 10 000 ms. It
-   * is only ever held for one allocator step, so a long wait means a hung or hostile member.
-   */
-  allocatorTimeoutMs?: number;
-}
+export type { PoolCreateOptions, PoolOpenOptions };
 
 export interface MallocOptions {
   /** Who owns the block: default [this process]; [] makes it public (anyone may write or free it). */
@@ -99,29 +53,6 @@ export interface MallocOptions {
 export interface PoolStats extends HeapStats {
   /** Members in the table (live, or dead and not yet reaped). */
   members: number;
-}
-
-const DEFAULT_HEAP_BYTES = 4 << 20;
-const DEFAULT_MAX_LOCKS = 128;
-const DEFAULT_OPEN_TIMEOUT_MS = 2000;
-
-function sleepMs(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-function checkAllocatorTimeout(value: unknown): number {
-  if (value === undefined) return DEFAULT_ALLOCATOR_TIMEOUT_MS;
-  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
-    throw new UsageError(`allocatorTimeoutMs must be a non-negative number of milliseconds, got ${String(value)}`);
-  }
-  return value;
-}
-
-function wholeNumber(what: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new UsageError(`${what} must be a whole number within ${min}..${max}, got ${String(value)}`);
-  }
-  return value;
 }
 
 export class ShmemPool {
@@ -141,33 +72,11 @@ export class ShmemPool {
    * EEXIST if the name is taken). The creator is its first member.
    */
   static create(name: string, options: PoolCreateOptions = {}): ShmemPool {
-    const heapBytes = wholeNumber('heapBytes', options.heapBytes ?? DEFAULT_HEAP_BYTES, 1024, MAX_HEAP_BYTES);
-    const maxMembers = wholeNumber('maxMembers', options.maxMembers ?? MAX_MEMBERS, 1, MAX_MEMBERS);
-    const maxLocks = wholeNumber('maxLocks', options.maxLocks ?? DEFAULT_MAX_LOCKS, 1, MAX_LOCKS);
-    const allocatorTimeoutMs = checkAllocatorTimeout(options.allocatorTimeoutMs);
-    const geometry = poolGeometry(maxMembers, maxLocks, heapBytes);
-    const region = SharedRegion.create(name, geometry.regionBytes, {
-      contentTag: POOL_CONTENT_TAG,
-      contentVersion: POOL_LAYOUT_VERSION,
-      mode: options.mode,
-    });
+    const { ctx, allocatorTimeoutMs } = createPoolRegion(name, options);
     try {
-      const w = region.int32;
-      w[P_VERSION / 4] = POOL_LAYOUT_VERSION;
-      w[P_MAX_MEMBERS / 4] = maxMembers;
-      w[P_MAX_LOCKS / 4] = maxLocks;
-      w[P_LOCK_TABLE / 4] = geometry.lockTableOffset;
-      w[P_HEAP_OFFSET / 4] = geometry.heapOffset;
-      w[P_HEAP_GRANULES / 4] = geometry.heapGranules;
-      w[P_CREATOR_PID / 4] = selfPid;
-      w[(geometry.lockTableOffset + L_RESERVED) / 4] = 1; // lock 0: the allocator's
-      const ctx = new PoolContext(region, { maxMembers, maxLocks, ...geometry });
-      new Heap(ctx).init();
-      // Ordering point: the whole pool is built before initState says ready.
-      Atomics.store(w, P_INIT_STATE / 4, POOL_READY);
       return new ShmemPool(ctx, allocatorTimeoutMs);
     } catch (error) {
-      region.dispose();
+      ctx.region.dispose();
       throw error;
     }
   }
@@ -178,38 +87,11 @@ export class ShmemPool {
    * a CorruptionError; UsageError if all member slots are taken by live processes.
    */
   static open(name: string, options: PoolOpenOptions = {}): ShmemPool {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
-    const allocatorTimeoutMs = checkAllocatorTimeout(options.allocatorTimeoutMs);
-    const deadline = Date.now() + timeoutMs;
-    const region = SharedRegion.open(name, { timeoutMs, contentTag: POOL_CONTENT_TAG, contentVersion: POOL_LAYOUT_VERSION });
+    const { ctx, allocatorTimeoutMs } = openPoolRegion(name, options);
     try {
-      if (region.size < POOL_HEADER_SIZE) throw new CorruptionError(name, `a pool region of ${region.size} bytes cannot hold the pool header`);
-      const w = region.int32;
-      while (Atomics.load(w, P_INIT_STATE / 4) !== POOL_READY) {
-        if (Date.now() > deadline) throw new TimeoutError(`pool ${JSON.stringify(name)} was not ready within ${timeoutMs} ms`);
-        sleepMs(1);
-      }
-      // Ordering point: initState READY was loaded before the parameters are read.
-      const version = w[P_VERSION / 4];
-      if (version !== POOL_LAYOUT_VERSION) throw new CorruptionError(name, `pool layout version ${version}, expected ${POOL_LAYOUT_VERSION}`);
-      const maxMembers = w[P_MAX_MEMBERS / 4];
-      const maxLocks = w[P_MAX_LOCKS / 4];
-      if (maxMembers < 1 || maxMembers > MAX_MEMBERS) throw new CorruptionError(name, `maxMembers ${maxMembers}`);
-      if (maxLocks < 1 || maxLocks > MAX_LOCKS) throw new CorruptionError(name, `maxLocks ${maxLocks}`);
-      const heapGranules = w[P_HEAP_GRANULES / 4];
-      if (heapGranules < FIRST_BLOCK + MIN_BLOCK_GRANULES || heapGranules > MAX_HEAP_BYTES / GRANULE) {
-        throw new CorruptionError(name, `heap of ${heapGranules} granules`);
-      }
-      const geometry = poolGeometry(maxMembers, maxLocks, heapGranules * GRANULE);
-      if (w[P_LOCK_TABLE / 4] !== geometry.lockTableOffset || w[P_HEAP_OFFSET / 4] !== geometry.heapOffset) {
-        throw new CorruptionError(name, `table offsets ${w[P_LOCK_TABLE / 4]}/${w[P_HEAP_OFFSET / 4]} do not match the pool's parameters`);
-      }
-      if (geometry.regionBytes > region.size) {
-        throw new CorruptionError(name, `the pool needs ${geometry.regionBytes} bytes, the region has ${region.size}`);
-      }
-      return new ShmemPool(new PoolContext(region, { maxMembers, maxLocks, ...geometry }), allocatorTimeoutMs);
+      return new ShmemPool(ctx, allocatorTimeoutMs);
     } catch (error) {
-      region.close();
+      ctx.region.close();
       throw error;
     }
   }
