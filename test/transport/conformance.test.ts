@@ -1,8 +1,10 @@
 // One conformance suite for every Transport implementation (shm, in-process): what the
 // mechanisms rely on, and nothing about addresses.
 import { spawn } from 'node:child_process';
+import { truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ClosedError, CorruptionError, MemwireError, UsageError } from '../../src/index.js';
+import { ClosedError, CorruptionError, MemwireError, TimeoutError, UsageError } from '../../src/index.js';
+import { REGION_HEADER_SIZE } from '../../src/shm/region-layout.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../../src/transport/descriptor.js';
 import { Fabric } from '../../src/transport/inproc.js';
 import { ShmTransport } from '../../src/transport/shm.js';
@@ -210,6 +212,30 @@ describe.each(impls)('transport conformance: $name', (impl) => {
       } catch (error) {
         expect(error).toBeInstanceOf(CorruptionError);
       }
+    }
+  });
+});
+
+describe('shm transport: opening a target whose creator has not initialised it', () => {
+  it('{ timeoutMs: 0 } is a TimeoutError at once (openLocal and attach); a ready target opens as usual', () => {
+    const t = new ShmTransport();
+    const name = uniqueName('uninit');
+    const path = `/dev/shm/memwire.u${process.getuid!()}.${name}`;
+    writeFileSync(path, '', { mode: 0o600 });
+    truncateSync(path, REGION_HEADER_SIZE + 4096); // the right size, every byte zero: "being created"
+    try {
+      const descriptor = t.find(name)!;
+      expect(descriptor.size).toBe(4096);
+      expect(() => t.openLocal(descriptor, { timeoutMs: 0 })).toThrow(TimeoutError);
+      expect(() => t.attach(descriptor, { timeoutMs: 0 })).toThrow(TimeoutError);
+    } finally {
+      unlinkSync(path);
+    }
+    const ready = t.expose(uniqueName('ready'), 4096);
+    try {
+      t.attach(ready.descriptor, { timeoutMs: 0 }).dispose();
+    } finally {
+      ready.dispose();
     }
   });
 });
