@@ -122,3 +122,14 @@ export async function finished(child: Child, timeoutMs = 30_000): Promise<number
     clearTimeout(timer);
   }
 }
+
+/**
+ * How many cases a hostile-memory fuzzer runs (postbox, segments, shmem): MEMWIRE_FUZZ_RUNS if set,
+ * else 400 under CI=1 (more seeds where time is cheap) on every runtime, else `local`. Each
+ * fuzzer names its case count in its test's name and checks that it ran them all.
+ */
+export function fuzzRuns(local: number): number {
+  const set = Number(process.env.MEMWIRE_FUZZ_RUNS);
+  if (Number.isSafeInteger(set) && set > 0) return set;
+  return process.env.CI ? Math.max(400, local) : local;
+}

@@ -38,14 +38,3 @@ export function startPostboxChild(...args: string[]): Child & { stdout(): string
     },
   };
 }
-
-
-/**
- * How many cases a hostile-memory fuzzer runs (postbox, segments): MEMWIRE_FUZZ_RUNS if set,
- * else 400 under CI=1 (more seeds where time is cheap), else `local`.
- */
-export function fuzzRuns(local: number): number {
-  const set = Number(process.env.MEMWIRE_FUZZ_RUNS);
-  if (Number.isSafeInteger(set) && set > 0) return set;
-  return process.env.CI ? Math.max(400, local) : local;
-}

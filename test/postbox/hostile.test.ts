@@ -5,12 +5,12 @@
 // poll never waits) — and the other sender's channel keeps delivering every message, in order.
 // Runs: MEMWIRE_FUZZ_RUNS, else 400 under CI=1, else 80.
 import fc from 'fast-check';
+import { fuzzRuns } from '../helpers.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CorruptionError, PeerGoneError, Postbox, SharedRegion } from '../../src/index.js';
 import {
   ackBytes, AK_FIRST_BLOCK, DIR_BYTES, DS_DIRECTORY, EN_NAME, EN_NAME_LEN, ENTRY_BYTES, EP_ENTRIES, postboxOffset, poolOffset,
 } from '../../src/postbox/layout.js';
-import { fuzzRuns } from './helpers.js';
 
 const GEOMETRY = { postboxes: 4, slots: 8, slotBytes: 256, blockSize: 1024, poolBytes: 16 * 1024, cyclicTransactionSize: 4096 };
 const g = { postboxes: 4, slots: 8, slotBytes: 256, blockSize: 1024, blocks: 16 };
@@ -81,8 +81,10 @@ function scribble(domain: string, area: Area, seed: number, junk: Uint8Array): v
 }
 
 describe('hostile memory', () => {
-  it('random bytes in postboxes, directories, entries and ack blocks: CorruptionError for that channel only', () => {
+  const RUNS = fuzzRuns(80);
+  it(`random bytes in postboxes, directories, entries and ack blocks: CorruptionError for that channel only (${RUNS} cases)`, () => {
     const seen = new Map<string, number>();
+    let cases = 0;
     fc.assert(
       fc.property(
         fc.constantFrom<Area>('dataHeader', 'directory', 'postboxes', 'entries', 'ackBlocks'),
@@ -90,6 +92,7 @@ describe('hostile memory', () => {
         fc.uint8Array({ minLength: 1, maxLength: 48 }),
         fc.boolean(),
         (area, seed, junk, attachFirst) => {
+          cases++;
           const domain = `hostile${process.pid}x${run++}`;
           const R = Postbox.open('R', { domain, maxIncoming: 64 });
           const A = Postbox.open('A', { domain, ...GEOMETRY });
@@ -146,8 +149,9 @@ describe('hostile memory', () => {
           for (const b of open.splice(0)) b.close();
         },
       ),
-      { numRuns: fuzzRuns(80) },
+      { numRuns: RUNS },
     );
+    expect(cases).toBe(RUNS); // the depth asked for (CI=1: 400) really ran
     // The property is not vacuous: forged values were caught (which areas varies with the seed).
     expect([...seen.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
   });

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CorruptionError, SharedRegion } from '../../src/index.js';
 import { dataOffset, directoryOffset, SG_QUEUE, segmentBytes } from '../../src/segments/layout.js';
 import { SegmentReceiver, SegmentSender } from '../../src/segments/segments.js';
-import { fuzzRuns } from '../postbox/helpers.js';
+import { fuzzRuns } from '../helpers.js';
 
 const GROUPS = [
   { partitionSize: 64, partitions: 16 },
@@ -31,8 +31,10 @@ type Area = 'header' | 'queue' | 'directory' | 'partitions';
 
 let run = 0;
 describe('hostile memory (segment groups)', () => {
-  it('random bytes in one sender’s segments: one CorruptionError for that sender at most; the other is served in full', () => {
+  const RUNS = fuzzRuns(200);
+  it(`random bytes in one sender’s segments: one CorruptionError for that sender at most; the other is served in full (${RUNS} cases)`, () => {
     let caught = 0;
+    let cases = 0;
     fc.assert(
       fc.property(
         fc.constantFrom<Area>('header', 'queue', 'directory', 'partitions'),
@@ -41,6 +43,7 @@ describe('hostile memory (segment groups)', () => {
         fc.uint8Array({ minLength: 1, maxLength: 32 }),
         fc.boolean(),
         (area, group, seed, junk, pollFirst) => {
+          cases++;
           const domain = `sghostile${process.pid}x${run++}`;
           const rx = SegmentReceiver.open('rx', { domain, groups: GROUPS });
           closers.push(rx);
@@ -100,8 +103,9 @@ describe('hostile memory (segment groups)', () => {
           for (const c of closers.splice(0).reverse()) c.close();
         },
       ),
-      { numRuns: fuzzRuns(200) },
+      { numRuns: RUNS },
     );
+    expect(cases).toBe(RUNS); // the depth asked for (CI=1: 400) really ran
     expect(caught).toBeGreaterThan(0); // not vacuous: forged values were caught
   });
 });

@@ -5,7 +5,7 @@
 // forged lock word names a live member), never a plain RangeError/TypeError, a crash or a hang:
 // every wait here is bounded (allocatorTimeoutMs, timeoutMs), so a hang fails the test's timeout.
 //
-// Runs: MEMWIRE_FUZZ_RUNS (default 150; CI runs the default on Node and on Bun), and
+// Runs: MEMWIRE_FUZZ_RUNS, else 400 under CI=1 (on every runtime), else 150; and
 // MEMWIRE_FUZZ_SEED to replay a failure fast-check reported.
 import { readdirSync } from 'node:fs';
 import fc from 'fast-check';
@@ -19,9 +19,9 @@ import {
   P_JOURNAL,
   POOL_HEADER_SIZE,
 } from '../../src/shmem/layout.js';
-import { uniqueName } from '../helpers.js';
+import { fuzzRuns, uniqueName } from '../helpers.js';
 
-const RUNS = Number(process.env.MEMWIRE_FUZZ_RUNS ?? 150);
+const RUNS = fuzzRuns(150);
 const SEED = process.env.MEMWIRE_FUZZ_SEED === undefined ? undefined : Number(process.env.MEMWIRE_FUZZ_SEED);
 const BOUND = { allocatorTimeoutMs: 20 };
 const MAX_MEMBERS = 4;
