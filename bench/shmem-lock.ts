@@ -15,21 +15,11 @@
  * p50 ≤ 2× the C robust mutex.
  */
 import { ShmemPool } from '../src/index.js';
-import {
-  allowedCpus,
-  COMMON_FLAGS,
-  judgeTargets,
-  makeRow,
-  newReport,
-  nowNs,
-  parseFlags,
-  type Peer,
-  percentiles,
-  pinThread,
-  progress,
-  type BenchReport,
-  type FlagSpec,
-} from './common.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
+import type { Peer } from './lib/peer.js';
+import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
+import { nowNs, percentiles, progress } from './lib/timing.js';
 import { CONTROL_ACK, CONTROL_BYTES, CONTROL_HELD, CONTROL_READY, CONTROL_WAITING } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
 

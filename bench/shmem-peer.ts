@@ -10,7 +10,7 @@
  *   alloc <size> <window>          malloc/free churn until told to stop (bench shmem-alloc)
  */
 import { ShmemPool } from '../src/index.js';
-import { processRunning } from './common.js';
+import { processRunning } from './lib/peer.js';
 import { CONTROL_ACK, CONTROL_BYTES, CONTROL_COUNT, CONTROL_HELD, CONTROL_READY, CONTROL_STOP, CONTROL_WAITING } from './shmem-control.js';
 
 

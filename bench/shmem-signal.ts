@@ -18,21 +18,11 @@
  * the C futex ping-pong.
  */
 import { ShmemPool } from '../src/index.js';
-import {
-  allowedCpus,
-  COMMON_FLAGS,
-  judgeTargets,
-  makeRow,
-  newReport,
-  nowNs,
-  parseFlags,
-  percentiles,
-  pinThread,
-  progress,
-  type BenchReport,
-  type FlagSpec,
-  type Peer,
-} from './common.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
+import type { Peer } from './lib/peer.js';
+import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
+import { nowNs, percentiles, progress } from './lib/timing.js';
 import { CONTROL_BYTES, CONTROL_READY } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
 
