@@ -146,7 +146,16 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     if (useUds) socket = await UdsPingPong.start(cpus);
     const prime = quick ? 50_000 : 200_000;
     pp.measure(Math.min(...sizes), prime, 0, timeoutMs);
-    await socket?.measure(Math.min(...sizes), Math.ceil(prime / 20), 0, timeoutMs);
+    if (socket) {
+      try {
+        await socket.measure(Math.min(...sizes), Math.ceil(prime / 20), 0, timeoutMs);
+      } catch (error) {
+        // On a loaded machine the socket can miss its deadline already here: the anchor is then null, memwire still measured.
+        report.notes.push(`the ${ANCHOR_UDS} anchor failed while priming and is null: ${(error as Error).message}`);
+        await socket.close();
+        socket = undefined;
+      }
+    }
     for (const size of sizes) {
       const n = iterations(size);
       const w = warmup(size);
