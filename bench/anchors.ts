@@ -14,14 +14,19 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runtimeName, selfCommand } from '../ffi/runtime.js';
-import { COMMON_FLAGS, freePort, isListening, makeRow, Peer, pinThread, sizeLabel, withTimeout, type FlagSpec, type Row } from './common.js';
+import { platform } from '../src/index.js';
+import { selfCommand } from './lib/environment.js';
+import { pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, sizeLabel, type FlagSpec } from './lib/flags.js';
+import { freePort, isListening, Peer } from './lib/peer.js';
+import { makeRow, type Row } from './lib/report.js';
+import { withTimeout } from './lib/timing.js';
 
 export const UCX_TLS = 'posix,self';
 /** UCX computes its percentiles over this many last iterations; ask it for more than that. */
 export const UCX_TIMING_QUEUE = 2048;
 export const ANCHOR_UCX_LAT = 'ucx-posix';
-export const ANCHOR_UDS = `${runtimeName}-uds`;
+export const ANCHOR_UDS = `${platform.runtime}-uds`;
 
 /** One-way latency percentiles of one case, in µs. */
 export interface Latency {
@@ -53,7 +58,7 @@ export function latencyFlags(defaultSizes: string, quickTimeoutS: number): FlagS
   return {
     ...COMMON_FLAGS,
     iterations: { kind: 'count', help: 'measured round trips per size (default 200000, --quick 20000; fewer above 4 KiB)' },
-    warmup: { kind: 'count', help: 'warm-up round trips per size (default a tenth of the iterations)' },
+    warmup: { kind: 'count', help: 'round trips per warm-up round (default a tenth of the iterations, at least 500); rounds repeat until p50 holds; 0: none' },
     sizes: { kind: 'sizes', help: `message sizes (default ${defaultSizes})` },
     timeout: { kind: 'seconds', help: `limit for each measurement (default 120, --quick ${quickTimeoutS})` },
     'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor' },

@@ -12,25 +12,19 @@
  * Batches of calls alternate between the two so both see the same noise; p50 is over batches.
  * Each other runtime installed (node on PATH, Bun and Deno from node_modules/.bin) runs the same
  * measurement in a child process and adds its backend's row.
+ *
+ * It imports memwire's internal FFI layer (ffi/backend.ts, ffi/runtime.ts) on purpose: the FFI
+ * crossing is what it measures, and that layer is not part of the public API.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backend, openLibrary, type FnDecl, type NativeFn } from '../ffi/backend.js';
 import { runtimeName } from '../ffi/runtime.js';
-import {
-  COMMON_FLAGS,
-  judgeTargets,
-  makeRow,
-  newReport,
-  nowNs,
-  parseFlags,
-  Peer,
-  percentiles,
-  progress,
-  runtimeCommand,
-  type BenchReport,
-  type FlagSpec,
-} from './common.js';
+import { runtimeCommand } from './lib/environment.js';
+import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
+import { Peer } from './lib/peer.js';
+import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
+import { nowNs, percentiles, progress } from './lib/timing.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,

@@ -9,8 +9,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { runtimeName } from '../ffi/runtime.js';
-import { flagHelp, FlagError, printReport, runtimeCommand, type BenchReport, type FlagSpec } from './common.js';
+import { platform } from '../src/index.js';
+import { runtimeCommand } from './lib/environment.js';
+import { flagHelp, FlagError, type FlagSpec } from './lib/flags.js';
+import { printReport, type BenchReport } from './lib/report.js';
 
 const RUNTIMES = ['node', 'bun', 'deno'] as const;
 
@@ -27,7 +29,7 @@ function onOtherRuntime(name: string, argv: string[]): number | null {
     console.error(`memwire bench: --runtime takes one of ${RUNTIMES.join(', ')}, not ${JSON.stringify(runtime ?? '')}`);
     return 2;
   }
-  if (runtime === runtimeName) {
+  if (runtime === platform.runtime) {
     argv.splice(0, argv.length, ...rest);
     return null;
   }

@@ -9,7 +9,7 @@
  * argv: <domain> <name> <echo|sink> <parent pid> <options JSON>
  */
 import { Postbox, SendStatus, type PostboxOptions } from '../src/index.js';
-import { processRunning } from './common.js';
+import { processRunning } from './lib/peer.js';
 
 const [domain, name, mode, parentText, optionsText] = process.argv.slice(2, 7);
 const parentPid = Number(parentText);

@@ -13,13 +13,15 @@
  * message) on two different CPUs, as UCX does. Sizes are interleaved (memwire, UDS, UCX per size).
  */
 import { fileURLToPath } from 'node:url';
-import { runtimeName, selfCommand } from '../ffi/runtime.js';
-import { Postbox, SendStatus } from '../src/index.js';
+import { findExecutable, selfCommand } from './lib/environment.js';
+import { Postbox, SendStatus, platform } from '../src/index.js';
 import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
-import {
-  allowedCpus, findExecutable, judgeTargets, newReport, nowNs, parseFlags, Peer, percentiles, pinThread,
-  progress, sizeLabel, timerCostNs, type BenchReport, type FlagSpec, type Target,
-} from './common.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
+import { Peer } from './lib/peer.js';
+import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
+import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
+import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
 
 export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
 
@@ -134,6 +136,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const memwire = new Map<number, Latency>();
   const uds = new Map<number, Latency | null>();
   const ucx = new Map<number, Latency | null>();
+  const warmups = new Map<string, WarmupResult>();
   if (cpus) pinThread(0, [cpus[0]]);
   let pp: PostboxPingPong | undefined;
   let socket: UdsPingPong | undefined;
@@ -143,13 +146,25 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     if (useUds) socket = await UdsPingPong.start(cpus);
     const prime = quick ? 50_000 : 200_000;
     pp.measure(Math.min(...sizes), prime, 0, timeoutMs);
-    await socket?.measure(Math.min(...sizes), Math.ceil(prime / 20), 0, timeoutMs);
+    if (socket) {
+      try {
+        await socket.measure(Math.min(...sizes), Math.ceil(prime / 20), 0, timeoutMs);
+      } catch (error) {
+        // On a loaded machine the socket can miss its deadline already here: the anchor is then null, memwire still measured.
+        report.notes.push(`the ${ANCHOR_UDS} anchor failed while priming and is null: ${(error as Error).message}`);
+        await socket.close();
+        socket = undefined;
+      }
+    }
     for (const size of sizes) {
       const n = iterations(size);
       const w = warmup(size);
       let started = Date.now();
-      memwire.set(size, toLatency(pp.measure(size, n, w, timeoutMs)));
-      progress(`${sizeLabel(size)}: memwire, ${n} round trips, ${Date.now() - started} ms`);
+      const live = pp;
+      const warm = w > 0 ? await warmUntilStable(() => toLatency(live.measure(size, w, 0, timeoutMs)).p50) : { p50s: [], stable: false };
+      warmups.set(sizeLabel(size), warm);
+      memwire.set(size, toLatency(pp.measure(size, n, 0, timeoutMs)));
+      progress(`${sizeLabel(size)}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
       if (socket) {
         started = Date.now();
         try {
@@ -197,10 +212,11 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
-    `one-way latency = round trip / 2; p50/p99 over the measured round trips after warm-up (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}+${warmup(s)}`).join(', ')})`,
+    `one-way latency = round trip / 2; p50/p99 over the measured round trips after warm-up (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
+    warmupNote('memwire', `${sizes.map((s) => warmup(s)).join('/')} round trips`, warmups),
     `memwire: two processes, a Postbox each (slots 64, inline ≤ 240 B, 4 KiB blocks, pool ${BENCH_OPTIONS.poolBytes >> 20} MiB, cyclic transaction size 1 MiB); trySend + busy poll; the peer reads in place and trySends the bytes back${cpus ? `; pinned to CPUs ${cpus.join(' and ')}` : ''}`,
     ...(ucxExe ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column, p99 vs its 99.0%ile column (its last ${UCX_TIMING_QUEUE} iterations)`] : []),
-    ...(useUds ? [`${ANCHOR_UDS}: ${runtimeName} net socket echo over a Unix domain socket with a ${runtimeName} child process`] : []),
+    ...(useUds ? [`${ANCHOR_UDS}: ${platform.runtime} net socket echo over a Unix domain socket with a ${platform.runtime} child process`] : []),
     `timer: one process.hrtime.bigint() per round trip costs ${timerNs.toFixed(0)} ns here (≈${(timerNs / 2).toFixed(0)} ns of each one-way number)`,
   );
   return { report, json: flags.boolean.has('json') };

@@ -12,16 +12,19 @@
  *
  * It also reports, in the notes, the shared memory a Postbox uses per sender–receiver pair and
  * how it grows with the number of processes per node (computed, for 2, 8 and 64 processes).
+ * Those sizes come from memwire's internal postbox layout (src/postbox/layout.ts) on purpose: the
+ * public API does not say how many bytes a postbox maps.
  */
 import { fileURLToPath } from 'node:url';
-import { selfCommand } from '../ffi/runtime.js';
+import { findExecutable, selfCommand } from './lib/environment.js';
 import { Postbox, SendStatus } from '../src/index.js';
 import { ackBytes, dataBytes, endpointBytes } from '../src/postbox/layout.js';
 import { UCX_TLS, ucxStream } from './anchors.js';
-import {
-  allowedCpus, COMMON_FLAGS, findExecutable, judgeTargets, makeRow, newReport, nowNs, parseFlags, Peer, pinThread, progress,
-  sizeLabel, type BenchReport, type FlagSpec, type Row, type Target,
-} from './common.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
+import { Peer } from './lib/peer.js';
+import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
+import { nowNs, progress } from './lib/timing.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,

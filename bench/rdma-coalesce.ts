@@ -21,10 +21,15 @@
  * bw); perftest runs as in rdma-write-bw. The guest's figures swing ±30 % between runs, so each
  * case alternates its two sides `--rounds` times and compares the medians.
  */
-import { runtimeName } from '../ffi/runtime.js';
-import { RequestEngine, type RequestElement } from '../src/index.js';
-import { allowedCpus, COMMON_FLAGS, judgeTargets, makeRow, newReport, parseFlags, pinThread, progress, type BenchReport, type FlagSpec, type Row, type Target } from './common.js';
-import { BenchSide, bestRounds, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, pickDevices, ROUNDS_FLAG, runPerftest, runRound, settle, startServerPeer, takeDeviceNames, type DevicePair } from './rdma-shared.js';
+import { RequestEngine, type RequestElement, platform } from '../src/index.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
+import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
+import { progress } from './lib/timing.js';
+import { bestRounds, column, DEFAULT_ROUNDS, median, ROUNDS_FLAG, runPerftest, runRound } from './lib/perftest.js';
+import { settle } from './lib/rdma-cpu-time.js';
+import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames, type DevicePair } from './lib/rdma-devices.js';
+import { BenchSide, startServerPeer } from './lib/rdma-side.js';
 import { run as runWriteBw } from './rdma-write-bw.js';
 
 export const FLAGS: FlagSpec = {
@@ -127,7 +132,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
-  progress(`rdma-coalesce on ${runtimeName}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
+  progress(`rdma-coalesce on ${platform.runtime}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
 
   const rows: Row[] = [];
   const targets: Target[] = [];

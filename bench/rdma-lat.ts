@@ -4,7 +4,7 @@
  * `ib_send_lat` run on the same device pair in the same run.
  *
  * The ping-pong is perftest's own protocol, so both do the same work per iteration
- * (perftest 4.5 run_iter_lat_write / run_iter_lat_send; see rdma-shared.ts):
+ * (perftest 4.5 run_iter_lat_write / run_iter_lat_send; see lib/rdma-loops.ts):
  *  - WRITE: each side RDMA-writes the message (inline) whose last byte is the iteration count
  *    into the other's buffer and spins on the last byte of its own buffer until the other's
  *    write lands — the completion queue is not on the ping-pong path; each write is signaled,
@@ -33,45 +33,15 @@
  *
  * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
  */
-import { runtimeName } from '../ffi/runtime.js';
-import {
-  COMMON_FLAGS,
-  FlagError,
-  judgeTargets,
-  makeRow,
-  newReport,
-  parseFlags,
-  percentiles,
-  pinThread,
-  progress,
-  timerCostNs,
-  allowedCpus,
-  type BenchReport,
-  type FlagSpec,
-  type Row,
-  type Target,
-} from './common.js';
-import {
-  BenchSide,
-  bestRounds,
-  column,
-  DEFAULT_ROUNDS,
-  DEVICE_FLAGS,
-  median,
-  pickCpus,
-  pickDevices,
-  prepostReceives,
-  ROUNDS_FLAG,
-  runPerftest,
-  runRound,
-  SEND_LAT_RX_DEPTH,
-  sendLatLoop,
-  startServerPeer,
-  takeDeviceNames,
-  writeLatLoop,
-  type DevicePair,
-  type PeerMode,
-} from './rdma-shared.js';
+import { platform } from '../src/index.js';
+import { pinThread, allowedCpus } from './lib/cpu.js';
+import { COMMON_FLAGS, FlagError, parseFlags, type FlagSpec } from './lib/flags.js';
+import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
+import { percentiles, progress, timerCostNs } from './lib/timing.js';
+import { bestRounds, column, DEFAULT_ROUNDS, median, ROUNDS_FLAG, runPerftest, runRound } from './lib/perftest.js';
+import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames, type DevicePair } from './lib/rdma-devices.js';
+import { prepostReceives, SEND_LAT_RX_DEPTH, sendLatLoop, writeLatLoop } from './lib/rdma-loops.js';
+import { BenchSide, startServerPeer, type PeerMode } from './lib/rdma-side.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
@@ -138,7 +108,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
   const timerNs = timerCostNs();
-  progress(`rdma-lat on ${runtimeName}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}, ${size} B × ${iterations}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
+  progress(`rdma-lat on ${platform.runtime}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}, ${size} B × ${iterations}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
 
   const tests: { mode: PeerMode; label: string; tool: string }[] = [
     { mode: 'write-lat', label: `write-${size}B`, tool: 'ib_write_lat' },

@@ -2,7 +2,7 @@
  * The server process of benches `rdma-lat` and `rdma-write-bw` (perftest's server role): opens
  * dev0, connects its RC queue pair to the bench's endpoint (given in argv), prints its own
  * endpoint as one line `READY {json}` on stdout, then runs the server half of the same loop as
- * the bench (rdma-shared.ts): the write or send ping-pong, or — for bandwidth — it only keeps its
+ * the bench (lib/rdma-loops.ts): the write or send ping-pong, or — for bandwidth — it only keeps its
  * buffer registered until the bench SENDs it a zero-byte "done".
  *
  * It leaves when the loop ends, and on its own when the bench process is gone.
@@ -10,8 +10,9 @@
  * argv: <write-lat|send-lat|bw> <device> <gid index> <size> <iterations> <parent pid> <endpoint json>
  */
 import { writeSync } from 'node:fs';
-import { processRunning } from './common.js';
-import { BenchSide, parseEndpoint, prepostReceives, SEND_LAT_RX_DEPTH, sendLatLoop, writeLatLoop } from './rdma-shared.js';
+import { processRunning } from './lib/peer.js';
+import { prepostReceives, SEND_LAT_RX_DEPTH, sendLatLoop, writeLatLoop } from './lib/rdma-loops.js';
+import { BenchSide, parseEndpoint } from './lib/rdma-side.js';
 
 /** How often the idle bandwidth server checks that the bench process is still there. */
 const PARENT_CHECK_MS = 1000;

@@ -3,7 +3,7 @@
  * `4KiB`, `64KiB`) between two RDMA devices (or one, in loopback), against perftest's
  * `ib_write_bw` run on the same device pair in the same run.
  *
- * The loop is perftest's run_iter_bw (see rdma-shared.ts): up to tx-depth 128 writes in flight,
+ * The loop is perftest's run_iter_bw (see lib/rdma-loops.ts): up to tx-depth 128 writes in flight,
  * one post per work request (post list 1), every 100th signaled (perftest's cq_mod), completions
  * reaped in batches of up to 16 — or, with `--post-list N` (perftest's `-l N`, given to ib_write_bw
  * too), one post per prepared chain of N writes, the last signaled; bandwidth = bytes / time from the first post to the last
@@ -40,24 +40,16 @@
  *
  * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
  */
-import { runtimeName } from '../ffi/runtime.js';
-import {
-  allowedCpus,
-  COMMON_FLAGS,
-  FlagError,
-  judgeTargets,
-  makeRow,
-  newReport,
-  parseFlags,
-  pinThread,
-  progress,
-  sizeLabel,
-  type BenchReport,
-  type FlagSpec,
-  type Row,
-  type Target,
-} from './common.js';
-import { BenchSide, bestRounds, column, cpuSample, cpuSplit, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, ROUNDS_FLAG, pickDevices, runPerftest, runRound, settle, softirqdSplit, startServerPeer, takeDeviceNames, writeBwLoop, type DevicePair } from './rdma-shared.js';
+import { platform } from '../src/index.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, FlagError, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
+import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
+import { progress } from './lib/timing.js';
+import { bestRounds, column, DEFAULT_ROUNDS, median, ROUNDS_FLAG, runPerftest, runRound } from './lib/perftest.js';
+import { cpuSample, cpuSplit, settle, softirqdSplit } from './lib/rdma-cpu-time.js';
+import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames, type DevicePair } from './lib/rdma-devices.js';
+import { writeBwLoop } from './lib/rdma-loops.js';
+import { BenchSide, startServerPeer } from './lib/rdma-side.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
@@ -127,7 +119,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
-  progress(`rdma-write-bw on ${runtimeName}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
+  progress(`rdma-write-bw on ${platform.runtime}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
 
   const rows: Row[] = [];
   const targets: Target[] = [];

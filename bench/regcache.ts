@@ -18,9 +18,9 @@ import {
   connectQueuePairs, Context, listDevices, NoDeviceError, RegisteredHeap, SharedRegion, VerbsRegistrar,
   type CompletionQueue, type HeapBuffer, type MemoryRegion, type QueuePair,
 } from '../src/index.js';
-import {
-  COMMON_FLAGS, judgeTargets, makeRow, newReport, nowNs, parseFlags, percentiles, progress, sizeLabel, type BenchReport, type FlagSpec, type Target,
-} from './common.js';
+import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
+import { judgeTargets, makeRow, newReport, type BenchReport, type Target } from './lib/report.js';
+import { nowNs, percentiles, progress } from './lib/timing.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,

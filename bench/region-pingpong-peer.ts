@@ -10,7 +10,7 @@
  * argv: <region name> <mailbox capacity> <parent pid>
  */
 import { Mailbox, SharedRegion } from '../src/index.js';
-import { processRunning } from './common.js';
+import { processRunning } from './lib/peer.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset } from './region-pingpong-layout.js';
 
 /** Empty polls before parking in the futex (roughly 50–100 ms of spinning). */

@@ -24,25 +24,14 @@
  * `timeout -s KILL`, a little longer than the measurement's limit).
  */
 import { fileURLToPath } from 'node:url';
-import { runtimeName, selfCommand } from '../ffi/runtime.js';
-import { Mailbox, SharedRegion } from '../src/index.js';
-import {
-  allowedCpus,
-  findExecutable,
-  judgeTargets,
-  newReport,
-  nowNs,
-  parseFlags,
-  Peer,
-  percentiles,
-  pinThread,
-  progress,
-  sizeLabel,
-  timerCostNs,
-  type BenchReport,
-  type FlagSpec,
-  type Target,
-} from './common.js';
+import { findExecutable, selfCommand } from './lib/environment.js';
+import { Mailbox, SharedRegion, platform } from '../src/index.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
+import { Peer } from './lib/peer.js';
+import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
+import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
+import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
 import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 
@@ -227,6 +216,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const memwire = new Map<number, Latency>();
   const uds = new Map<number, Latency | null>();
   const ucx = new Map<number, Latency | null>();
+  const warmups = new Map<string, WarmupResult>();
 
   if (plan.cpus) pinThread(0, [plan.cpus[0]]);
   let region: RegionPingPong | undefined;
@@ -235,19 +225,31 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     progress(`region-pingpong: sizes ${plan.sizes.map(sizeLabel).join(', ')}; ${plan.cpus ? `CPUs ${plan.cpus.join(' and ')}` : 'not pinned'}`);
     region = await RegionPingPong.start(capacity, plan.cpus);
     if (useUds) socket = await UdsPingPong.start(plan.cpus);
-    // Prime both sides' JITs before the first size is measured (its own warm-up is short).
+    // Prime both sides' JITs once; each size then warms until its own p50 holds (lib/warmup.ts).
     const primeStarted = Date.now();
     const primeSize = Math.min(64, capacity);
     region.measure(primeSize, plan.prime, 0, plan.timeoutMs);
-    await socket?.measure(primeSize, Math.ceil(plan.prime / 20), 0, plan.timeoutMs);
+    if (socket) {
+      try {
+        await socket.measure(primeSize, Math.ceil(plan.prime / 20), 0, plan.timeoutMs);
+      } catch (error) {
+        // On a loaded machine the socket can miss its deadline already here: the anchor is then null, memwire still measured.
+        report.notes.push(`the ${ANCHOR_UDS} anchor failed while priming and is null: ${(error as Error).message}`);
+        await socket.close();
+        socket = undefined;
+      }
+    }
     progress(`primed: ${plan.prime} memwire round trips${socket ? ` and ${Math.ceil(plan.prime / 20)} socket ones` : ''}, ${Date.now() - primeStarted} ms`);
     for (const size of plan.sizes) {
       const n = plan.iterations(size);
       const w = plan.warmup(size);
       const label = sizeLabel(size);
       let started = Date.now();
-      memwire.set(size, toLatency(region.measure(size, n, w, plan.timeoutMs)));
-      progress(`${label}: memwire, ${n} round trips + ${w} warm-up, ${Date.now() - started} ms`);
+      const live = region;
+      const warm = w > 0 ? await warmUntilStable(() => toLatency(live.measure(size, w, 0, plan.timeoutMs)).p50) : { p50s: [], stable: false };
+      warmups.set(label, warm);
+      memwire.set(size, toLatency(region.measure(size, n, 0, plan.timeoutMs)));
+      progress(`${label}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
       if (socket) {
         started = Date.now();
         try {
@@ -305,13 +307,14 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
     `one-way latency = round trip / 2; p50 and p99 over the measured round trips after warm-up (${plan.sizes
-      .map((s) => `${sizeLabel(s)}: ${plan.iterations(s)}+${plan.warmup(s)}`)
+      .map((s) => `${sizeLabel(s)}: ${plan.iterations(s)}`)
       .join(', ')})`,
+    warmupNote('memwire', `${plan.sizes.map((s) => plan.warmup(s)).join('/')} round trips`, warmups),
     `memwire: two processes, one SharedRegion with a ping and a pong Mailbox, both busy-polling tryPut/tryTake${plan.cpus ? `, pinned to CPUs ${plan.cpus.join(' and ')}` : ''}`,
     ...(ucxExe
       ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column (-R 50, "typical"), p99 vs its 99.0%ile column (-R 99), both over its last ${UCX_TIMING_QUEUE} iterations`]
       : []),
-    ...(useUds ? [`${ANCHOR_UDS}: ${runtimeName} net socket echo over a Unix domain socket with a ${runtimeName} child process`] : []),
+    ...(useUds ? [`${ANCHOR_UDS}: ${platform.runtime} net socket echo over a Unix domain socket with a ${platform.runtime} child process`] : []),
     `timer: one process.hrtime.bigint() per round trip costs ${timerNs.toFixed(0)} ns here (≈${(timerNs / 2).toFixed(0)} ns of each one-way number)`,
   );
   return { report, json: flags.boolean.has('json') };

@@ -5,25 +5,23 @@
  * Each process keeps a window of `--window` live blocks and, in a loop, frees the oldest and
  * mallocs a new one (a FIFO churn, so blocks are split and merged, not one block reused). With
  * 2 processes both run at once on one pool (the allocator's lock inside the region is then
- * contended) and the row is the sum of both. Reported with no anchor (anchor and ratio null):
- * there is no like-for-like allocator in shared memory to compare with in the same run.
+ * contended) and the row is the sum of both.
+ *
+ * Anchor, measured in the same run right after each case: glibc malloc + free pairs in C with the
+ * same churn, sizes, window, duration and process count (bench/c/malloc-churn.c). It is a ceiling,
+ * not a like-for-like allocator: glibc's heap is private to each process, so its two processes
+ * neither share nor contend for anything, while memwire's share one pool and its lock.
  */
 import { ShmemPool } from '../src/index.js';
-import {
-  allowedCpus,
-  COMMON_FLAGS,
-  makeRow,
-  newReport,
-  parseFlags,
-  pinThread,
-  progress,
-  sizeLabel,
-  type BenchReport,
-  type FlagSpec,
-  type Peer,
-} from './common.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
+import type { Peer } from './lib/peer.js';
+import { makeRow, newReport, type BenchReport } from './lib/report.js';
+import { progress } from './lib/timing.js';
 import { CONTROL_BYTES, CONTROL_COUNT, CONTROL_READY, CONTROL_STOP } from './shmem-control.js';
-import { benchPoolName, startPoolPeer } from './shmem-bench-util.js';
+import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
+
+export const ANCHOR_MALLOC = 'glibc-malloc';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
@@ -95,13 +93,25 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const report = newReport('shmem-alloc');
   const before = allowedCpus();
   const cpus: [number, number] | null = !flags.boolean.has('no-pin') && before.length >= 2 ? [before[0], before[1]] : null;
+  const built = buildC('malloc-churn');
+  let anchorFailure: string | null = 'error' in built ? `the C anchor could not be built (${built.error})` : null;
   try {
     if (cpus) pinThread(0, [cpus[0]]);
     for (const processes of [1, 2] as const) {
       for (const size of sizes) {
-        progress(`shmem-alloc: ${sizeLabel(size)}, ${processes} process${processes > 1 ? 'es' : ''}, ${seconds} s`);
+        const label = `${sizeLabel(size)} × ${processes} process${processes > 1 ? 'es' : ''}`;
+        progress(`shmem-alloc: ${label}, ${seconds} s`);
         const rate = await measure(processes, size, window, seconds, cpus);
-        report.rows.push(makeRow(`${sizeLabel(size)} × ${processes} process${processes > 1 ? 'es' : ''}`, 'pairs/s', 'ops/s', 'higher', rate, null, 'none'));
+        let anchor: number | null = null;
+        if ('path' in built && anchorFailure === null) {
+          try {
+            const args = [String(size), String(window), String(seconds), String(processes), String(cpus?.[0] ?? -1), String(cpus?.[1] ?? -1)];
+            anchor = (await runC<{ pairsPerSecond: number }>(`malloc-churn ${label}`, [built.path, ...args], 60_000)).pairsPerSecond;
+          } catch (error) {
+            anchorFailure = `the C anchor failed at ${label} (${(error as Error).message})`;
+          }
+        }
+        report.rows.push(makeRow(label, 'pairs/s', 'ops/s', 'higher', rate, anchor, ANCHOR_MALLOC));
       }
     }
   } finally {
@@ -109,7 +119,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   }
   report.notes.push(
     `malloc + free pairs per second (all processes together), FIFO churn over a window of ${window} live blocks per process, ${seconds} s per case${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
-    'no anchor: there is no like-for-like allocator inside shared memory to run beside it, so anchor and ratio are null',
+    `${ANCHOR_MALLOC}: the same churn with glibc malloc/free in C (bench/c/malloc-churn.c, gcc -O2), run right after each case; a ceiling: private memory per process, nothing shared or contended`,
   );
+  if (anchorFailure) report.notes.push(`${anchorFailure}: anchor and ratio are null from there on`);
   return { report, json: flags.boolean.has('json') };
 }

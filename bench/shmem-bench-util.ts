@@ -1,14 +1,16 @@
 /**
  * What the three shmem benches (shmem-lock, shmem-signal, shmem-alloc) share beyond
- * bench/common.ts: building their C anchors with gcc into .cache/bench/, running one, and
+ * bench/lib/: building their C anchors with gcc into .cache/bench/, running one, and
  * starting the JS peer (bench/shmem-peer.ts) on a pool.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { selfCommand } from '../ffi/runtime.js';
-import { findExecutable, Peer, pinThread, progress, projectRoot } from './common.js';
+import { findExecutable, projectRoot, selfCommand } from './lib/environment.js';
+import { pinThread } from './lib/cpu.js';
+import { Peer } from './lib/peer.js';
+import { progress } from './lib/timing.js';
 
 function mtime(path: string): number {
   try {

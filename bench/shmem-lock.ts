@@ -15,28 +15,19 @@
  * p50 ≤ 2× the C robust mutex.
  */
 import { ShmemPool } from '../src/index.js';
-import {
-  allowedCpus,
-  COMMON_FLAGS,
-  judgeTargets,
-  makeRow,
-  newReport,
-  nowNs,
-  parseFlags,
-  type Peer,
-  percentiles,
-  pinThread,
-  progress,
-  type BenchReport,
-  type FlagSpec,
-} from './common.js';
-import { CONTROL_ACK, CONTROL_BYTES, CONTROL_HELD, CONTROL_READY, CONTROL_WAITING } from './shmem-control.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
+import type { Peer } from './lib/peer.js';
+import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
+import { nowNs, percentiles, progress } from './lib/timing.js';
+import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
+import { CONTROL_ACK, CONTROL_BYTES, CONTROL_HELD, CONTROL_READY, CONTROL_STOP, CONTROL_WAITING } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
   iterations: { kind: 'count', help: 'contended hand-offs measured (default 20000; --quick 3000)' },
-  warmup: { kind: 'count', help: 'contended hand-offs not measured (default 2000; --quick 500)' },
+  warmup: { kind: 'count', help: 'contended hand-offs per warm-up round (default 2000; --quick 500); rounds repeat until p50 holds; 0: none' },
   pairs: { kind: 'count', help: 'uncontended pairs per batch (default 1000000; --quick 200000)' },
   batches: { kind: 'count', help: 'uncontended batches (default 21; --quick 7)' },
   hold: { kind: 'count', help: 'µs the holder keeps the lock after the waiter announced itself (default 50)' },
@@ -60,14 +51,18 @@ function uncontended(pool: ShmemPool, id: number, pairs: number, batches: number
   return percentiles(perPair, [50])[0];
 }
 
-function contended(pool: ShmemPool, id: number, control: Int32Array, peer: Peer, iterations: number, warmup: number, holdUs: number): Float64Array {
-  const samples = new Float64Array(iterations);
+/**
+ * Contended hand-offs number `start` to `start + count - 1` (the peer follows the numbers), each
+ * sample in µs: release → the waiter running as holder.
+ */
+function contended(pool: ShmemPool, id: number, control: Int32Array, peer: Peer, start: number, count: number, holdUs: number): Float64Array {
+  const samples = new Float64Array(count);
   const holdNs = BigInt(holdUs * 1000);
   let spins = 0;
   const guard = () => {
     if ((++spins & 0xfffff) === 0 && !peer.isRunningNow()) throw new Error(`${peer.label} died${peer.stderr ? `: ${peer.stderr}` : ''}`);
   };
-  for (let i = 0; i < iterations + warmup; i++) {
+  for (let i = start; i < start + count; i++) {
     if (i > 0) {
       pool.setLock(id);
       Atomics.store(control, CONTROL_HELD, i);
@@ -79,7 +74,7 @@ function contended(pool: ShmemPool, id: number, control: Int32Array, peer: Peer,
     pool.clearLock(id);
     while (Atomics.load(control, CONTROL_ACK) !== i) guard();
     const t1 = nowNs();
-    if (i >= warmup) samples[i - warmup] = Number(t1 - t0) / 1000;
+    samples[i - start] = Number(t1 - t0) / 1000;
   }
   return samples;
 }
@@ -101,6 +96,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   // memwire
   const pool = ShmemPool.create(benchPoolName('shmem-lock'), { heapBytes: 64 << 10, maxMembers: 4, maxLocks: 4 });
   let ours: { uncontendedNs: number; p50: number; p99: number };
+  let warm: WarmupResult = { p50s: [], stable: false };
   let peer: Peer | undefined;
   try {
     if (cpus) pinThread(0, [cpus[0]]);
@@ -113,10 +109,20 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     Atomics.store(control, CONTROL_READY, 0);
     pool.setLock(id);
     Atomics.store(control, CONTROL_HELD, 0);
-    peer = startPoolPeer('lock-b', pool.name, [controlOffset, id, iterations + warmup], cpus ? cpus[1] : null);
+    Atomics.store(control, CONTROL_STOP, 0);
+    peer = startPoolPeer('lock-b', pool.name, [controlOffset, id], cpus ? cpus[1] : null);
+    const live = peer;
     await peer.waitFor('joining the pool', () => Atomics.load(control, CONTROL_READY) === 1, 15_000);
-    progress(`shmem-lock: ${iterations} contended hand-offs (+${warmup} warm-up), hold ${holdUs} µs`);
-    const [p50, p99] = percentiles(contended(pool, id, control, peer, iterations, warmup, holdUs), [50, 99]);
+    progress(`shmem-lock: ${iterations} contended hand-offs (after warm-up rounds of ${warmup}), hold ${holdUs} µs`);
+    let next = 0;
+    const handOffs = (count: number) => {
+      const samples = contended(pool, id, control, live, next, count, holdUs);
+      next += count;
+      return samples;
+    };
+    warm = warmup > 0 ? await warmUntilStable(() => percentiles(handOffs(warmup), [50])[0]) : { p50s: [], stable: false };
+    const [p50, p99] = percentiles(handOffs(iterations), [50, 99]);
+    Atomics.store(control, CONTROL_STOP, 1); // the peer, waiting for the next hand-off, leaves
     await peer.finish(15_000);
     ours = { uncontendedNs, p50, p99 };
   } finally {
@@ -153,7 +159,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   ]);
   report.notes.unshift(
     `${UNCONTENDED}: ShmemPool setLock + clearLock (one compareExchange, one exchange, no FFI call), ns per pair, p50 over ${batches} batches of ${pairs}`,
-    `${CONTENDED}: release → the waiter (asleep in futex after its spin) running as the new holder, seen through an acknowledgment word; ${iterations} samples after ${warmup} warm-up, holder keeps the lock ${holdUs} µs after the waiter announced itself${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
+    `${CONTENDED}: release → the waiter (asleep in futex after its spin) running as the new holder, seen through an acknowledgment word; ${iterations} samples after warm-up (memwire: rounds of ${warmup} until p50 holds; C: ${warmup}), holder keeps the lock ${holdUs} µs after the waiter announced itself${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
+    warmupNote('memwire contended', `${warmup} hand-offs`, new Map([[CONTENDED, warm]])),
     `${ANCHOR}: pthread_mutex_t with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST in MAP_SHARED memory, two processes (fork), the same protocol (bench/c/robust-mutex.c, gcc -O2)`,
   );
   return { report, json: flags.boolean.has('json') };

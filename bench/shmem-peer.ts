@@ -10,7 +10,7 @@
  *   alloc <size> <window>          malloc/free churn until told to stop (bench shmem-alloc)
  */
 import { ShmemPool } from '../src/index.js';
-import { processRunning } from './common.js';
+import { processRunning } from './lib/peer.js';
 import { CONTROL_ACK, CONTROL_BYTES, CONTROL_COUNT, CONTROL_HELD, CONTROL_READY, CONTROL_STOP, CONTROL_WAITING } from './shmem-control.js';
 
 
@@ -30,10 +30,14 @@ function guard(): void {
 try {
   switch (role) {
     case 'lock-b': {
-      const [id, total] = rest.map(Number);
+      // Hand-offs until the parent sets CONTROL_STOP (it decides when its warm-up has settled).
+      const [id] = rest.map(Number);
       Atomics.store(control, CONTROL_READY, 1);
-      for (let i = 0; i < total; i++) {
-        while (Atomics.load(control, CONTROL_HELD) !== i) guard();
+      handOffs: for (let i = 0; ; i++) {
+        while (Atomics.load(control, CONTROL_HELD) !== i) {
+          if (Atomics.load(control, CONTROL_STOP) !== 0) break handOffs;
+          guard();
+        }
         Atomics.store(control, CONTROL_WAITING, i);
         pool.setLock(id);
         Atomics.store(control, CONTROL_ACK, i);
@@ -42,18 +46,19 @@ try {
       break;
     }
     case 'signal-b': {
-      const [parent, total, spin, useAsync] = rest.map(Number);
+      // Answer every signal until the parent sets CONTROL_STOP and signals once more.
+      const [parent, spin, useAsync] = rest.map(Number);
       Atomics.store(control, CONTROL_READY, 1);
       const options = { spin, timeoutMs: 10_000 };
-      for (let i = 0; i < total; ) {
+      for (;;) {
         const got = useAsync ? await pool.waitSignalAsync(options) : pool.waitSignal(options);
+        if (Atomics.load(control, CONTROL_STOP) !== 0) break;
         if (got === 0) {
           guard();
           spins |= 0xfffff; // check the parent at once
           continue;
         }
         for (let k = 0; k < got; k++) pool.signal(parent);
-        i += got;
       }
       break;
     }

@@ -18,28 +18,19 @@
  * the C futex ping-pong.
  */
 import { ShmemPool } from '../src/index.js';
-import {
-  allowedCpus,
-  COMMON_FLAGS,
-  judgeTargets,
-  makeRow,
-  newReport,
-  nowNs,
-  parseFlags,
-  percentiles,
-  pinThread,
-  progress,
-  type BenchReport,
-  type FlagSpec,
-  type Peer,
-} from './common.js';
-import { CONTROL_BYTES, CONTROL_READY } from './shmem-control.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
+import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
+import type { Peer } from './lib/peer.js';
+import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
+import { nowNs, percentiles, progress } from './lib/timing.js';
+import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
+import { CONTROL_BYTES, CONTROL_READY, CONTROL_STOP } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
 
 export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
   iterations: { kind: 'count', help: 'round trips measured per case (default 50000; --quick 5000)' },
-  warmup: { kind: 'count', help: 'round trips not measured per case (default 5000; --quick 1000)' },
+  warmup: { kind: 'count', help: 'round trips per warm-up round (default 5000; --quick 1000); rounds repeat until p50 holds; 0: none' },
   'no-pin': { kind: 'boolean', help: 'do not pin the two processes to two CPUs' },
 };
 
@@ -48,31 +39,41 @@ const SLEEPING = 'one-way signal, waiter sleeps (spin 0)';
 const DEFAULT = 'one-way signal, default wait (spin, then sleep)';
 const ASYNC = 'one-way signal, async waiter sleeps (spin 0)';
 
-async function measure(spin: number, iterations: number, warmup: number, cpus: [number, number] | null, useAsync = false): Promise<{ p50: number; p99: number }> {
+/**
+ * One memwire case: warm-up rounds of `warmup` round trips until their p50 holds
+ * (lib/warmup.ts), then `iterations` measured ones; the peer answers until told to stop.
+ */
+async function measure(spin: number, iterations: number, warmup: number, cpus: [number, number] | null, useAsync = false): Promise<{ p50: number; p99: number; warm: WarmupResult }> {
   const pool = ShmemPool.create(benchPoolName('shmem-signal'), { heapBytes: 64 << 10, maxMembers: 4, maxLocks: 2 });
   let peer: Peer | undefined;
   try {
     const controlOffset = pool.malloc(CONTROL_BYTES, { owners: [] });
     const control = pool.region.view('int32', controlOffset, CONTROL_BYTES / 4);
     control.fill(0);
-    const total = iterations + warmup;
-    peer = startPoolPeer('signal-b', pool.name, [controlOffset, pool.me, total, spin, useAsync ? 1 : 0], cpus ? cpus[1] : null);
+    peer = startPoolPeer('signal-b', pool.name, [controlOffset, pool.me, spin, useAsync ? 1 : 0], cpus ? cpus[1] : null);
+    const live = peer;
     await peer.waitFor('joining the pool', () => Atomics.load(control, CONTROL_READY) === 1, 15_000);
     const other = pool.members().find((m) => !m.self);
     if (!other) throw new Error('the peer is not a member');
-    const samples = new Float64Array(iterations);
     const options = { spin, timeoutMs: 10_000 };
-    for (let i = 0; i < total; i++) {
-      const t0 = nowNs();
-      pool.signal(other.id);
-      const answers = useAsync ? await pool.waitSignalAsync(options) : pool.waitSignal(options);
-      if (answers !== 1) throw new Error(`round trip ${i}: no single answer from ${peer.label}${peer.stderr ? `: ${peer.stderr}` : ''}`);
-      const t1 = nowNs();
-      if (i >= warmup) samples[i - warmup] = Number(t1 - t0) / 2000;
-    }
+    /** `n` one-way latencies in µs (round trip / 2). */
+    const roundTrips = async (n: number): Promise<Float64Array> => {
+      const samples = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const t0 = nowNs();
+        pool.signal(other.id);
+        const answers = useAsync ? await pool.waitSignalAsync(options) : pool.waitSignal(options);
+        if (answers !== 1) throw new Error(`round trip ${i}: no single answer from ${live.label}${live.stderr ? `: ${live.stderr}` : ''}`);
+        samples[i] = Number(nowNs() - t0) / 2000;
+      }
+      return samples;
+    };
+    const warm = warmup > 0 ? await warmUntilStable(async () => percentiles(await roundTrips(warmup), [50])[0]) : { p50s: [], stable: false };
+    const [p50, p99] = percentiles(await roundTrips(iterations), [50, 99]);
+    Atomics.store(control, CONTROL_STOP, 1);
+    pool.signal(other.id); // wakes the peer, which sees the stop
     await peer.finish(15_000);
-    const [p50, p99] = percentiles(samples, [50, 99]);
-    return { p50, p99 };
+    return { p50, p99, warm };
   } finally {
     await peer?.stop();
     pool.dispose();
@@ -91,14 +92,14 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const cpus: [number, number] | null = !flags.boolean.has('no-pin') && before.length >= 2 ? [before[0], before[1]] : null;
   if (!cpus) report.notes.push('not pinned: the scheduler places both processes');
 
-  let sleeping: { p50: number; p99: number };
-  let spinning: { p50: number; p99: number };
-  let asynchronous: { p50: number; p99: number };
+  let sleeping: Awaited<ReturnType<typeof measure>>;
+  let spinning: Awaited<ReturnType<typeof measure>>;
+  let asynchronous: Awaited<ReturnType<typeof measure>>;
   try {
     if (cpus) pinThread(0, [cpus[0]]);
-    progress(`shmem-signal: ${iterations} round trips (+${warmup}) with spin 0`);
+    progress(`shmem-signal: ${iterations} round trips (after warm-up rounds of ${warmup}) with spin 0`);
     sleeping = await measure(0, iterations, warmup, cpus);
-    progress(`shmem-signal: ${iterations} round trips (+${warmup}) with the default spin`);
+    progress(`shmem-signal: ${iterations} round trips (after warm-up rounds of ${warmup}) with the default spin`);
     spinning = await measure(2000, iterations, warmup, cpus);
     progress(`shmem-signal: ${asyncIterations} round trips with async waits, spin 0`);
     asynchronous = await measure(0, asyncIterations, Math.min(warmup, asyncIterations), cpus, true);
@@ -132,8 +133,9 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     { case: SLEEPING, metric: 'p50', anchorName: ANCHOR, maxRatio: 2, text: 'one-way signal latency (waiter asleep in the kernel) within 2× of a C futex ping-pong' },
   ]);
   report.notes.unshift(
-    `one-way = round trip / 2, ${iterations} round trips after ${warmup} warm-up per case; signal() adds 1 to the receiver's counter and calls FUTEX_WAKE only if it sleeps${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
-    `${ANCHOR}: two processes (fork), atomic increment + FUTEX_WAKE, FUTEX_WAIT with no spin, words in MAP_SHARED memory (bench/c/futex-pingpong.c, gcc -O2)`,
+    `one-way = round trip / 2, ${iterations} round trips per case (${asyncIterations} async) after warm-up; signal() adds 1 to the receiver's counter and calls FUTEX_WAKE only if it sleeps${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
+    warmupNote('memwire', `${warmup} round trips (async: ${Math.min(warmup, asyncIterations)})`, new Map([[SLEEPING, sleeping.warm], [DEFAULT, spinning.warm], [ASYNC, asynchronous.warm]])),
+    `${ANCHOR}: two processes (fork), atomic increment + FUTEX_WAKE, FUTEX_WAIT with no spin, words in MAP_SHARED memory (bench/c/futex-pingpong.c, gcc -O2), ${warmup} warm-up round trips`,
   );
   return { report, json: flags.boolean.has('json') };
 }

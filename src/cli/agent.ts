@@ -6,19 +6,23 @@
  */
 import { DEFAULT_AGENT_PORT, NodeAgent } from '../agent/agent.js';
 import { deviceAddress, parseEndpoint } from '../agent/discover.js';
-import { UsageError } from '../errors.js';
+import { checkArguments, CommandUsageError } from './usage.js';
 
 export const AGENT_USAGE = `usage: memwire agent --device <dev> [--listen <addr>:<port>] [--node <name>] [--quiet]
   --device   the RDMA device this node's agent serves (e.g. rxe1)
   --listen   IPv4:port to listen on; default the device's own IPv4 address (from its RoCE v2
              GID) and port ${DEFAULT_AGENT_PORT}; ":<port>" keeps the device's address
-  --node     the node's name in messages (default: the device name)`;
+  --node     the node's name in messages (default: the device name)
+  --quiet    print only the listening line, not one line per event
+
+Runs until SIGTERM or SIGINT, then stops gracefully. Exit status: 0 after a clean stop, 1 when
+it failed (to start, or to stop), 2 for a usage mistake.`;
 
 function option(argv: string[], name: string): string | undefined {
   const at = argv.indexOf(name);
   if (at < 0) return undefined;
   const value = argv[at + 1];
-  if (value === undefined || value.startsWith('--')) throw new UsageError(`${name} needs a value\n\n${AGENT_USAGE}`);
+  if (value === undefined || value.startsWith('--')) throw new CommandUsageError(`memwire agent: ${name} needs a value\n\n${AGENT_USAGE}`);
   return value;
 }
 
@@ -27,8 +31,9 @@ export async function runAgent(argv: string[]): Promise<number> {
     console.log(AGENT_USAGE);
     return 0;
   }
+  checkArguments('agent', argv, ['--device', '--listen', '--node'], ['--quiet']);
   const device = option(argv, '--device');
-  if (!device) throw new UsageError(`memwire agent needs --device\n\n${AGENT_USAGE}`);
+  if (!device) throw new CommandUsageError(`memwire agent needs --device\n\n${AGENT_USAGE}`);
   const listen = option(argv, '--listen');
   const quiet = argv.includes('--quiet');
   let address: string | undefined;

@@ -4,12 +4,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { platform } from '../platform.js';
+import { checkArguments, CommandUsageError } from './usage.js';
 
 const EXIT_CODES = `exit status:
   0  it worked (doctor: shared memory works; bench: it ran — a missed target is reported, not an error)
   1  it failed (doctor: shared memory does not work; demo: a message was lost or the peer failed;
      bench: the benchmark or one run of the report failed)
-  2  a usage mistake: unknown command, bench or flag`;
+  2  a usage mistake: unknown command, bench or flag, a missing or bad value
+  (agent: runs until SIGTERM or SIGINT, then 0 after a clean stop, 1 if stopping failed)`;
 
 const USAGE = `usage: memwire <command> [options]
 
@@ -20,8 +22,8 @@ commands:
   bench report [--quick] [--rxe] [--out DIR]
                                   every benchmark on Node, Bun and Deno: report.md, report.json, charts
   agent --device <dev> [--listen <addr>:<port>]   this node's agent for messaging across machines
-  help, --help                    this text; memwire <command> --help tells more
-  --version                       memwire's version
+  help [<command>], --help        this text; memwire <command> --help tells more
+  --version                       memwire's version (also -v, version)
 
 ${EXIT_CODES}`;
 
@@ -52,14 +54,11 @@ function version(): string {
   return pkg.version;
 }
 
-/** A bad flag of demo: exit status 2, like every usage mistake. */
-class FlagUsageError extends Error {}
-
 function flag(argv: string[], name: string, fallback: number): number {
   const at = argv.indexOf(name);
   if (at < 0) return fallback;
   const value = Number(argv[at + 1]);
-  if (!Number.isInteger(value) || value <= 0) throw new FlagUsageError(`${name} needs a positive integer`);
+  if (!Number.isInteger(value) || value <= 0) throw new CommandUsageError(`memwire demo: ${name} needs a positive integer`);
   return value;
 }
 
@@ -73,12 +72,14 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'doctor': {
+      checkArguments('doctor', rest, [], ['--json']);
       const { runDoctor, formatDoctor } = await import('./doctor.js');
       const report = runDoctor();
       console.log(rest.includes('--json') ? JSON.stringify(report, null, 2) : formatDoctor(report));
       return report.sharedMemory.ok ? 0 : 1;
     }
     case 'demo': {
+      checkArguments('demo', rest, ['--rounds', '--bulk']);
       const { runDemo } = await import('./demo.js');
       const result = await runDemo({
         rounds: flag(rest, '--rounds', 200_000),
@@ -106,12 +107,17 @@ async function main(argv: string[]): Promise<number> {
     case 'version':
       console.log(version());
       return 0;
-    case undefined:
     case 'help':
+      if (rest[0] !== undefined) return main([rest[0], '--help']);
+      console.log(USAGE);
+      return 0;
     case '--help':
     case '-h':
       console.log(USAGE);
-      return command === undefined ? 2 : 0;
+      return 0;
+    case undefined:
+      console.error(USAGE); // no command: a usage mistake, told on stderr
+      return 2;
     default:
       console.error(`memwire: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
       return 2;
@@ -123,8 +129,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof FlagUsageError) {
-      console.error(`memwire: ${error.message}`);
+    if (error instanceof CommandUsageError) {
+      console.error(error.message);
       process.exitCode = 2;
       return;
     }

@@ -6,7 +6,7 @@
  * Nothing here runs anything: report.ts runs the benchmarks, report-markdown.ts and
  * report-charts.ts read what it collected.
  */
-import type { BenchReport, Row } from '../../bench/common.js';
+import type { BenchReport, Row } from '../../bench/lib/report.js';
 
 export type { BenchReport, Row };
 

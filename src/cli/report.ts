@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { loadRenderer, writeCharts } from './report-charts.js';
 import { renderMarkdown } from './report-markdown.js';
 import { needsRdmaDevice, type BenchReport, type BenchRun, type FullReport, type Place } from './report-model.js';
+import { CommandUsageError } from './usage.js';
 
 export const REPORT_USAGE = `usage: memwire bench report [--quick] [--rxe] [--out DIR] [--only NAME,…] [--runtimes node,bun,deno]
 
@@ -54,7 +55,7 @@ export interface ReportOptions {
   guestPart: boolean;
 }
 
-export class ReportUsageError extends Error {}
+export class ReportUsageError extends CommandUsageError {}
 
 export function parseReportArgs(argv: readonly string[]): ReportOptions {
   const options: ReportOptions = { quick: false, rxe: false, out: 'memwire-report', only: null, runtimes: null, timeoutSeconds: 0, guestPart: false };

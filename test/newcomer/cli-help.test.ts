@@ -20,7 +20,7 @@ describe('memwire command line', () => {
     expect(run.stdout.trim()).toBe(pkg.version);
   });
 
-  for (const args of [['--help'], ['doctor', '--help'], ['demo', '--help'], ['bench', '--help'], ['bench', 'ffi-call', '--help'], ['bench', 'report', '--help']]) {
+  for (const args of [['--help'], ['help'], ['doctor', '--help'], ['demo', '--help'], ['agent', '--help'], ['help', 'agent'], ['bench', '--help'], ['bench', 'ffi-call', '--help'], ['bench', 'report', '--help']]) {
     it(`${args.join(' ')}: usage, exit 0`, () => {
       const run = memwire(...args);
       expect(run.status, run.stderr).toBe(0);
@@ -28,8 +28,12 @@ describe('memwire command line', () => {
     });
   }
 
-  for (const args of [['frobnicate'], ['demo', '--rounds', 'x'], ['bench', 'nope'], ['bench', 'report', '--bogus'], ['bench', 'report', '--only', 'nope'], ['bench', 'report', '--runtimes', 'perl']]) {
-    it(`${args.join(' ')}: a usage mistake, exit 2`, () => {
+  for (const args of [
+    [], ['frobnicate'], ['help', 'frobnicate'], ['doctor', '--bogus'], ['demo', '--bogus'], ['demo', '--rounds', 'x'], ['demo', '--bulk'], ['agent'], ['agent', '--device'],
+    ['agent', '--device', 'rxe0', '--bogus'], ['bench', 'nope'], ['bench', 'ffi-call', '--bogus'], ['bench', 'report', '--bogus'], ['bench', 'report', '--only', 'nope'],
+    ['bench', 'report', '--runtimes', 'perl'],
+  ]) {
+    it(`${args.join(' ') || '(nothing)'}: a usage mistake, exit 2`, () => {
       const run = memwire(...args);
       expect(run.status, run.stdout + run.stderr).toBe(2);
       expect(run.stderr).not.toBe('');

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { BenchReport, Row } from '../../bench/common.js';
+import type { BenchReport, Row } from '../../bench/lib/report.js';
 import { loadRenderer, writeCharts } from '../../src/cli/report-charts.js';
 import { renderMarkdown } from '../../src/cli/report-markdown.js';
 import { pointsOf, sizeOfLabel, type BenchRun, type FullReport } from '../../src/cli/report-model.js';

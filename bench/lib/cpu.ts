@@ -1,0 +1,39 @@
+/**
+ * CPU pinning for the benchmarks: one sched_setaffinity call per process at set-up, never per
+ * message. It goes through memwire's internal libc bindings (ffi/libc.ts) on purpose: pinning is
+ * not part of memwire's public API, and the benches need it on Node, Bun and Deno alike.
+ */
+import { availableParallelism } from 'node:os';
+import type { NativeFn } from '../../ffi/backend.js';
+import { libc } from '../../ffi/libc.js';
+
+// cpu_set_t is 1024 bits on glibc.
+const CPU_SET_BYTES = 128;
+let affinityFns: { set: NativeFn; get: NativeFn } | undefined;
+
+function affinity() {
+  affinityFns ??= { set: libc.sched_setaffinity, get: libc.sched_getaffinity };
+  return affinityFns;
+}
+
+/** The CPUs this process may run on, by number. */
+export function allowedCpus(): number[] {
+  const fns = affinity();
+  const mask = new Uint8Array(CPU_SET_BYTES);
+  if (!fns || fns.get(0, CPU_SET_BYTES, mask) !== 0) return Array.from({ length: availableParallelism() }, (_, i) => i);
+  const cpus: number[] = [];
+  for (let cpu = 0; cpu < CPU_SET_BYTES * 8; cpu++) if (mask[cpu >> 3] & (1 << (cpu & 7))) cpus.push(cpu);
+  return cpus;
+}
+
+/**
+ * Pin one thread (`tid` 0: the calling thread; a child's pid: its main thread) to `cpus`.
+ * Returns false if the call is unavailable or fails; pinning is a help, not a requirement.
+ */
+export function pinThread(tid: number, cpus: readonly number[]): boolean {
+  const fns = affinity();
+  if (!fns) return false;
+  const mask = new Uint8Array(CPU_SET_BYTES);
+  for (const cpu of cpus) mask[cpu >> 3] |= 1 << (cpu & 7);
+  return fns.set(tid, CPU_SET_BYTES, mask) === 0;
+}
