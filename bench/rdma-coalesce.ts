@@ -19,12 +19,12 @@
  * and at the end of each request). MB/s counts 2^20 bytes, as perftest. The server is a process of
  * the same runtime on dev0 that keeps a buffer registered until told "done" (rdma-peer.ts, mode
  * bw); perftest runs as in rdma-write-bw. The guest's figures swing ±30 % between runs, so each
- * case alternates its two sides `--rounds` times and compares the medians.
+ * case alternates its two sides `--rounds` times and compares the per-round ratios (their median).
  */
 import { runtimeName } from '../ffi/runtime.js';
 import { RequestEngine, type RequestElement } from '../src/index.js';
-import { allowedCpus, COMMON_FLAGS, judgeTargets, makeRow, newReport, parseFlags, pinThread, progress, type BenchReport, type FlagSpec, type Row, type Target } from './common.js';
-import { BenchSide, bestRounds, column, DEFAULT_ROUNDS, DEVICE_FLAGS, median, pickCpus, pickDevices, ROUNDS_FLAG, runPerftest, runRound, settle, startServerPeer, takeDeviceNames, type DevicePair } from './rdma-shared.js';
+import { allowedCpus, COMMON_FLAGS, judgeTargets, newReport, parseFlags, pinThread, progress, type BenchReport, type FlagSpec, type Row, type Target } from './common.js';
+import { BenchSide, bestRounds, column, cpuSample, cpuSplit, DEFAULT_ROUNDS, DEVICE_FLAGS, pairedRow, pickCpus, pickDevices, roundRatios, ROUNDS_FLAG, runPerftest, runRound, settle, startServerPeer, takeDeviceNames, type DevicePair } from './rdma-shared.js';
 import { run as runWriteBw } from './rdma-write-bw.js';
 
 export const FLAGS: FlagSpec = {
@@ -51,6 +51,8 @@ interface Measured {
   bytesPerSec: number;
   requestsPerSec: number;
   workRequests: number;
+  /** Where the client thread's time went, per request (rdma-cpu.ts cpuSplit). */
+  split: string;
 }
 
 /**
@@ -75,10 +77,12 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
     // per ibv_post_send, as perftest's -l 16, on both sides of the comparison.
     const engine = new RequestEngine(client.qp, { signalEvery: 32, postList: 16, postOnSubmit: false });
     const options = { maxSge };
+    let settledBytes = 0;
     const loop = (count: number): number => {
       let submitted = 0;
       let settled = 0;
       let polls = 0;
+      settledBytes = 0;
       const t0 = process.hrtime.bigint();
       while (settled < count) {
         while (submitted < count && submitted - settled < IN_FLIGHT) {
@@ -86,7 +90,10 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
           submitted++;
         }
         const n = engine.progress();
-        for (let i = 0; i < n; i++) if (engine.settled.error[i]) throw engine.settled.error[i];
+        for (let i = 0; i < n; i++) {
+          if (engine.settled.error[i]) throw engine.settled.error[i];
+          settledBytes += engine.settled.bytes[i];
+        }
         settled += n;
         if (n === 0 && (++polls & 0xffff) === 0) guard();
       }
@@ -96,9 +103,13 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
       loop(Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
       await settle(p.pid);
       const wrsBefore = engine.postedWorkRequests;
+      const before = cpuSample(cpus?.[1] ?? null);
       const ns = loop(requests);
+      const split = cpuSplit(before, cpuSample(cpus?.[1] ?? null), requests).replace(/per write$/, 'per request');
       const bytes = chain.reduce((s, e) => s + e.length, 0) * requests;
-      const measured = { bytesPerSec: bytes / (ns / 1e9), requestsPerSec: requests / (ns / 1e9), workRequests: engine.postedWorkRequests - wrsBefore };
+      // The bytes the engine reports moved (its completion accounting), not only the bytes asked for.
+      if (settledBytes !== bytes) throw new Error(`the engine settled ${settledBytes} bytes for ${bytes} submitted`);
+      const measured = { bytesPerSec: bytes / (ns / 1e9), requestsPerSec: requests / (ns / 1e9), workRequests: engine.postedWorkRequests - wrsBefore, split };
       engine.dispose();
       // Tell the server it may leave: a zero-byte SEND into its one posted receive.
       if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
@@ -148,17 +159,17 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
           async () => {
             const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, ELEMENTS, cpus, timeoutMs);
             coalesced.push(m.requestsPerSec * ELEMENTS);
-            progress(`32x64B coalesced: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests for ${requests} requests)${tag}`);
+            progress(`32x64B coalesced: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests for ${requests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
           },
           async () => {
             const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, 1, cpus, timeoutMs);
             single.push(m.requestsPerSec * ELEMENTS);
-            progress(`32x64B one WR per element: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests)${tag}`);
+            progress(`32x64B one WR per element: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests${m.split ? `; ${m.split}` : ''})${tag}`);
           },
         );
       }
-      if (rounds > 1) report.notes.push(`32x64B rounds (elements/s): coalesced ${coalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${single.map((x) => x.toFixed(0)).join(', ')}${bestRounds(coalesced, single, 'higher')}`);
-      rows.push(makeRow('32x64B', 'elements/s', 'elements/s', 'higher', median(coalesced), median(single), 'memwire, one WR per element'));
+      if (rounds > 1) report.notes.push(`32x64B rounds (elements/s): coalesced ${coalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${single.map((x) => x.toFixed(0)).join(', ')}${roundRatios(coalesced, single)}${bestRounds(coalesced, single, 'higher')}`);
+      rows.push(pairedRow('32x64B', 'elements/s', 'elements/s', coalesced, single, 'memwire, one WR per element'));
       targets.push({ case: '32x64B', metric: 'elements/s', anchorName: 'memwire, one WR per element', maxRatio: Infinity, minRatio: 8, text: '32 elements of 64 B to contiguous remote memory: elements/s with coalescing at least 8× one work request per element' });
     }
     // Case 2: one 32 MiB request divided at max_msg_sz vs ib_write_bw at that message size.
@@ -181,7 +192,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
           async () => {
             const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs);
             ours.push(m.bytesPerSec / MIB);
-            progress(`32MiB: memwire ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests)${tag}`);
+            progress(`32MiB: memwire ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
           },
           usePerftest
             ? async () => {
@@ -191,6 +202,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
                   theirs.push(bw);
                   progress(`32MiB: ib_write_bw -s ${perftestSize} -n ${perftestIters}: ${bw} MB/s${tag}`);
                 } catch (error) {
+                  theirs.push(NaN); // keeps the rounds paired
                   const message = `ib_write_bw ${perftestSize} B failed${tag}: ${(error as Error).message}`;
                   progress(message);
                   report.notes.push(message);
@@ -199,8 +211,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
             : null,
         );
       }
-      if (rounds > 1) report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${bestRounds(ours, theirs, 'higher')}`);
-      rows.push(makeRow('32MiB', 'bandwidth', 'MB/s', 'higher', median(ours), theirs.length ? median(theirs) : null, 'ib_write_bw'));
+      if (rounds > 1) report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, theirs)}${bestRounds(ours, theirs, 'higher')}`);
+      rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, theirs, 'ib_write_bw'));
       targets.push({ case: '32MiB', metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio: 0.9, text: `one 32 MiB request divided at max_msg_sz (${maxMsg} B): MB/s at least 0.9× ib_write_bw at ${perftestSize}-byte messages` });
     }
   } finally {
@@ -229,7 +241,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.notes.unshift(
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, up to ${IN_FLIGHT} requests submitted at once, chains of up to 16 work requests, a completion every 32 and at the end of each request`,
     `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw`,
-    `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...); each figure is the median of its rounds`,
+    `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...); each figure is the median of its rounds, each ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };
 }

@@ -21,11 +21,12 @@ import {
   type QueuePair,
   type QueuePairEndpoint,
 } from '../src/index.js';
-import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeBlock } from '../src/verbs/native.js';
 import { selfCommand } from '../ffi/runtime.js';
-import { allowedCpus, findExecutable, FlagError, freePort, isListening, Peer, pinThread, sleep, type FlagSpec, type ParsedFlags } from './common.js';
+import { allowedCpus, findExecutable, FlagError, freePort, isListening, Peer, pinThread, type FlagSpec, type ParsedFlags } from './common.js';
+export { cpuSample, cpuSplit, settle, softirqdSplit, type CpuSample } from './rdma-cpu.js';
+export { bestRounds, DEFAULT_ROUNDS, median, pairedRow, roundRatios, ROUNDS_FLAG, runRound } from './rdma-rounds.js';
 
 export const DEVICE_FLAGS: FlagSpec = {
   // --dev0/--dev1 take a name: takeDeviceNames() removes them before parseFlags (which has no
@@ -390,164 +391,8 @@ export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number
   }
 }
 
-/** utime and stime in /proc are in USER_HZ ticks: 100 per second on every Linux ABI. */
-const USER_HZ = 100;
-
-/** CPU time in clock ticks: the calling thread's user and system time, and `ksoftirqd/<cpu>`'s. */
-export interface CpuSample {
-  user: number;
-  system: number;
-  softirqd: number;
-}
-
-const softirqdPids = new Map<number, string | null>();
-
-function procTicks(path: string): [number, number] | null {
-  try {
-    const f = readFileSync(path, 'utf8').split(') ')[1].split(' ');
-    return [Number(f[11]), Number(f[12])]; // utime, stime
-  } catch {
-    return null;
-  }
-}
-
-function softirqdPid(cpu: number): string | null {
-  let pid = softirqdPids.get(cpu);
-  if (pid !== undefined) return pid;
-  pid = null;
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === `ksoftirqd/${cpu}`) {
-          pid = entry;
-          break;
-        }
-      } catch {
-        // gone meanwhile
-      }
-    }
-  } catch {
-    // no /proc
-  }
-  softirqdPids.set(cpu, pid);
-  return pid;
-}
-
-/** A CpuSample now (`cpu`: the CPU whose ksoftirqd counts), or null where /proc cannot tell. */
-export function cpuSample(cpu: number | null): CpuSample | null {
-  const own = procTicks('/proc/thread-self/stat');
-  if (!own) return null;
-  const pid = cpu === null ? null : softirqdPid(cpu);
-  const soft = pid ? procTicks(`/proc/${pid}/stat`) : null;
-  return { user: own[0], system: own[1], softirqd: soft ? soft[0] + soft[1] : 0 };
-}
-
-/**
- * "user U µs, system S µs, ksoftirqd K µs per write" between two samples, or '' without them:
- * where a round's time went. rxe does its work inside ibv_post_send (system time); a round in the
- * slow regime shows ksoftirqd time next to it; the user time is memwire's own.
- */
-export function cpuSplit(before: CpuSample | null, after: CpuSample | null, writes: number): string {
-  if (!before || !after) return '';
-  const us = (key: keyof CpuSample) => usPerWrite(after[key] - before[key], writes);
-  return `user ${us('user')} µs, system ${us('system')} µs, ksoftirqd ${us('softirqd')} µs per write`;
-}
-
-/** "ksoftirqd K µs per write" between two samples (for perftest's rounds), or ''. */
-export function softirqdSplit(before: CpuSample | null, after: CpuSample | null, writes: number): string {
-  if (!before || !after) return '';
-  return `ksoftirqd ${usPerWrite(after.softirqd - before.softirqd, writes)} µs per write`;
-}
-
-function usPerWrite(ticks: number, writes: number): string {
-  return (((ticks / USER_HZ) * 1e6) / writes).toFixed(0);
-}
-
-/** The window and thresholds of `settle()`: under 5 % of a CPU here, at most one tick there. */
-const SETTLE_WINDOW_MS = 200;
-const SETTLE_OWN_US = 10_000;
-const SETTLE_PEER_TICKS = 1;
-
-/**
- * Before a measured loop: wait (at most `limitMs`) until this process and the server process
- * `peerPid` have been idle for a whole window, and return the ms waited. A runtime that has just
- * run the warm-up is still compiling it, and a server that has just started is still finishing
- * its own start-up, on helper threads the pinning does not cover; under the guest's TCG such work
- * on the other vCPU can slow the measured client (in traces, rounds with that vCPU 9–14 % busy
- * were more often than not among the slowest of their run). perftest has no JIT and no runtime
- * to start, so this begins memwire's measurement where perftest's begins: on a quiet machine.
- */
-export async function settle(peerPid: number | null, limitMs = 3000): Promise<number> {
-  const started = Date.now();
-  const peerTicks = () => {
-    const ticks = peerPid === null ? null : procTicks(`/proc/${peerPid}/stat`);
-    return ticks ? ticks[0] + ticks[1] : 0; // gone, or /proc unreadable: nothing to wait for there
-  };
-  let own = process.cpuUsage();
-  let peer = peerTicks();
-  while (Date.now() - started < limitMs) {
-    await sleep(SETTLE_WINDOW_MS);
-    const ownNow = process.cpuUsage();
-    const peerNow = peerTicks();
-    const quiet = ownNow.user + ownNow.system - own.user - own.system < SETTLE_OWN_US && peerNow - peer <= SETTLE_PEER_TICKS;
-    own = ownNow;
-    peer = peerNow;
-    if (quiet) break;
-  }
-  return Date.now() - started;
-}
-
 // ---------------------------------------------------------------------------------------------
 // perftest
-
-/**
- * Rounds: the guest's figures swing ±30 % from run to run (TCG on a shared host), for perftest as
- * for memwire, so each bench alternates memwire and perftest `rounds` times and compares the
- * medians of each side's results.
- */
-export const ROUNDS_FLAG: FlagSpec = {
-  rounds: { kind: 'count', help: 'alternate memwire and perftest this many times; compare the medians (default 5, --quick 1)' },
-};
-
-/** Rounds by default: with 3, one stray round in the guest still moved a median by 20 % and more. */
-export const DEFAULT_ROUNDS = 5;
-
-/**
- * One round of a comparison: memwire's measurement and perftest's (null: no anchor), memwire
- * first in odd rounds and perftest first in even ones (A B, B A, ...), so that a drift of the
- * guest's speed across the rounds weighs on both sides alike.
- */
-export async function runRound(round: number, ours: () => Promise<void>, theirs: (() => Promise<void>) | null): Promise<void> {
-  if (theirs && round % 2 === 0) {
-    await theirs();
-    await ours();
-  } else {
-    await ours();
-    await theirs?.();
-  }
-}
-
-/**
- * "; best rounds <ours> vs <theirs> (<ratio>×)" for a rounds note, or '' without perftest rounds.
- * The guest's disturbances only ever slow a round down, so the best rounds show what each side
- * can do; the medians stay the judged figures.
- */
-export function bestRounds(ours: readonly number[], theirs: readonly number[], better: 'higher' | 'lower'): string {
-  if (theirs.length === 0 || ours.length === 0) return '';
-  const pick = better === 'higher' ? Math.max : Math.min;
-  const a = pick(...ours);
-  const b = pick(...theirs);
-  return `; best rounds ${a.toFixed(1)} vs ${b.toFixed(1)} (${(a / b).toFixed(2)}×)`;
-}
-
-/** The median of the finite values (NaN if none). */
-export function median(values: readonly number[]): number {
-  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 export interface PerftestResult {
   /** The columns of perftest's result line, by header name. */
