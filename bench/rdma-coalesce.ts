@@ -24,7 +24,7 @@
 import { runtimeName } from '../ffi/runtime.js';
 import { RequestEngine, type RequestElement } from '../src/index.js';
 import { allowedCpus, COMMON_FLAGS, judgeTargets, newReport, parseFlags, pinThread, progress, type BenchReport, type FlagSpec, type Row, type Target } from './common.js';
-import { BenchSide, bestRounds, column, cpuSample, cpuSplit, DEFAULT_ROUNDS, DEVICE_FLAGS, pairedRow, pickCpus, pickDevices, roundRatios, ROUNDS_FLAG, runPerftest, runRound, settle, startServerPeer, takeDeviceNames, type DevicePair } from './rdma-shared.js';
+import { BenchSide, bestRounds, column, cpuSample, cpuSplit, DEFAULT_ROUNDS, DEVICE_FLAGS, pairedRow, pickCpus, pickDevices, roundRatios, ROUNDS_FLAG, runPerftest, runRound, settle, softirqdSplit, startServerPeer, takeDeviceNames, type DevicePair } from './rdma-shared.js';
 import { run as runWriteBw } from './rdma-write-bw.js';
 
 export const FLAGS: FlagSpec = {
@@ -197,10 +197,12 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
           usePerftest
             ? async () => {
                 try {
+                  const before = cpuSample(cpus?.[1] ?? null);
                   const result = await runPerftest('ib_write_bw', ['-s', String(perftestSize), '-n', String(perftestIters)], pair, cpus, timeoutMs);
+                  const split = softirqdSplit(before, cpuSample(cpus?.[1] ?? null), perftestIters).replace(/per write$/, 'per work request');
                   const bw = column(result.columns, 'BW average');
                   theirs.push(bw);
-                  progress(`32MiB: ib_write_bw -s ${perftestSize} -n ${perftestIters}: ${bw} MB/s${tag}`);
+                  progress(`32MiB: ib_write_bw -s ${perftestSize} -n ${perftestIters}: ${bw} MB/s${split ? ` (${split})` : ''}${tag}`);
                 } catch (error) {
                   theirs.push(NaN); // keeps the rounds paired
                   const message = `ib_write_bw ${perftestSize} B failed${tag}: ${(error as Error).message}`;
