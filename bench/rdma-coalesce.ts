@@ -59,7 +59,7 @@ interface Measured {
  * Start the server, connect a client with 32 SGEs, run `requests` requests of `elements` through
  * a RequestEngine (per-request `maxSge`), once unmeasured (a tenth, for the JIT), then measured.
  */
-async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, maxSge: number, cpus: [number, number] | null, timeoutMs: number): Promise<Measured> {
+async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, maxSge: number, cpus: [number, number] | null, timeoutMs: number, signalEvery = 32): Promise<Measured> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, bufferBytes, TX_DEPTH, false, ELEMENTS);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   try {
@@ -75,7 +75,7 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
     const chain = makeElements(client);
     // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
     // per ibv_post_send, as perftest's -l 16, on both sides of the comparison.
-    const engine = new RequestEngine(client.qp, { signalEvery: 32, postList: 16, postOnSubmit: false });
+    const engine = new RequestEngine(client.qp, { signalEvery, postList: 16, postOnSubmit: false });
     const options = { maxSge };
     let settledBytes = 0;
     const loop = (count: number): number => {
@@ -176,6 +176,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     {
       const ours: number[] = [];
       const theirs: number[] = [];
+      const cold: number[] = [];
       const probe = new BenchSide(pair.dev1, pair.gidIndex, 4096, 4);
       try {
         using engine = new RequestEngine(probe.qp);
@@ -190,31 +191,41 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         await runRound(
           round,
           async () => {
-            const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs);
+            // Every work request signaled: ib_write_bw at this size reports "CQ Moderation 1".
+            const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs, 1);
             ours.push(m.bytesPerSec / MIB);
             progress(`32MiB: memwire ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
           },
           usePerftest
             ? async () => {
-                try {
-                  const before = cpuSample(cpus?.[1] ?? null);
-                  const result = await runPerftest('ib_write_bw', ['-s', String(perftestSize), '-n', String(perftestIters)], pair, cpus, timeoutMs);
-                  const split = softirqdSplit(before, cpuSample(cpus?.[1] ?? null), perftestIters).replace(/per write$/, 'per work request');
-                  const bw = column(result.columns, 'BW average');
-                  theirs.push(bw);
-                  progress(`32MiB: ib_write_bw -s ${perftestSize} -n ${perftestIters}: ${bw} MB/s${split ? ` (${split})` : ''}${tag}`);
-                } catch (error) {
-                  theirs.push(NaN); // keeps the rounds paired
-                  const message = `ib_write_bw ${perftestSize} B failed${tag}: ${(error as Error).message}`;
-                  progress(message);
-                  report.notes.push(message);
+                // Warmed up as memwire is (its unmeasured first request), then as perftest runs by default.
+                for (const warm of [true, false]) {
+                  const args = ['-s', String(perftestSize), '-n', String(perftestIters), ...(warm ? ['--perform_warm_up'] : [])];
+                  const into = warm ? theirs : cold;
+                  try {
+                    const before = cpuSample(cpus?.[1] ?? null);
+                    const result = await runPerftest('ib_write_bw', args, pair, cpus, timeoutMs);
+                    const split = softirqdSplit(before, cpuSample(cpus?.[1] ?? null), perftestIters).replace(/per write$/, 'per work request');
+                    const bw = column(result.columns, 'BW average');
+                    into.push(bw);
+                    progress(`32MiB: ib_write_bw ${args.join(' ')}: ${bw} MB/s${split ? ` (${split})` : ''}${tag}`);
+                  } catch (error) {
+                    into.push(NaN); // keeps the rounds paired
+                    const message = `ib_write_bw ${args.join(' ')} failed${tag}: ${(error as Error).message}`;
+                    progress(message);
+                    report.notes.push(message);
+                  }
                 }
               }
             : null,
         );
       }
-      if (rounds > 1) report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, theirs)}${bestRounds(ours, theirs, 'higher')}`);
+      if (rounds > 1) {
+        report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw --perform_warm_up ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, theirs)}${bestRounds(ours, theirs, 'higher')}`);
+        report.notes.push(`32MiB rounds (MB/s): ib_write_bw without warm-up ${cold.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, cold)}`);
+      }
       rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, theirs, 'ib_write_bw'));
+      rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, cold, 'ib_write_bw, no warm-up'));
       targets.push({ case: '32MiB', metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio: 0.9, text: `one 32 MiB request divided at max_msg_sz (${maxMsg} B): MB/s at least 0.9× ib_write_bw at ${perftestSize}-byte messages` });
     }
   } finally {
