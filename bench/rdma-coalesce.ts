@@ -19,15 +19,15 @@
  * and at the end of each request). MB/s counts 2^20 bytes, as perftest. The server is a process of
  * the same runtime on dev0 that keeps a buffer registered until told "done" (rdma-peer.ts, mode
  * bw); perftest runs as in rdma-write-bw. The guest's figures swing ±30 % between runs, so each
- * case alternates its two sides `--rounds` times and compares the medians.
+ * case alternates its two sides `--rounds` times and compares the per-round ratios (their median).
  */
 import { RequestEngine, type RequestElement, platform } from '../src/index.js';
 import { allowedCpus, pinThread } from './lib/cpu.js';
 import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
 import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { progress } from './lib/timing.js';
-import { bestRounds, column, DEFAULT_ROUNDS, median, ROUNDS_FLAG, runPerftest, runRound } from './lib/perftest.js';
-import { settle } from './lib/rdma-cpu-time.js';
+import { bestRounds, column, DEFAULT_ROUNDS, median, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound } from './lib/perftest.js';
+import { cpuSample, cpuSplit, settle, softirqdSplit } from './lib/rdma-cpu-time.js';
 import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames, type DevicePair } from './lib/rdma-devices.js';
 import { BenchSide, startServerPeer } from './lib/rdma-side.js';
 import { run as runWriteBw } from './rdma-write-bw.js';
@@ -56,13 +56,15 @@ interface Measured {
   bytesPerSec: number;
   requestsPerSec: number;
   workRequests: number;
+  /** Where the client thread's time went, per request (rdma-cpu.ts cpuSplit). */
+  split: string;
 }
 
 /**
  * Start the server, connect a client with 32 SGEs, run `requests` requests of `elements` through
  * a RequestEngine (per-request `maxSge`), once unmeasured (a tenth, for the JIT), then measured.
  */
-async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, maxSge: number, cpus: [number, number] | null, timeoutMs: number): Promise<Measured> {
+async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, maxSge: number, cpus: [number, number] | null, timeoutMs: number, signalEvery = 32): Promise<Measured> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, bufferBytes, TX_DEPTH, false, ELEMENTS);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   try {
@@ -78,12 +80,14 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
     const chain = makeElements(client);
     // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
     // per ibv_post_send, as perftest's -l 16, on both sides of the comparison.
-    const engine = new RequestEngine(client.qp, { signalEvery: 32, postList: 16, postOnSubmit: false });
+    const engine = new RequestEngine(client.qp, { signalEvery, postList: 16, postOnSubmit: false });
     const options = { maxSge };
+    let settledBytes = 0;
     const loop = (count: number): number => {
       let submitted = 0;
       let settled = 0;
       let polls = 0;
+      settledBytes = 0;
       const t0 = process.hrtime.bigint();
       while (settled < count) {
         while (submitted < count && submitted - settled < IN_FLIGHT) {
@@ -91,7 +95,10 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
           submitted++;
         }
         const n = engine.progress();
-        for (let i = 0; i < n; i++) if (engine.settled.error[i]) throw engine.settled.error[i];
+        for (let i = 0; i < n; i++) {
+          if (engine.settled.error[i]) throw engine.settled.error[i];
+          settledBytes += engine.settled.bytes[i];
+        }
         settled += n;
         if (n === 0 && (++polls & 0xffff) === 0) guard();
       }
@@ -101,9 +108,13 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
       loop(Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
       await settle(p.pid);
       const wrsBefore = engine.postedWorkRequests;
+      const before = cpuSample(cpus?.[1] ?? null);
       const ns = loop(requests);
+      const split = cpuSplit(before, cpuSample(cpus?.[1] ?? null), requests).replace(/per write$/, 'per request');
       const bytes = chain.reduce((s, e) => s + e.length, 0) * requests;
-      const measured = { bytesPerSec: bytes / (ns / 1e9), requestsPerSec: requests / (ns / 1e9), workRequests: engine.postedWorkRequests - wrsBefore };
+      // The bytes the engine reports moved (its completion accounting), not only the bytes asked for.
+      if (settledBytes !== bytes) throw new Error(`the engine settled ${settledBytes} bytes for ${bytes} submitted`);
+      const measured = { bytesPerSec: bytes / (ns / 1e9), requestsPerSec: requests / (ns / 1e9), workRequests: engine.postedWorkRequests - wrsBefore, split };
       engine.dispose();
       // Tell the server it may leave: a zero-byte SEND into its one posted receive.
       if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
@@ -153,23 +164,24 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
           async () => {
             const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, ELEMENTS, cpus, timeoutMs);
             coalesced.push(m.requestsPerSec * ELEMENTS);
-            progress(`32x64B coalesced: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests for ${requests} requests)${tag}`);
+            progress(`32x64B coalesced: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests for ${requests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
           },
           async () => {
             const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, 1, cpus, timeoutMs);
             single.push(m.requestsPerSec * ELEMENTS);
-            progress(`32x64B one WR per element: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests)${tag}`);
+            progress(`32x64B one WR per element: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests${m.split ? `; ${m.split}` : ''})${tag}`);
           },
         );
       }
-      if (rounds > 1) report.notes.push(`32x64B rounds (elements/s): coalesced ${coalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${single.map((x) => x.toFixed(0)).join(', ')}${bestRounds(coalesced, single, 'higher')}`);
-      rows.push(makeRow('32x64B', 'elements/s', 'elements/s', 'higher', median(coalesced), median(single), 'memwire, one WR per element'));
+      if (rounds > 1) report.notes.push(`32x64B rounds (elements/s): coalesced ${coalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${single.map((x) => x.toFixed(0)).join(', ')}${roundRatios(coalesced, single)}${bestRounds(coalesced, single, 'higher')}`);
+      rows.push(pairedRow('32x64B', 'elements/s', 'elements/s', coalesced, single, 'memwire, one WR per element'));
       targets.push({ case: '32x64B', metric: 'elements/s', anchorName: 'memwire, one WR per element', maxRatio: Infinity, minRatio: 8, text: '32 elements of 64 B to contiguous remote memory: elements/s with coalescing at least 8× one work request per element' });
     }
     // Case 2: one 32 MiB request divided at max_msg_sz vs ib_write_bw at that message size.
     {
       const ours: number[] = [];
       const theirs: number[] = [];
+      const cold: number[] = [];
       const probe = new BenchSide(pair.dev1, pair.gidIndex, 4096, 4);
       try {
         using engine = new RequestEngine(probe.qp);
@@ -184,28 +196,41 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         await runRound(
           round,
           async () => {
-            const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs);
+            // Every work request signaled: ib_write_bw at this size reports "CQ Moderation 1".
+            const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs, 1);
             ours.push(m.bytesPerSec / MIB);
-            progress(`32MiB: memwire ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests)${tag}`);
+            progress(`32MiB: memwire ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
           },
           usePerftest
             ? async () => {
-                try {
-                  const result = await runPerftest('ib_write_bw', ['-s', String(perftestSize), '-n', String(perftestIters)], pair, cpus, timeoutMs);
-                  const bw = column(result.columns, 'BW average');
-                  theirs.push(bw);
-                  progress(`32MiB: ib_write_bw -s ${perftestSize} -n ${perftestIters}: ${bw} MB/s${tag}`);
-                } catch (error) {
-                  const message = `ib_write_bw ${perftestSize} B failed${tag}: ${(error as Error).message}`;
-                  progress(message);
-                  report.notes.push(message);
+                // Warmed up as memwire is (its unmeasured first request), then as perftest runs by default.
+                for (const warm of [true, false]) {
+                  const args = ['-s', String(perftestSize), '-n', String(perftestIters), ...(warm ? ['--perform_warm_up'] : [])];
+                  const into = warm ? theirs : cold;
+                  try {
+                    const before = cpuSample(cpus?.[1] ?? null);
+                    const result = await runPerftest('ib_write_bw', args, pair, cpus, timeoutMs);
+                    const split = softirqdSplit(before, cpuSample(cpus?.[1] ?? null), perftestIters).replace(/per write$/, 'per work request');
+                    const bw = column(result.columns, 'BW average');
+                    into.push(bw);
+                    progress(`32MiB: ib_write_bw ${args.join(' ')}: ${bw} MB/s${split ? ` (${split})` : ''}${tag}`);
+                  } catch (error) {
+                    into.push(NaN); // keeps the rounds paired
+                    const message = `ib_write_bw ${args.join(' ')} failed${tag}: ${(error as Error).message}`;
+                    progress(message);
+                    report.notes.push(message);
+                  }
                 }
               }
             : null,
         );
       }
-      if (rounds > 1) report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${bestRounds(ours, theirs, 'higher')}`);
-      rows.push(makeRow('32MiB', 'bandwidth', 'MB/s', 'higher', median(ours), theirs.length ? median(theirs) : null, 'ib_write_bw'));
+      if (rounds > 1) {
+        report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw --perform_warm_up ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, theirs)}${bestRounds(ours, theirs, 'higher')}`);
+        report.notes.push(`32MiB rounds (MB/s): ib_write_bw without warm-up ${cold.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, cold)}`);
+      }
+      rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, theirs, 'ib_write_bw'));
+      rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, cold, 'ib_write_bw, no warm-up'));
       targets.push({ case: '32MiB', metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio: 0.9, text: `one 32 MiB request divided at max_msg_sz (${maxMsg} B): MB/s at least 0.9× ib_write_bw at ${perftestSize}-byte messages` });
     }
   } finally {
@@ -234,7 +259,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.notes.unshift(
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, up to ${IN_FLIGHT} requests submitted at once, chains of up to 16 work requests, a completion every 32 and at the end of each request`,
     `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw`,
-    `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...); each figure is the median of its rounds`,
+    `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...); each figure is the median of its rounds, each ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };
 }

@@ -35,8 +35,8 @@
  * dev0 (first CPU) that only keeps its buffer registered; perftest runs as server `-d dev0` / client `-d dev1 <dev0's IPv4>` under
  * `taskset` on the same CPUs, `-x <gid> -F -s <size> -n <iterations>`. memwire first runs a
  * tenth of the iterations unmeasured (JIT warm-up). The guest's figures swing ±30 % between runs
- * (for perftest as for memwire), so the two alternate `--rounds` times (default 5) and the
- * medians are compared.
+ * (for perftest as for memwire), so the two alternate `--rounds` times (default 5); the ratio is
+ * the median of the per-round ratios (each round's two runs are back to back).
  *
  * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
  */
@@ -45,7 +45,7 @@ import { allowedCpus, pinThread } from './lib/cpu.js';
 import { COMMON_FLAGS, FlagError, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { progress } from './lib/timing.js';
-import { bestRounds, column, DEFAULT_ROUNDS, median, ROUNDS_FLAG, runPerftest, runRound } from './lib/perftest.js';
+import { bestRounds, column, DEFAULT_ROUNDS, median, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound } from './lib/perftest.js';
 import { cpuSample, cpuSplit, settle, softirqdSplit } from './lib/rdma-cpu-time.js';
 import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames, type DevicePair } from './lib/rdma-devices.js';
 import { writeBwLoop } from './lib/rdma-loops.js';
@@ -148,6 +148,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
             theirsAll.push(theirs);
             progress(`${label}: ib_write_bw ${theirs} MB/s (${Date.now() - started} ms${split ? `; ${split}` : ''})${tag}`);
           } catch (error) {
+            theirsAll.push(NaN); // keeps the rounds paired
             const message = `ib_write_bw ${label} failed${tag}: ${(error as Error).message}`;
             progress(message);
             report.notes.push(message);
@@ -155,12 +156,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         };
         await runRound(round, ours, usePerftest ? theirs : null);
       }
-      const ours = median(oursAll);
-      const theirs = theirsAll.length ? median(theirsAll) : null;
       if (rounds > 1) {
-        report.notes.push(`${label} rounds (MB/s): memwire ${oursAll.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirsAll.map((x) => x.toFixed(1)).join(', ') || 'none'}${bestRounds(oursAll, theirsAll, 'higher')}`);
+        report.notes.push(`${label} rounds (MB/s): memwire ${oursAll.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw ${theirsAll.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(oursAll, theirsAll)}${bestRounds(oursAll, theirsAll, 'higher')}`);
       }
-      rows.push(makeRow(label, 'bandwidth', 'MB/s', 'higher', ours, theirs, 'ib_write_bw'));
+      rows.push(pairedRow(label, 'bandwidth', 'MB/s', oursAll, theirsAll, 'ib_write_bw'));
       // With a post list both sides post alike (one call per N writes): the issue asks for 0.95×.
       const minRatio = postList > 1 ? 0.95 : 0.9;
       const how = postList > 1 ? ` (post list ${postList}: ib_write_bw -l ${postList})` : '';
@@ -176,7 +175,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       ? `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, post list ${postList}: one ibv_post_send per ${postList} writes, the last of each signaled (perftest's -l ${postList}, which sets cq_mod to ${postList})`
       : `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, every ${CQ_MOD}th write signaled (perftest's defaults)`,
     'MB/s = 2^20 bytes per second (perftest\'s "BW average [MB/sec]"); ratio = memwire / ib_write_bw, higher is better',
-    `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_bw alternating (A B, B A, ...); each figure is the median of its rounds`,
+    `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_bw alternating (A B, B A, ...); each figure is the median of its rounds, the ratio the median of the per-round ratios`,
     ...(idleWaitMs ? [`--idle-wait: memwire sleeps ${idleWaitMs * 1000} µs whenever a poll finds nothing (ib_write_bw spins)`] : []),
   );
   return { report, json: flags.boolean.has('json') };

@@ -5,6 +5,7 @@
  */
 import { findExecutable } from './environment.js';
 import type { FlagSpec } from './flags.js';
+import { makeRow, type Row } from './report.js';
 import { freePort, isListening, Peer } from './peer.js';
 import type { DevicePair } from './rdma-devices.js';
 
@@ -46,6 +47,29 @@ export function bestRounds(ours: readonly number[], theirs: readonly number[], b
   const a = pick(...ours);
   const b = pick(...theirs);
   return `; best rounds ${a.toFixed(1)} vs ${b.toFixed(1)} (${(a / b).toFixed(2)}×)`;
+}
+
+/**
+ * The row of a comparison made in rounds: each side's median, and as the ratio the median of the
+ * per-round ratios ours[i] / theirs[i] (rounds where either side has no finite figure are left
+ * out). A round's two measurements run back to back, so the guest's drift across a run weighs on
+ * both alike; the median of those paired ratios is steadier than the ratio of two medians, which
+ * can pair one side's fast rounds with the other's slow ones.
+ */
+export function pairedRow(caseName: string, metric: string, unit: string, ours: readonly number[], theirs: readonly number[], anchorName: string): Row {
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(ours.length, theirs.length); i++) if (Number.isFinite(ours[i]) && Number.isFinite(theirs[i]) && theirs[i] > 0) ratios.push(ours[i] / theirs[i]);
+  const anchor = median(theirs);
+  const row = makeRow(caseName, metric, unit, 'higher', median(ours), Number.isFinite(anchor) ? anchor : null, anchorName);
+  row.ratio = ratios.length ? median(ratios) : null;
+  return row;
+}
+
+/** "per-round ratios a, b, c" for a rounds note ('' without pairs). */
+export function roundRatios(ours: readonly number[], theirs: readonly number[]): string {
+  const r: string[] = [];
+  for (let i = 0; i < Math.min(ours.length, theirs.length); i++) if (Number.isFinite(ours[i]) && Number.isFinite(theirs[i]) && theirs[i] > 0) r.push((ours[i] / theirs[i]).toFixed(2));
+  return r.length ? `; per-round ratios ${r.join(', ')} (the ratio reported is their median)` : '';
 }
 
 /** The median of the finite values (NaN if none). */

@@ -3,7 +3,7 @@
  * elements bound for one remote region, READ or WRITE — becomes work requests formatted by the
  * greedy rule of plan.ts (coalesce contiguous remote runs into several SGEs, divide at the
  * largest message), posted as send-queue slots allow, several per ibv_post_send call (a post
- * list). Each request keeps its state (current element, offset: seed 002's REQUEST STATE) so it
+ * list, written by chain.ts). Each request keeps its state (current element, offset: seed 002's REQUEST STATE) so it
  * continues when completions free slots (FIG. 9: post, transfer, count completions, post the next
  * descriptors, signal the end).
  *
@@ -35,13 +35,12 @@
  * of every posted work request came (at most DISPOSE_FLUSH_MS), then settles every unsettled
  * request with ClosedError. The queue pair stays usable only if nothing was in flight.
  */
-import { C, IBV_SEND_WR, IBV_SGE } from '../../ffi/verbs-layout.js';
+import { C } from '../../ffi/verbs-layout.js';
 import { ClosedError, errnoError, type MemwireError, UsageError } from '../errors.js';
 import type { Completion } from '../verbs/completion-queue.js';
 import { completionError, FlushedError } from '../verbs/errors.js';
-import type { MemoryRegion } from '../verbs/memory-region.js';
-import { NativeBlock, setU64 } from '../verbs/native.js';
 import type { QueuePair } from '../verbs/queue-pair.js';
+import { WorkRequestChain } from './chain.js';
 import { formatNext, FormattedWr, RequestCursor } from './plan.js';
 import { defaultLimits, failWith, validateRequest } from './engine-checks.js';
 import type { RemoteRegion, RequestElement, RequestEngineOptions, RequestLimits, RequestOp, SettledRequests, SubmitOptions } from './types.js';
@@ -100,18 +99,8 @@ export class RequestEngine {
   #sinceSignal = 0;
   #readsSinceSignal = 0;
 
-  // The chain one ibv_post_send hands over, written in native memory (addresses fixed).
-  readonly #block: NativeBlock;
-  readonly #sgeAt: number;
-  readonly #perWr: number;
-  readonly #chainIds: Float64Array;
-  readonly #chainSignaled: Uint8Array;
-  readonly #chainRefs: (MemoryRegion | undefined)[];
-  readonly #chainRefCounts: Uint8Array;
-  // To undo the work requests a failed post did not take: each one's slot and cursor before it.
-  readonly #undoSlot: Int32Array;
-  readonly #undoElement: Int32Array;
-  readonly #undoOffset: Float64Array;
+  // The chain one ibv_post_send hands over (native, made once) and how to undo a refused post.
+  readonly #chain: WorkRequestChain;
   readonly #formatted: FormattedWr;
   readonly #limitsScratch = { maxMessageSize: 0, maxSge: 0 };
 
@@ -162,20 +151,8 @@ export class RequestEngine {
     this.#wrBytes = new Float64Array(wrCapacity);
     this.#wrRead = new Uint8Array(wrCapacity);
 
-    const p = limits.postList;
     const perWr = Math.max(limits.maxWriteSge, limits.maxReadSge);
-    this.#perWr = perWr;
-    this.#sgeAt = p * IBV_SEND_WR.size;
-    this.#block = new NativeBlock(this.#sgeAt + p * perWr * IBV_SGE.size, 'request engine work requests');
-    const dv = this.#block.view;
-    for (let i = 0; i < p; i++) setU64(dv, i * IBV_SEND_WR.size + IBV_SEND_WR.fields.sg_list, this.#block.address + this.#sgeAt + i * perWr * IBV_SGE.size);
-    this.#chainIds = new Float64Array(p);
-    this.#chainSignaled = new Uint8Array(p);
-    this.#chainRefs = new Array(p * perWr).fill(undefined);
-    this.#chainRefCounts = new Uint8Array(p);
-    this.#undoSlot = new Int32Array(p);
-    this.#undoElement = new Int32Array(p);
-    this.#undoOffset = new Float64Array(p);
+    this.#chain = new WorkRequestChain(limits.postList, perWr);
     this.#formatted = new FormattedWr(perWr);
   }
 
@@ -449,11 +426,9 @@ export class RequestEngine {
     }
     const cap = this.limits.maxRequests;
     const wrCap = this.#wrSlot.length;
-    const dv = this.#block.view;
-    const base = this.#block.address;
     const limits = this.#limitsScratch;
     const out = this.#formatted;
-    const f = IBV_SEND_WR.fields;
+    const chain = this.#chain;
     while (this.#queued > 0) {
       const free = Math.min(this.qp.sendSlotsFree, wrCap - (this.#wrTail - this.#wrHead));
       const chainMax = Math.min(free, this.limits.postList);
@@ -467,9 +442,9 @@ export class RequestEngine {
           break;
         }
         const cursor = this.#cursors[slot];
-        this.#undoSlot[k] = slot;
-        this.#undoElement[k] = cursor.element;
-        this.#undoOffset[k] = cursor.offset;
+        chain.undoSlot[k] = slot;
+        chain.undoElement[k] = cursor.element;
+        chain.undoOffset[k] = cursor.offset;
         limits.maxMessageSize = this.#maxMsg[slot];
         limits.maxSge = this.#maxSge[slot];
         const elements = this.#elements[slot]!;
@@ -479,17 +454,6 @@ export class RequestEngine {
           this.#advancePosting(slot, cap);
           continue;
         }
-        const at = k * IBV_SEND_WR.size;
-        const sgeAt = this.#sgeAt + k * this.#perWr * IBV_SGE.size;
-        for (let j = 0; j < out.sgeCount; j++) {
-          const mr = elements[out.sgeElement[j]].mr;
-          const o = sgeAt + j * IBV_SGE.size;
-          setU64(dv, o + IBV_SGE.fields.addr, mr.addr + out.sgeOffset[j]);
-          dv.setUint32(o + IBV_SGE.fields.length, out.sgeLength[j], true);
-          dv.setUint32(o + IBV_SGE.fields.lkey, mr.lkey, true);
-          this.#chainRefs[k * this.#perWr + j] = mr;
-        }
-        this.#chainRefCounts[k] = out.sgeCount;
         const seq = this.#wrTail++;
         const w = seq % wrCap;
         this.#wrSlot[w] = slot;
@@ -503,14 +467,8 @@ export class RequestEngine {
           this.#readsSinceSignal++;
           if (this.#readsInFlight >= this.limits.maxReadsInFlight || this.#readsSinceSignal * 2 >= this.limits.maxReadsInFlight) signaled = true;
         }
-        this.#chainIds[k] = ENGINE_WR_ID + seq;
-        this.#chainSignaled[k] = signaled ? 1 : 0;
-        setU64(dv, at + f.wr_id, ENGINE_WR_ID + seq);
-        setU64(dv, at + f.next, base + at + IBV_SEND_WR.size);
-        dv.setInt32(at + f.num_sge, out.sgeCount, true);
-        dv.setUint32(at + f.opcode, isRead ? C.IBV_WR_RDMA_READ : C.IBV_WR_RDMA_WRITE, true);
-        setU64(dv, at + f['wr.rdma.remote_addr'], this.#remoteAddr[slot] + out.remoteOffset);
-        dv.setUint32(at + f['wr.rdma.rkey'], this.#rkey[slot], true);
+        chain.write(k, elements, out, isRead, this.#remoteAddr[slot], this.#rkey[slot], ENGINE_WR_ID + seq);
+        chain.signaled[k] = signaled ? 1 : 0;
         if (signaled) this.#markSignaled(k, isRead);
         k++;
         if (finished) this.#advancePosting(slot, cap);
@@ -518,11 +476,8 @@ export class RequestEngine {
       if (k === 0) break;
       if (this.#queued === 0) stop = true;
       // Posting stops after this chain: its last work request must bring a completion back.
-      if (stop && !this.#chainSignaled[k - 1]) this.#markSignaled(k - 1, this.#wrRead[(this.#wrTail - 1) % wrCap]);
-      for (let i = 0; i < k; i++) dv.setUint32(i * IBV_SEND_WR.size + f.send_flags, this.#chainSignaled[i] ? C.IBV_SEND_SIGNALED : 0, true);
-      setU64(dv, (k - 1) * IBV_SEND_WR.size + f.next, 0);
-      const rc = this.qp.postSendChain(base, k, this.#chainIds, this.#chainSignaled, this.#chainRefs, this.#chainRefCounts, this.#perWr);
-      for (let i = 0; i < k * this.#perWr; i++) this.#chainRefs[i] = undefined;
+      if (stop && !chain.signaled[k - 1]) this.#markSignaled(k - 1, this.#wrRead[(this.#wrTail - 1) % wrCap]);
+      const rc = chain.post(this.qp, k);
       if (rc !== 0) {
         this.#postFailed(rc, k);
         break;
@@ -533,7 +488,7 @@ export class RequestEngine {
   }
 
   #markSignaled(k: number, isRead: number): void {
-    this.#chainSignaled[k] = 1;
+    this.#chain.signaled[k] = 1;
     this.#sinceSignal = 0;
     if (isRead) this.#readsSinceSignal = 0;
   }
@@ -553,22 +508,22 @@ export class RequestEngine {
   #postFailed(rc: number, k: number): void {
     const taken = Math.max(0, Math.min(k, this.qp.badIndex));
     for (let i = k - 1; i >= taken; i--) {
-      const slot = this.#undoSlot[i];
+      const slot = this.#chain.undoSlot[i];
       this.#wrTail--;
       const w = this.#wrTail % this.#wrSlot.length;
       if (this.#wrRead[w]) this.#readsInFlight--;
       this.#posted[slot]--;
       const cursor = this.#cursors[slot];
-      cursor.element = this.#undoElement[i];
-      cursor.offset = this.#undoOffset[i];
+      cursor.element = this.#chain.undoElement[i];
+      cursor.offset = this.#chain.undoOffset[i];
       if (this.#state[slot] === POSTED) {
         this.#state[slot] = QUEUED;
         this.#queued++;
       }
       this.#posting = slot;
     }
-    const error = errnoError('ibv_post_send', rc, { qp_num: this.qp.qpn, wr_id: this.#chainIds[taken] });
-    this.#errors[this.#undoSlot[taken]] = error;
+    const error = errnoError('ibv_post_send', rc, { qp_num: this.qp.qpn, wr_id: this.#chain.ids[taken] });
+    this.#errors[this.#chain.undoSlot[taken]] = error;
     this.#failure = error;
   }
 
@@ -616,7 +571,7 @@ export class RequestEngine {
     this.#disposed = true;
     // Requests whose own completion failed keep that error; the rest were closed under them.
     this.#closeAll(this.#closed());
-    this.#block.free();
+    this.#chain.free();
   }
 
   [Symbol.dispose](): void {
