@@ -32,13 +32,16 @@
  *    sender obtains it there.
  *
  *        0  magic 'MWSM'  4 version  8 init  12 capacity (entries)
+ *       16  receiver pid  20 its start time, low  24 high (written before init: its senders
+ *           check that it still runs — a receiver that died without close() is PeerGoneError)
  *       64  bell          senders: +1 and wake when the receiver sleeps (futex word)
  *      128  sleeping      receiver: 1 while it waits on bell
  *      192  entries × 384:
  *             0 state (FREE 0 / READY 2)  4 group id  8 partitionSize  12 partitions
  *            16 senderLen  20..67 sender name   128..383 the target segment's descriptor
  */
-export const SEG_VERSION = 1;
+/** 2: the manager names its receiver's process (MG_RX_*). */
+export const SEG_VERSION = 2;
 export const INIT_READY = 1;
 
 export const SG_MAGIC = 0x4753574d; // "MWSG"
@@ -88,6 +91,9 @@ export function segmentBytes(partitionSize: number, partitions: number): number 
 
 export const MG_MAGIC = 0x4d53574d; // "MWSM"
 export const MG_CAPACITY = 12;
+export const MG_RX_PID = 16;
+export const MG_RX_START_LO = 20;
+export const MG_RX_START_HI = 24;
 export const MG_BELL = 64;
 export const MG_SLEEPING = 128;
 export const MG_ENTRIES = 192;

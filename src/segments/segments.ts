@@ -26,11 +26,11 @@ import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError }
 import { checkTransport } from '../transport/check.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
 import { ShmTransport } from '../transport/shm.js';
-import type { Image, SegmentDescriptor, Target, Transport } from '../transport/types.js';
+import type { Image, ProcessIdentity, SegmentDescriptor, Target, Transport } from '../transport/types.js';
 import {
   dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX,
   managerBytes, MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_SEGMENT_SENDERS, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL,
-  MG_CAPACITY, MG_ENTRIES, MG_ENTRY_BYTES, MG_MAGIC, MG_SLEEPING, PART_FIRST, PART_FREE, PART_NEXT, segmentBytes, SEG_VERSION,
+  MG_CAPACITY, MG_ENTRIES, MG_RX_PID, MG_RX_START_HI, MG_RX_START_LO, MG_ENTRY_BYTES, MG_MAGIC, MG_SLEEPING, PART_FIRST, PART_FREE, PART_NEXT, segmentBytes, SEG_VERSION,
   SG_CONSUMED, SG_GROUP, SG_INIT, SG_MAGIC, SG_PARTITION_SIZE, SG_PARTITIONS, SG_PUBLISHED, SG_QUEUE, SG_STATUS, SG_VERSION_OFF,
   STATUS_CORRUPT, STATUS_FINE, STATUS_RECEIVER_CLOSED,
 } from './layout.js';
@@ -94,6 +94,12 @@ function managerName(domain: string, receiver: string): string {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * A sender checks that its receiver still runs at most this often: every trySend()/send() made
+ * this long after the receiver died throws PeerGoneError (docs/messaging-faults.md).
+ */
+export const RECEIVER_CHECK_MS = 100;
+
 interface SourceGroup {
   readonly id: number;
   readonly partitionSize: number;
@@ -116,14 +122,20 @@ export class SegmentSender {
   readonly segments: readonly SegmentInfo[];
   readonly #groups: SourceGroup[];
   readonly #manager: Image;
+  readonly #transport: Transport;
+  /** The receiver's process, from its manager: checked at most every RECEIVER_CHECK_MS. */
+  readonly #receiverProcess: ProcessIdentity;
+  #receiverCheckedAt = 0;
   #seq = 0;
   #closed = false;
 
-  private constructor(name: string, receiver: string, groups: SourceGroup[], manager: Image) {
+  private constructor(name: string, receiver: string, groups: SourceGroup[], manager: Image, transport: Transport, receiverProcess: ProcessIdentity) {
     this.name = name;
     this.receiver = receiver;
     this.#groups = groups;
     this.#manager = manager;
+    this.#transport = transport;
+    this.#receiverProcess = receiverProcess;
     this.groups = groups.map((g) => ({ id: g.id, partitionSize: g.partitionSize, partitions: g.partitions, target: g.image.descriptor }));
     this.segments = groups.flatMap((g) => [
       { group: g.id, role: 'source' as const, descriptor: g.image.descriptor },
@@ -143,8 +155,12 @@ export class SegmentSender {
     if (!found) throw new UsageError(`no segment receiver ${JSON.stringify(receiver)} in domain ${JSON.stringify(domain)}`);
     const manager = transport.attach(found);
     const groups: SourceGroup[] = [];
+    let receiverProcess: ProcessIdentity;
     try {
       if (manager.load(0) !== MG_MAGIC || manager.load(SG_INIT) !== INIT_READY) throw new CorruptionError(found.name, 'not an initialised segment manager');
+      if (manager.load(SG_VERSION_OFF) !== SEG_VERSION) throw new CorruptionError(found.name, `segment layout version ${manager.load(SG_VERSION_OFF)}, expected ${SEG_VERSION}`);
+      receiverProcess = { pid: manager.load(MG_RX_PID), start: (BigInt(manager.load(MG_RX_START_HI) >>> 0) << 32n) | BigInt(manager.load(MG_RX_START_LO) >>> 0) };
+      if (receiverProcess.pid <= 0) throw new CorruptionError(found.name, `receiver pid ${receiverProcess.pid}`);
       const capacity = manager.load(MG_CAPACITY);
       if (capacity < 1 || managerBytes(capacity) > manager.size) throw new CorruptionError(found.name, `capacity ${capacity}`);
       const entry = new Uint8Array(MG_ENTRY_BYTES);
@@ -176,7 +192,7 @@ export class SegmentSender {
       throw error;
     }
     groups.sort((a, b) => a.partitionSize - b.partitionSize);
-    return new SegmentSender(name, receiver, groups, manager);
+    return new SegmentSender(name, receiver, groups, manager, transport, receiverProcess);
   }
 
   /** The largest message any group can hold. */
@@ -232,6 +248,15 @@ export class SegmentSender {
     if (!(data instanceof Uint8Array)) throw new UsageError('a message must be a Uint8Array');
     const status = this.#groups[0].image.load(SG_STATUS);
     if (status !== STATUS_FINE) throw this.#refused(status);
+    // A receiver that died without close() leaves its status FINE: ask the process table, at
+    // most every RECEIVER_CHECK_MS (one clock read per call otherwise).
+    const now = Date.now();
+    if (now - this.#receiverCheckedAt >= RECEIVER_CHECK_MS) {
+      if (!this.#transport.isAlive(this.#receiverProcess, this.#groups[0].image.descriptor.node)) {
+        throw new PeerGoneError(this.receiver, `it died (pid ${this.#receiverProcess.pid})`);
+      }
+      this.#receiverCheckedAt = now;
+    }
     if (data.length > this.maxMessageBytes) return -3;
     const choice = this.select(data.length);
     if (!choice) return -1;
@@ -374,6 +399,9 @@ export class SegmentReceiver {
     w[0] = MG_MAGIC;
     w[SG_VERSION_OFF >> 2] = SEG_VERSION;
     w[MG_CAPACITY >> 2] = capacity;
+    w[MG_RX_PID >> 2] = transport.self.pid;
+    w[MG_RX_START_LO >> 2] = Number(transport.self.start & 0xffffffffn) | 0;
+    w[MG_RX_START_HI >> 2] = Number(transport.self.start >> 32n) | 0;
     Atomics.store(w, SG_INIT >> 2, INIT_READY);
     return new SegmentReceiver(name, domain, transport, specs, manager, capacity);
   }

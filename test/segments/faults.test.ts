@@ -1,11 +1,13 @@
 // Segment-group faults on real /dev/shm (issue 13, items 6, 7, 11): one corrupt sender must not
 // block the others, a message number that skips ahead is a CorruptionError (not a silent stall),
-// sizes beyond the limit and wrong kinds of input are UsageErrors, and nothing is left behind.
+// a receiver that dies is noticed by its sender (PeerGoneError, not FULL for ever), sizes beyond
+// the limit and wrong kinds of input are UsageErrors, and nothing is left behind.
 import { readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CorruptionError, PeerGoneError, SharedRegion, UsageError } from '../../src/index.js';
 import { DE_SEQ, DIR_ENTRY, directoryOffset, MAX_SEGMENT_BYTES, SG_QUEUE } from '../../src/segments/layout.js';
 import { SegmentReceiver, SegmentSender } from '../../src/segments/segments.js';
+import { startPostboxChild } from '../postbox/helpers.js';
 
 const GROUPS = [
   { partitionSize: 64, partitions: 16 },
@@ -105,6 +107,30 @@ describe('item 6: one corrupt sender', () => {
     rx.close();
     expect(() => tx1.trySend(message(1, 0))).toThrow(PeerGoneError);
     expect(objectsOf(d)).toEqual([]);
+  });
+});
+
+describe('a receiver that died without close()', () => {
+  it('its sender gets PeerGoneError: send() waiting for room rejects instead of waiting for ever, trySend throws instead of FULL', async () => {
+    const d = domain();
+    const rx = startPostboxChild('segment-receiver', d, 'rx', 'tx', JSON.stringify(GROUPS));
+    try {
+      await rx.waitFor('ready');
+      const tx = SegmentSender.connect('tx', 'rx', { domain: d });
+      closers.push(tx);
+      // Fill every partition (the receiver never reads), so the next send() has to wait for room.
+      let placed = 0;
+      while (tx.trySend(message(1, placed)) === 0) placed++;
+      expect(placed).toBeGreaterThan(0);
+      rx.process.kill('SIGKILL');
+      await rx.exit;
+      // Before: FULL for ever, and this send() (no timeoutMs) never settled (the test's timeout).
+      await expect(tx.send(message(1, placed))).rejects.toBeInstanceOf(PeerGoneError);
+      expect(() => tx.trySend(message(1, 0))).toThrow(PeerGoneError);
+    } finally {
+      rx.process.kill('SIGKILL');
+      await rx.exit;
+    }
   });
 });
 
