@@ -1,7 +1,7 @@
-// The rounds helpers of the RDMA benches (bench/rdma-rounds.ts): a comparison made in rounds
+// The rounds helpers of the RDMA benches (bench/lib/perftest.ts): a comparison made in rounds
 // reports each side's median and, as its ratio, the median of the per-round ratios.
 import { describe, expect, it } from 'vitest';
-import { median, pairedRow, roundRatios } from '../../bench/rdma-rounds.js';
+import { median, pairedRow, roundRatios } from '../../bench/lib/perftest.js';
 
 describe('bench rounds', () => {
   it('the ratio is the median of the per-round ratios, not the ratio of the medians', () => {
