@@ -2,16 +2,19 @@ import { defineConfig } from 'vitest/config';
 
 // The rxe tier: tests that need a real RDMA device (Soft-RoCE in the QEMU guest of
 // scripts/rxe/run.sh, or a host with devices). One file at a time, each test with a timeout.
-// The node agent (test/rxe/agent.test.ts) is work in progress (issue 12): in the guest it sometimes
-// dies of SIGSEGV at exit after a clean SIGTERM stop (undiagnosed, docs/across-machines.md), and its
-// byte-exact write/read-back path has not yet passed a run. Until both hold, the tier leaves that
-// file out unless MEMWIRE_AGENT_TESTS=1 asks for it.
-const agentTests = process.env.MEMWIRE_AGENT_TESTS === '1';
+// The node agent's tests (test/rxe/agent.test.ts) run on Node and Bun. Under Deno they are left
+// out for now (issue 12): there the agent stops cleanly on SIGTERM (logs "stopped", BYEs sent,
+// targets removed) but its process then ends *by* SIGTERM instead of exiting 0, and the tests
+// after that one fail in cascade (no agent restarted). Seen in one guest run; not yet diagnosed
+// (scripts/rxe/agent-stop-loop.mjs, without the two-node namespaces, saw 10/10 Deno stops exit 0).
+// MEMWIRE_AGENT_TESTS=1 runs them under Deno anyway.
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== 'undefined';
+const skipAgentTests = isDeno && process.env.MEMWIRE_AGENT_TESTS !== '1';
 
 export default defineConfig({
   test: {
     include: ['test/rxe/**/*.test.ts'],
-    exclude: agentTests ? ['**/node_modules/**'] : ['**/node_modules/**', 'test/rxe/agent.test.ts'],
+    exclude: skipAgentTests ? ['**/node_modules/**', 'test/rxe/agent.test.ts'] : ['**/node_modules/**'],
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -16,7 +16,9 @@ const EXIT_CODES = `exit status:
 const USAGE = `usage: memwire <command> [options]
 
 commands:
-  doctor [--json]                 what this machine offers memwire; exit 0 when shared memory works
+  doctor [--json] [--agent <addr>[:port]]
+                                  what this machine offers memwire; exit 0 when shared memory works
+                                  (and the agent answers, when --agent is given)
   demo [--rounds N] [--bulk N]    two processes exchange messages through shared memory
   bench <name> [--quick] [--json] run a benchmark against its anchor (memwire bench list)
   bench report [--quick] [--rxe] [--out DIR]
@@ -28,14 +30,17 @@ commands:
 ${EXIT_CODES}`;
 
 const HELP: Record<string, string> = {
-  doctor: `usage: memwire doctor [--json]
+  doctor: `usage: memwire doctor [--json] [--agent <addr>[:port] [--device <dev>]]
 
 Tells what this machine offers memwire: runtime and FFI backend, libc and kernel, /dev/shm space,
 the memlock limit, libibverbs and librdmacm (found by soname or MEMWIRE_LIBIBVERBS /
 MEMWIRE_LIBRDMACM), RDMA devices. Creates, opens, uses and removes one region to check that
 shared memory works.
 
-  --json   the same as one JSON object
+  --json     the same as one JSON object
+  --agent    also check that the node agent at <addr>[:port] (default port 7471) answers: connect
+             over RDMA, HELLO, one request; exit 1 when it does not
+  --device   the local RDMA device to connect from (default: the one the route to <addr> uses)
 
 ${EXIT_CODES}`,
   demo: `usage: memwire demo [--rounds N] [--bulk N]
@@ -75,8 +80,21 @@ async function main(argv: string[]): Promise<number> {
       checkArguments('doctor', rest, [], ['--json']);
       const { runDoctor, formatDoctor } = await import('./doctor.js');
       const report = runDoctor();
-      console.log(rest.includes('--json') ? JSON.stringify(report, null, 2) : formatDoctor(report));
-      return report.sharedMemory.ok ? 0 : 1;
+      const agentAt = rest.indexOf('--agent');
+      if (agentAt < 0) {
+        console.log(rest.includes('--json') ? JSON.stringify(report, null, 2) : formatDoctor(report));
+        return report.sharedMemory.ok ? 0 : 1;
+      }
+      const agentText = rest[agentAt + 1];
+      const deviceAt = rest.indexOf('--device');
+      const device = deviceAt >= 0 ? rest[deviceAt + 1] : undefined;
+      if (!agentText || agentText.startsWith('--') || (deviceAt >= 0 && (!device || device.startsWith('--')))) {
+        throw new FlagUsageError(`doctor: --agent needs <addr>[:port] and --device a device name\n\n${HELP.doctor}`);
+      }
+      const { checkAgent, formatAgentCheck } = await import('./doctor-agent.js');
+      const agent = await checkAgent(agentText, { device });
+      console.log(rest.includes('--json') ? JSON.stringify({ ...report, agent }, null, 2) : `${formatDoctor(report)}\n${formatAgentCheck(agent)}`);
+      return report.sharedMemory.ok && agent.ok ? 0 : 1;
     }
     case 'demo': {
       checkArguments('demo', rest, ['--rounds', '--bulk']);

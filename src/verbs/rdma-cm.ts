@@ -267,6 +267,11 @@ export class CmConnection {
     if (!this.#connected) return;
     await this.#channel.expect(C.RDMA_CM_EVENT_DISCONNECTED, options.timeoutMs ?? 5000, 'waiting for the peer to disconnect');
     this.#connected = false;
+    // dispose() may have run while the event's promise settled (it is taken synchronously but
+    // reported a microtask later): the cm_id is destroyed then, and #id is 0 — rdma_disconnect
+    // on it would dereference NULL (the agent's exit-time SIGSEGV of issue 12). dispose() has
+    // already sent the disconnect.
+    if (!this.#id) return;
     // Answer the peer's DREQ (the CM sends the DREP from rdma_disconnect); without it the peer
     // sees DISCONNECTED only when its DREQ times out.
     rdmacm().rdma_disconnect(this.#id);

@@ -3,14 +3,17 @@
  * DEV1, each its own mount namespace and /dev/shm. A process of A has B's agent allocate a
  * target, RDMA-writes into it and rings its doorbell; a process of B, asleep on the target's
  * futex word, wakes and reads the bytes exactly. Then find / remove / liveness / GONE notices,
- * hostile control messages, and an agent stopped with SIGTERM and killed with SIGKILL, each
- * restarted under the same address.
+ * hostile control messages, `memwire doctor --agent` from A, and an agent stopped with SIGTERM
+ * and killed with SIGKILL in the middle of a peer's stream of writes, each restarted under the
+ * same address.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend } from '../../ffi/backend.js';
 import { runtimeName } from '../../ffi/runtime.js';
-import { AgentClient, AgentError, ClosedError, deviceAddress, PeerGoneError, rdmaConnect, RdmaImage, SharedRegion, targetRegionName } from '../../src/index.js';
+import { AgentClient, AgentError, ClosedError, deviceAddress, PeerGoneError, rdmaConnect, RdmaImage, SharedRegion, targetRegionName, WorkCompletionError } from '../../src/index.js';
 import { encode, HEADER_BYTES, MAX_MESSAGE_BYTES, W_TYPE } from '../../src/agent/wire.js';
 import { DEV0, DEV1, pattern, skipReason, suffix } from './helpers.js';
 import { twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
@@ -55,11 +58,23 @@ describe.skipIf(!!skipReason)(`node agent across two nodes ${DEV0} → ${DEV1} (
   it('a process of A writes into a target on B; a process of B, woken by the doorbell, reads it byte-exact; the nodes share no /dev/shm', async () => {
     const name = `t1.${process.pid}`;
     const bytes = 1 << 20;
-    const reader = B.run(['wait-read', name, bytes, 7, 60_000]);
-    const writer = A.run(['write', B.address, PORT, A.address, name, bytes, 7]);
-    await writer.line(/^written /, 60_000);
-    const read = await reader.line(/^read .*$/, 60_000);
-    expect(read[0]).toBe('read ok 1 ok'); // woken from FUTEX_WAIT ('ok'), not a timeout; every byte as written
+    // The writer allocates, then waits for the go file until the reader sleeps on the target's
+    // word: so 'ok' below means the doorbell woke it (not a word that was already 1).
+    const goFile = fileURLToPath(new URL(`../../.cache/two-node-go.${name}`, import.meta.url));
+    rmSync(goFile, { force: true });
+    const writer = A.run(['write', B.address, PORT, A.address, name, bytes, 7, goFile]);
+    try {
+      await writer.line(/^allocated /, 60_000);
+      const reader = B.run(['wait-read', name, bytes, 7, 60_000]);
+      await reader.line(/^waiting$/, 60_000);
+      mkdirSync(dirname(goFile), { recursive: true });
+      writeFileSync(goFile, 'go');
+      await writer.line(/^written /, 60_000);
+      const read = await reader.line(/^read .*$/, 60_000);
+      expect(read[0]).toBe('read ok 1 ok'); // woken from FUTEX_WAIT ('ok'), not a timeout; every byte as written
+    } finally {
+      rmSync(goFile, { force: true });
+    }
 
     // Isolation: the target exists in B's /dev/shm only — not in A's, not in the guest's own.
     const shmName = `memwire.u${process.getuid!()}.${targetRegionName(name)}`;
@@ -209,16 +224,51 @@ describe.skipIf(!!skipReason)(`node agent across two nodes ${DEV0} → ${DEV1} (
     again.close();
   });
 
-  it('SIGKILL: peers notice through the connection manager; the next agent removes what the dead one left', async () => {
+  it('memwire doctor --agent on node A says whether B\'s agent answers (device and source found by itself)', async () => {
+    const ok = A.cli(['doctor', '--agent', `${B.address}:${PORT}`]);
+    const line = await ok.line(/\] agent /, 60_000);
+    expect(await ok.exit, ok.output()).toEqual({ code: 0, signal: null });
+    expect(line.input).toMatch(/^\s*\[ok {2}\] agent /);
+    expect(line.input).toContain('agent of node "B"');
+    expect(line.input).toMatch(new RegExp(`from (${DEV0}|${DEV1}) \\(`));
+    // Nobody listens on PORT + 1: a clear failure, exit 1, no hang.
+    const none = A.cli(['doctor', '--agent', `${B.address}:${PORT + 1}`, '--device', DEV0]);
+    const failed = await none.line(/\] agent /, 60_000);
+    expect(await none.exit, none.output()).toEqual({ code: 1, signal: null });
+    expect(failed.input).toMatch(/\[FAIL\] agent .*ConnectionError/);
+  });
+
+  it('SIGKILL mid-stream: the writer\'s writes and its client end with PeerGoneError, no hang; the next agent removes what the dead one left', async () => {
     const client = await clientOfB();
     const name = `t4.${process.pid}`;
-    await client.allocate(name, 8192);
+    const target = await client.allocate(name, 1 << 20);
+    const source = client.registerMemory(pattern(64 * 1024, 4));
+    // A stream of 64 KiB RDMA WRITEs (up to 8 in flight) that runs until one fails.
+    let written = 0;
+    let streamError: unknown;
+    const stream = (async () => {
+      try {
+        for (let i = 0; ; i++) {
+          await Promise.all(Array.from({ length: 8 }, (_, k) => client.write(source, 0, 64 * 1024, target, ((i * 8 + k) % 16) * 64 * 1024)));
+          written += 8;
+        }
+      } catch (error) {
+        streamError = error;
+      }
+    })();
+    await until(() => written >= 16 || streamError !== undefined, 30_000, 'the stream under way');
+    expect(streamError).toBeUndefined();
     const killedAt = performance.now();
     await agentB.kill('SIGKILL');
     const why = await Promise.race([client.closed, new Promise<Error>((r) => setTimeout(() => r(new Error('not noticed within 10 s')), 10_000))]);
     const noticedMs = performance.now() - killedAt;
     expect(why).toBeInstanceOf(PeerGoneError);
-    console.log(`a SIGKILLed agent was noticed by its peer after ${noticedMs.toFixed(0)} ms (${runtimeName}): ${why.message}`);
+    await Promise.race([stream, new Promise((_, reject) => setTimeout(() => reject(new Error('the stream did not end within 10 s')), 10_000))]);
+    // A write in flight fails with PeerGoneError (link lost) or with the completion error the QP
+    // reported first; every later one with PeerGoneError. None hangs.
+    expect(streamError instanceof PeerGoneError || streamError instanceof WorkCompletionError, String(streamError)).toBe(true);
+    await expect(client.write(source, 0, 8, target, 0)).rejects.toBeInstanceOf(PeerGoneError);
+    console.log(`a SIGKILLed agent was noticed by its writing peer after ${noticedMs.toFixed(0)} ms, ${written} writes of 64 KiB done before (${runtimeName}): ${why.message}; the stream ended with ${(streamError as Error).constructor.name}`);
     // The dead agent could not clean up: its target is still in B's /dev/shm.
     expect(B.shm().some((n) => n.endsWith(targetRegionName(name)))).toBe(true);
     client.close();

@@ -73,6 +73,35 @@ describe.skipIf(!!cmSkip)(`rdma_cm between ${DEV0} and ${DEV1} (${runtimeName}, 
     expect(serverConn).toBe(server);
   });
 
+  it('dispose() right after disconnected() took the event makes no call on the destroyed cm_id (issue 12\'s SIGSEGV)', async () => {
+    const listener = CmListener.listen({ address: IP1, port: 0 });
+    cleanup.push(listener);
+    // The agent's stop() disposed a connection while its pump's disconnected({ timeoutMs: 0 })
+    // had taken the peer's DISCONNECTED event (synchronously) but not yet resumed (a microtask
+    // later); the resumed call then ran rdma_disconnect on the destroyed id. Replayed here: the
+    // client leaves, the server's event arrives, then disconnected(0) and dispose() back to back.
+    // An attempt whose event had not arrived yet (TimeoutError) is repeated with a longer wait;
+    // the test fails if the case was never exercised.
+    let exercised = false;
+    for (let attempt = 0, waitMs = 100; attempt < 6 && !exercised; attempt++, waitMs *= 2) {
+      const accepting = listener.accept({ timeoutMs: 10_000 });
+      const client = await rdmaConnect({ address: IP1, port: listener.port, source: IP0, timeoutMs: 10_000 });
+      const server = await accepting;
+      client.dispose();
+      await new Promise((r) => setTimeout(r, waitMs));
+      const outcome = server.disconnected({ timeoutMs: 0 }).then(
+        () => 'disconnected',
+        (e: unknown) => e,
+      );
+      server.dispose();
+      const result = await outcome;
+      if (result === 'disconnected') exercised = true;
+      else expect(result).toBeInstanceOf(TimeoutError);
+      expect(server.disposed).toBe(true);
+    }
+    expect(exercised, 'the peer\'s DISCONNECTED event never arrived in time; the case was not exercised').toBe(true);
+  });
+
   it('a connect to a port nobody listens on fails with a ConnectionError', async () => {
     const listener = CmListener.listen({ address: IP1, port: 0 });
     const port = listener.port;

@@ -130,6 +130,13 @@ export class TwoNodeNode {
     return proc;
   }
 
+  /** `memwire <args>` as a process of this node (e.g. doctor). */
+  cli(args: (string | number)[]): Proc {
+    const proc = start(this.#enter(selfCommand(CLI, args.map(String))), `${this.name} memwire ${args[0]}`);
+    this.procs.push(proc);
+    return proc;
+  }
+
   /** The names in this node's /dev/shm, seen through the holder's root (its mount namespace). */
   shm(): string[] {
     return readdirSync(`/proc/${this.holderPid}/root/dev/shm`).sort();
