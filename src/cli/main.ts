@@ -77,10 +77,11 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'doctor': {
-      checkArguments('doctor', rest, [], ['--json']);
+      checkArguments('doctor', rest, ['--agent', '--device'], ['--json']);
       const { runDoctor, formatDoctor } = await import('./doctor.js');
       const report = runDoctor();
       const agentAt = rest.indexOf('--agent');
+      if (agentAt < 0 && rest.includes('--device')) throw new CommandUsageError('memwire doctor: --device only goes with --agent (memwire doctor --help)');
       if (agentAt < 0) {
         console.log(rest.includes('--json') ? JSON.stringify(report, null, 2) : formatDoctor(report));
         return report.sharedMemory.ok ? 0 : 1;
@@ -88,9 +89,6 @@ async function main(argv: string[]): Promise<number> {
       const agentText = rest[agentAt + 1];
       const deviceAt = rest.indexOf('--device');
       const device = deviceAt >= 0 ? rest[deviceAt + 1] : undefined;
-      if (!agentText || agentText.startsWith('--') || (deviceAt >= 0 && (!device || device.startsWith('--')))) {
-        throw new FlagUsageError(`doctor: --agent needs <addr>[:port] and --device a device name\n\n${HELP.doctor}`);
-      }
       const { checkAgent, formatAgentCheck } = await import('./doctor-agent.js');
       const agent = await checkAgent(agentText, { device });
       console.log(rest.includes('--json') ? JSON.stringify({ ...report, agent }, null, 2) : `${formatDoctor(report)}\n${formatAgentCheck(agent)}`);

@@ -22,11 +22,17 @@ describe('memwire doctor --agent', () => {
     for (const bad of ['', 'rxe1', '192.0.2.256', '192.0.2.2:70000', '192.0.2.2:']) expect(() => parseAgentAddress(bad), bad).toThrow(UsageError);
   });
 
-  it('--agent without a value, or --device without one: a usage mistake, exit 2', () => {
-    for (const args of [['doctor', '--agent'], ['doctor', '--agent', '--json'], ['doctor', '--agent', '192.0.2.2', '--device']]) {
+  it('--agent without a value, --device without one or without --agent: a usage mistake, exit 2', () => {
+    const cases: [string[], RegExp][] = [
+      [['doctor', '--agent'], /--agent needs a value/],
+      [['doctor', '--agent', '--json'], /--agent needs a value/],
+      [['doctor', '--agent', '192.0.2.2', '--device'], /--device needs a value/],
+      [['doctor', '--device', 'rxe0'], /--device only goes with --agent/],
+    ];
+    for (const [args, message] of cases) {
       const run = memwire(...args);
       expect(run.status, run.stdout + run.stderr).toBe(2);
-      expect(run.stderr).toMatch(/--agent/);
+      expect(run.stderr).toMatch(message);
     }
   });
 
