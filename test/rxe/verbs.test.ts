@@ -405,12 +405,20 @@ describe.skipIf(!!skipReason)(`verbs on ${DEV0}/${DEV1} (${runtimeName}, ${backe
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
     const waiting = ctx.nextAsyncEvent({ timeoutMs: 10_000 });
     await expect(ctx.nextAsyncEvent()).rejects.toThrow(/still pending/);
-    // The event loop runs while the wait is pending.
-    let ticks = 0;
-    const ticker = setInterval(() => ticks++, 10);
-    await new Promise((r) => setTimeout(r, 200));
-    clearInterval(ticker);
-    expect(ticks).toBeGreaterThan(3);
+    // The event loop runs while the wait is pending: a chain of five macrotasks completes, each
+    // seeing the wait still pending (proof by order, not a count of timer ticks in a window).
+    let settled = false;
+    void waiting.catch(() => undefined).finally(() => (settled = true));
+    const turnsWhilePending: boolean[] = [];
+    await new Promise<void>((resolve) => {
+      const turn = () => {
+        turnsWhilePending.push(!settled);
+        if (turnsWhilePending.length < 5) setTimeout(turn, 1);
+        else resolve();
+      };
+      setTimeout(turn, 1);
+    });
+    expect(turnsWhilePending).toEqual([true, true, true, true, true]);
     ctx.dispose();
     await expect(waiting).rejects.toBeInstanceOf(ClosedError);
     await expect(ctx.nextAsyncEvent({ timeoutMs: 10 })).rejects.toBeInstanceOf(ClosedError);
