@@ -30,6 +30,7 @@ import { ClosedError, CorruptionError, SystemError, UsageError } from '../errors
 import { SharedRegion } from '../shm/region.js';
 import { PoolContext } from '../shmem/context.js';
 import { B_OWNERS_HI, B_OWNERS_LO, B_SIZE, GRANULE, MEMBER_LEAVING, MEMBER_LIVE, M_STATE } from '../shmem/layout.js';
+import { crashPoint } from '../shmem/crash-points.js';
 import { allocatorLockIndex, Locks } from '../shmem/locks.js';
 import { claimSlot, freeSlot, slotProcessAlive } from '../shmem/members.js';
 import type { MemoryRegion } from '../verbs/memory-region.js';
@@ -328,12 +329,16 @@ export class RegisteredHeap {
         const state = Atomics.load(ctx.w, stateIndex);
         if (state === MEMBER_LEAVING) slots.push(slot);
         else if (state === MEMBER_LIVE && !slotProcessAlive(ctx, slot)) {
+          crashPoint();
           if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE) slots.push(slot);
         }
       }
       if (slots.length === 0) return 0;
       this.#freeOwnedBy(slots);
-      for (const slot of slots) freeSlot(ctx, slot);
+      for (const slot of slots) {
+        crashPoint();
+        freeSlot(ctx, slot);
+      }
       return slots.length;
     } finally {
       this.#unlock();
@@ -379,8 +384,10 @@ export class RegisteredHeap {
         // LIVE → LEAVING → FREE all under the lock: a death between them leaves a LEAVING slot that
         // the next reap() finishes (see reap()).
         const stateIndex = ctx.memberBase(ctx.slot) + M_STATE / 4;
+        crashPoint();
         if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) !== MEMBER_LIVE) return;
         this.#freeOwnedBy([ctx.slot]);
+        crashPoint();
         freeSlot(ctx, ctx.slot);
       } finally {
         this.#unlock();
@@ -431,6 +438,7 @@ export class RegisteredHeap {
   #releaseIndex(block: BlockMapping, index: number): void {
     const granules = block.ctx.w[block.ctx.blockBase(index) + B_SIZE / 4];
     block.heap.release(index);
+    crashPoint();
     this.#table.count(block.slot, -1, granules);
   }
 
@@ -467,13 +475,21 @@ export class RegisteredHeap {
    */
   #releaseBlock(slot: number): void {
     const name = blockRegionName(this.name, this.#table.blockId(slot));
+    crashPoint();
     this.#table.beginRelease(slot);
     this.#regs.purgeReleased(slot);
+    crashPoint();
     unlinkQuietly(name);
+    crashPoint();
     this.#table.empty(slot, true);
   }
 
-  /** Free the allocations owned only by member `slots`, dropping them from shared owner sets. */
+  /**
+   * Free the allocations owned only by member `slots`, dropping the slots from shared owner sets.
+   * An allocation to be freed keeps its owner bits until the free itself, so a departure killed
+   * anywhere in here and done again (by the next reap) finds exactly the allocations still to free
+   * (as src/shmem/departures.ts does for a pool).
+   */
   #freeOwnedBy(slots: readonly number[]): void {
     let clearLo = 0;
     let clearHi = 0;
@@ -493,9 +509,14 @@ export class RegisteredHeap {
         const lo = w[base + B_OWNERS_LO / 4];
         const hi = w[base + B_OWNERS_HI / 4];
         if ((lo & clearLo) === 0 && (hi & clearHi) === 0) return;
+        if ((lo & ~clearLo) === 0 && (hi & ~clearHi) === 0) {
+          orphans.push(index);
+          return;
+        }
+        crashPoint();
         w[base + B_OWNERS_LO / 4] = lo & ~clearLo;
+        crashPoint();
         w[base + B_OWNERS_HI / 4] = hi & ~clearHi;
-        if ((lo & ~clearLo) === 0 && (hi & ~clearHi) === 0) orphans.push(index);
       });
       for (const index of orphans) this.#releaseIndex(block, index);
       if (orphans.length > 0) this.#applyPolicy(slot);
