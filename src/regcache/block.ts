@@ -6,7 +6,7 @@
  * on the same object: a BlockMapping is one row of this process's registration table.
  */
 import { CorruptionError, UsageError } from '../errors.js';
-import { SharedRegion } from '../shm/region.js';
+import { declareOwnedRegions, SharedRegion } from '../shm/region.js';
 import { PoolContext } from '../shmem/context.js';
 import { Heap } from '../shmem/heap.js';
 import { FIRST_BLOCK, GRANULE, HEADER_GRANULES } from '../shmem/layout.js';
@@ -29,6 +29,10 @@ import {
   READY,
 } from './layout.js';
 import type { Registration } from './registrar.js';
+
+// A block belongs to its heap, not to the process that grew it: SharedRegion.listStale() must not
+// call it 'creator-dead' while the heap's control region lives (other processes allocate in it).
+declareOwnedRegions(BLOCK_CONTENT_TAG, (name) => /^(.+)\.b\d+$/.exec(name)?.[1]);
 
 /** Granules of the heap inside a block of `dataBytes`. */
 export function heapGranulesOf(dataBytes: number): number {

@@ -20,39 +20,35 @@
  * the next holder 'owner-died', which repairs (#repair). The lookup hit path takes no lock: it
  * reads the descriptor's state and blockId words.
  *
+ * Its parts: control.ts (the control header), descriptors.ts (the shared descriptor table),
+ * registration-table.ts (this process's private table), block.ts (one block's mapping).
+ *
  * Only memory freed through this heap is tracked: memory unmapped or reused any other way is
  * invisible to it (the caches of UCX or Open MPI watch munmap/brk for that; this one does not).
  */
 import { ClosedError, CorruptionError, SystemError, UsageError } from '../errors.js';
 import { SharedRegion } from '../shm/region.js';
 import { PoolContext } from '../shmem/context.js';
+import { B_OWNERS_HI, B_OWNERS_LO, B_SIZE, GRANULE, MEMBER_LEAVING, MEMBER_LIVE, M_STATE } from '../shmem/layout.js';
+import { crashPoint } from '../shmem/crash-points.js';
 import { allocatorLockIndex, Locks } from '../shmem/locks.js';
 import { abandonedClaim, claimSlot, freeSlot, slotProcessAlive, undoClaim } from '../shmem/members.js';
-import { B_OWNERS_HI, B_OWNERS_LO, B_SIZE, GRANULE, MAX_MEMBERS, MEMBER_LEAVING, MEMBER_LIVE, M_STATE } from '../shmem/layout.js';
+import type { MemoryRegion } from '../verbs/memory-region.js';
 import { BlockMapping, blockBytesFor, heapGranulesOf, MAX_REQUEST } from './block.js';
+import { checkControl, checkInt, formatControl, heapParameters } from './control.js';
 import { DescriptorTable } from './descriptors.js';
-import { HeapBuffer, type RegisteredHeapOpenOptions, type RegisteredHeapOptions, type RegisteredHeapStats, type RegisteredRange } from './types.js';
 import {
-  blockRegionName, C_BLOCK_BYTES, C_CREATOR_PID, C_DESCRIPTOR_OFFSET, C_INIT, C_KEEP_FREE, C_LOCK_TABLE, C_MAGIC,
-  C_MAX_BLOCKS, C_MAX_MEMBERS, C_NEXT_ID_LO, C_VERSION, controlGeometry, D_EMPTY, D_GROWING, D_ID_HI, D_ID_LO, D_LIVE,
-  D_RELEASING, D_STATE, MAX_BLOCK_BYTES, MAX_BLOCKS, MIN_BLOCK_BYTES, PAGE, RC_CONTENT_TAG, RC_LAYOUT_VERSION, RC_MAGIC, READY,
+  blockRegionName, C_BLOCK_BYTES, C_KEEP_FREE, C_MAX_BLOCKS, C_MAX_MEMBERS, controlGeometry, D_EMPTY, D_GROWING, D_ID_HI, D_ID_LO,
+  D_LIVE, D_RELEASING, D_STATE, RC_CONTENT_TAG, RC_LAYOUT_VERSION,
 } from './layout.js';
 import { noneRegistrar, type Registrar } from './registrar.js';
-import type { MemoryRegion } from '../verbs/memory-region.js';
+import { RegistrationTable, type RegistrationCounts } from './registration-table.js';
+import { HeapBuffer, type RegisteredHeapOpenOptions, type RegisteredHeapOptions, type RegisteredHeapStats, type RegisteredRange } from './types.js';
 
 export { HeapBuffer };
 export type { RegisteredHeapOpenOptions, RegisteredHeapOptions, RegisteredHeapStats, RegisteredRange };
-import { selfPid } from '../shm/process-identity.js';
 
-const DEFAULTS = { blockBytes: 4 << 20, maxBlocks: 256, maxMembers: 16, keepFreeBlocks: 1, mode: 0o600 };
 const MAX_NAME = 180;
-
-function checkInt(what: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new UsageError(`${what} must be a whole number within ${min}..${max}, got ${String(value)}`);
-  }
-  return value;
-}
 
 export class RegisteredHeap {
   readonly name: string;
@@ -68,10 +64,12 @@ export class RegisteredHeap {
   readonly #table: DescriptorTable;
   readonly #mode: number;
   /** The private registration table, index-aligned with the descriptor table (FIG. 4). */
+  readonly #regs: RegistrationTable;
+  /** Its rows (read by the lookup hit path without a call). */
   readonly #mine: (BlockMapping | undefined)[];
   #hint = 0;
   #disposed = false;
-  readonly #counts = { registrations: 0, deregistrations: 0, hits: 0, misses: 0, stalePurges: 0, releases: 0 };
+  readonly #counts: RegistrationCounts;
 
   private constructor(control: SharedRegion, registrar: Registrar, isCreator: boolean, mode: number) {
     const w = control.int32;
@@ -89,7 +87,9 @@ export class RegisteredHeap {
     this.#locks = new Locks(this.#ctx);
     this.#lockIndex = allocatorLockIndex(this.#ctx);
     this.#table = new DescriptorTable(this.name, w, descriptorOffset, this.maxBlocks);
-    this.#mine = new Array<BlockMapping | undefined>(this.maxBlocks).fill(undefined);
+    this.#regs = new RegistrationTable(this.name, this.#table, registrar);
+    this.#mine = this.#regs.entries;
+    this.#counts = this.#regs.counts;
     if (!claimSlot(this.#ctx)) {
       throw new UsageError(`registered heap ${JSON.stringify(this.name)} has ${maxMembers} processes already; reap() frees the slots of dead ones`, 'ERR_MEMWIRE_HEAP_MEMBERS');
     }
@@ -102,28 +102,12 @@ export class RegisteredHeap {
    */
   static create(name: string, options: RegisteredHeapOptions = {}): RegisteredHeap {
     if (typeof name !== 'string' || name.length > MAX_NAME) throw new UsageError(`heap name must be a string of at most ${MAX_NAME} characters`);
-    const blockBytes = checkInt('blockBytes', options.blockBytes ?? DEFAULTS.blockBytes, MIN_BLOCK_BYTES, MAX_BLOCK_BYTES);
-    if (blockBytes % PAGE !== 0) throw new UsageError(`blockBytes must be a multiple of ${PAGE}, got ${blockBytes}`);
-    const maxBlocks = checkInt('maxBlocks', options.maxBlocks ?? DEFAULTS.maxBlocks, 1, MAX_BLOCKS);
-    const maxMembers = checkInt('maxMembers', options.maxMembers ?? DEFAULTS.maxMembers, 1, MAX_MEMBERS);
-    const keepFree = checkInt('keepFreeBlocks', options.keepFreeBlocks ?? DEFAULTS.keepFreeBlocks, 0, maxBlocks);
-    const mode = options.mode ?? DEFAULTS.mode;
-    const { lockTableOffset, descriptorOffset, controlBytes } = controlGeometry(maxMembers, maxBlocks);
+    const parameters = heapParameters(options);
+    const mode = options.mode ?? 0o600;
+    const { controlBytes } = controlGeometry(parameters.maxMembers, parameters.maxBlocks);
     const control = SharedRegion.create(name, controlBytes, { contentTag: RC_CONTENT_TAG, contentVersion: RC_LAYOUT_VERSION, mode });
     try {
-      const w = control.int32;
-      w[C_MAGIC / 4] = RC_MAGIC;
-      w[C_VERSION / 4] = RC_LAYOUT_VERSION;
-      w[C_MAX_BLOCKS / 4] = maxBlocks;
-      w[C_MAX_MEMBERS / 4] = maxMembers;
-      w[C_BLOCK_BYTES / 4] = blockBytes;
-      w[C_KEEP_FREE / 4] = keepFree;
-      w[C_DESCRIPTOR_OFFSET / 4] = descriptorOffset;
-      w[C_LOCK_TABLE / 4] = lockTableOffset;
-      w[C_CREATOR_PID / 4] = selfPid;
-      w[C_NEXT_ID_LO / 4] = 1; // blockIds start at 1: 0 in a private table means "none" ([0039])
-      // Ordering point: every field above is visible before initState says READY.
-      Atomics.store(w, C_INIT / 4, READY);
+      formatControl(control.int32, parameters);
       return new RegisteredHeap(control, options.registrar ?? noneRegistrar, true, mode);
     } catch (error) {
       control.dispose();
@@ -136,25 +120,7 @@ export class RegisteredHeap {
     const timeoutMs = options.timeoutMs ?? 2000;
     const control = SharedRegion.open(name, { contentTag: RC_CONTENT_TAG, contentVersion: RC_LAYOUT_VERSION, timeoutMs });
     try {
-      const w = control.int32;
-      const deadline = Date.now() + timeoutMs;
-      while (Atomics.load(w, C_INIT / 4) !== READY && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-      // Ordering point: READY was loaded before the parameters below are read.
-      if (Atomics.load(w, C_INIT / 4) !== READY) throw new CorruptionError(name, `registered heap not initialised within ${timeoutMs} ms`);
-      if (w[C_MAGIC / 4] !== RC_MAGIC || w[C_VERSION / 4] !== RC_LAYOUT_VERSION) throw new CorruptionError(name, 'not a registered heap of this version');
-      const maxBlocks = w[C_MAX_BLOCKS / 4];
-      const maxMembers = w[C_MAX_MEMBERS / 4];
-      const blockBytes = w[C_BLOCK_BYTES / 4];
-      if (maxBlocks < 1 || maxBlocks > MAX_BLOCKS || maxMembers < 1 || maxMembers > MAX_MEMBERS) {
-        throw new CorruptionError(name, `maxBlocks ${maxBlocks}, maxMembers ${maxMembers}`);
-      }
-      if (blockBytes < MIN_BLOCK_BYTES || blockBytes > MAX_BLOCK_BYTES || blockBytes % PAGE !== 0) throw new CorruptionError(name, `blockBytes ${blockBytes}`);
-      const keepFree = w[C_KEEP_FREE / 4];
-      if (keepFree < 0 || keepFree > maxBlocks) throw new CorruptionError(name, `keepFreeBlocks ${keepFree}`);
-      const geometry = controlGeometry(maxMembers, maxBlocks);
-      if (w[C_DESCRIPTOR_OFFSET / 4] !== geometry.descriptorOffset || w[C_LOCK_TABLE / 4] !== geometry.lockTableOffset || geometry.controlBytes > control.size) {
-        throw new CorruptionError(name, 'table offsets do not match the heap parameters');
-      }
+      checkControl(name, control.int32, control.size, timeoutMs);
       const heap = new RegisteredHeap(control, options.registrar ?? noneRegistrar, false, 0o600);
       heap.reap(); // a newcomer notices processes that died since anyone last looked
       return heap;
@@ -198,7 +164,7 @@ export class RegisteredHeap {
       }
       const [block, index] = found;
       try {
-        this.#use(block);
+        this.#regs.use(block);
       } catch (error) {
         // Nothing stays allocated when this process cannot register the block (e.g. memlock).
         this.#releaseIndex(block, index);
@@ -221,7 +187,7 @@ export class RegisteredHeap {
     if (!(buffer instanceof HeapBuffer)) throw new UsageError('free needs a HeapBuffer from malloc');
     this.#lock();
     try {
-      const block = this.#current(buffer.block);
+      const block = this.#regs.current(buffer.block);
       if (!block || block.blockId !== buffer.blockId) {
         throw new UsageError(`free: block ${buffer.blockId} of this buffer is no longer in the heap (already freed?)`, 'ERR_MEMWIRE_DOUBLE_FREE');
       }
@@ -242,7 +208,7 @@ export class RegisteredHeap {
     this.#check();
     this.#lock();
     try {
-      const mapping = this.#current(block);
+      const mapping = this.#regs.current(block);
       if (!mapping) throw new UsageError(`block slot ${block} holds no block`, 'ERR_MEMWIRE_BAD_OFFSET');
       const index = mapping.heap.usedIndex(offset, 'at');
       const length = mapping.heap.length(index);
@@ -295,12 +261,12 @@ export class RegisteredHeap {
     if (!Number.isInteger(at) || at < 0 || at >= buffer.length) throw new UsageError(`lookup offset ${String(at)} is outside the buffer's ${buffer.length} bytes`);
     this.#lock();
     try {
-      const block = this.#current(buffer.block);
+      const block = this.#regs.current(buffer.block);
       if (!block || block.blockId !== buffer.blockId) {
         throw new UsageError(`lookup: block ${buffer.blockId} of this buffer is no longer in the heap (it was freed)`, 'ERR_MEMWIRE_BAD_OFFSET');
       }
       if (block !== buffer.owner) throw foreignBuffer('lookup');
-      const r = this.#use(block);
+      const r = this.#regs.use(block);
       const offset = buffer.offset + at;
       return { lkey: r.lkey, rkey: r.rkey, address: block.region.address + offset, remoteAddr: r.iova + offset, block: block.slot, blockId: block.blockId, offset, mr: r.mr };
     } finally {
@@ -317,9 +283,9 @@ export class RegisteredHeap {
     checkInt('block slot', slot, 0, this.maxBlocks - 1);
     this.#lock();
     try {
-      const block = this.#current(slot);
+      const block = this.#regs.current(slot);
       if (!block) return undefined;
-      const r = this.#use(block);
+      const r = this.#regs.use(block);
       return { blockId: block.blockId, bytes: block.region.size, lkey: r.lkey, rkey: r.rkey, iova: r.iova, address: block.region.address, mr: r.mr };
     } finally {
       this.#unlock();
@@ -363,6 +329,7 @@ export class RegisteredHeap {
         const state = Atomics.load(ctx.w, stateIndex);
         if (state === MEMBER_LEAVING) slots.push(slot);
         else if (state === MEMBER_LIVE && !slotProcessAlive(ctx, slot)) {
+          crashPoint();
           if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) === MEMBER_LIVE) slots.push(slot);
         } else if (abandonedClaim(ctx, slot, state)) {
           undoClaim(ctx, slot, state); // killed while claiming its slot: it held nothing yet
@@ -370,7 +337,10 @@ export class RegisteredHeap {
       }
       if (slots.length === 0) return 0;
       this.#freeOwnedBy(slots);
-      for (const slot of slots) freeSlot(ctx, slot);
+      for (const slot of slots) {
+        crashPoint();
+        freeSlot(ctx, slot);
+      }
       return slots.length;
     } finally {
       this.#unlock();
@@ -389,17 +359,7 @@ export class RegisteredHeap {
       liveBytes += table.bytes(slot);
       allocations += table.allocs(slot);
     }
-    let mappedBlocks = 0;
-    let registeredBlocks = 0;
-    let registeredBytes = 0;
-    for (const block of this.#mine) {
-      if (!block) continue;
-      mappedBlocks++;
-      if (block.registration) {
-        registeredBlocks++;
-        registeredBytes += block.region.size;
-      }
-    }
+    const { mappedBlocks, registeredBlocks, registeredBytes } = this.#regs.footprint();
     return { ...this.#counts, mappedBlocks, registeredBlocks, registeredBytes, liveBlocks, liveBytes, allocations, ...table.counters() };
   }
 
@@ -426,14 +386,16 @@ export class RegisteredHeap {
         // LIVE → LEAVING → FREE all under the lock: a death between them leaves a LEAVING slot that
         // the next reap() finishes (see reap()).
         const stateIndex = ctx.memberBase(ctx.slot) + M_STATE / 4;
+        crashPoint();
         if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) !== MEMBER_LIVE) return;
         this.#freeOwnedBy([ctx.slot]);
+        crashPoint();
         freeSlot(ctx, ctx.slot);
       } finally {
         this.#unlock();
       }
     });
-    for (let slot = 0; slot < this.maxBlocks; slot++) step(() => this.#purge(slot));
+    for (let slot = 0; slot < this.maxBlocks; slot++) step(() => this.#regs.purge(slot));
     if (this.isCreator) {
       for (let slot = 0; slot < this.maxBlocks; slot++) {
         step(() => {
@@ -450,72 +412,6 @@ export class RegisteredHeap {
     this.dispose();
   }
 
-  // --- the private registration table ----------------------------------------------------------
-
-  /**
-   * This process's entry for the block descriptor `slot` names now (claims 2, 3, FIG. 7): the
-   * descriptor is checked (shared memory is untrusted), a stale entry is purged, the current
-   * block mapped. undefined when the slot holds no live block. Under the lock.
-   */
-  #current(slot: number): BlockMapping | undefined {
-    if (!Number.isInteger(slot) || slot < 0 || slot >= this.maxBlocks) throw new UsageError(`block slot ${String(slot)} is outside 0..${this.maxBlocks - 1}`);
-    const table = this.#table;
-    const state = table.state(slot);
-    const mine = this.#mine[slot];
-    if (state !== D_LIVE) {
-      table.checkState(slot, state);
-      if (mine) this.#purgeStale(slot);
-      return undefined;
-    }
-    if (mine && mine.idLo === table.idLo(slot) && mine.idHi === table.idHi(slot)) return mine;
-    const live = table.checkedLive(slot, mine?.blockId);
-    for (let other = 0; other < this.maxBlocks; other++) {
-      const entry = this.#mine[other];
-      if (other !== slot && entry !== undefined && entry.blockId === live.blockId && table.state(other) === D_LIVE && table.blockId(other) === live.blockId) {
-        throw table.corrupt(`descriptors ${other} and ${slot} both name block ${live.blockId}`);
-      }
-    }
-    if (mine) this.#purgeStale(slot);
-    const block = BlockMapping.open(this.name, slot, live.idLo, live.idHi, live.bytes);
-    this.#mine[slot] = block;
-    return block;
-  }
-
-  /** Register `block` in this process if it is not yet (a miss), else count a hit. */
-  #use(block: BlockMapping): NonNullable<BlockMapping['registration']> {
-    if (block.registration) {
-      this.#counts.hits++;
-      return block.registration;
-    }
-    this.#counts.misses++;
-    const registration = this.registrar.register({ region: block.region, blockId: block.blockId, slot: block.slot });
-    block.registration = registration;
-    this.#counts.registrations++;
-    return registration;
-  }
-
-  /** Drop this process's entry at `slot` (deregister, unmap): stale, released, or leaving. */
-  #purge(slot: number): void {
-    const block = this.#mine[slot];
-    if (!block) return;
-    this.#mine[slot] = undefined;
-    const registration = block.registration;
-    block.registration = undefined;
-    try {
-      if (registration) {
-        this.#counts.deregistrations++;
-        this.registrar.deregister(registration);
-      }
-    } finally {
-      block.close();
-    }
-  }
-
-  #purgeStale(slot: number): void {
-    this.#counts.stalePurges++;
-    this.#purge(slot);
-  }
-
   // --- growing, allocating, shrinking (under the lock) ----------------------------------------
 
   #allocInExisting(size: number, lo: number, hi: number): [BlockMapping, number] | undefined {
@@ -525,7 +421,7 @@ export class RegisteredHeap {
       const slot = (this.#hint + k) % this.maxBlocks;
       // The descriptor's counts let full blocks be skipped without mapping them.
       if (table.stateLocked(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
-      const block = this.#current(slot);
+      const block = this.#regs.current(slot);
       if (!block) continue;
       const found = this.#allocIn(block, size, lo, hi);
       if (found) return found;
@@ -544,6 +440,7 @@ export class RegisteredHeap {
   #releaseIndex(block: BlockMapping, index: number): void {
     const granules = block.ctx.w[block.ctx.blockBase(index) + B_SIZE / 4];
     block.heap.release(index);
+    crashPoint();
     this.#table.count(block.slot, -1, granules);
   }
 
@@ -553,8 +450,6 @@ export class RegisteredHeap {
     const slot = table.emptySlot();
     if (slot < 0) return undefined;
     const { idLo, idHi } = table.beginGrow(slot);
-    // Claim 3: the OS gives this process a block: a different registration at this slot is stale.
-    if (this.#mine[slot]) this.#purgeStale(slot);
     const bytes = blockBytesFor(size, this.blockBytes);
     let block: BlockMapping;
     try {
@@ -564,7 +459,8 @@ export class RegisteredHeap {
       throw error;
     }
     table.finishGrow(slot, bytes);
-    this.#mine[slot] = block;
+    // Claim 3: the OS gave this process a block: a different registration at this slot is stale.
+    this.#regs.adopt(block);
     return block;
   }
 
@@ -581,16 +477,21 @@ export class RegisteredHeap {
    */
   #releaseBlock(slot: number): void {
     const name = blockRegionName(this.name, this.#table.blockId(slot));
+    crashPoint();
     this.#table.beginRelease(slot);
-    if (this.#mine[slot]) {
-      this.#counts.releases++;
-      this.#purge(slot);
-    }
+    this.#regs.purgeReleased(slot);
+    crashPoint();
     unlinkQuietly(name);
+    crashPoint();
     this.#table.empty(slot, true);
   }
 
-  /** Free the allocations owned only by member `slots`, dropping them from shared owner sets. */
+  /**
+   * Free the allocations owned only by member `slots`, dropping the slots from shared owner sets.
+   * An allocation to be freed keeps its owner bits until the free itself, so a departure killed
+   * anywhere in here and done again (by the next reap) finds exactly the allocations still to free
+   * (as src/shmem/departures.ts does for a pool).
+   */
   #freeOwnedBy(slots: readonly number[]): void {
     let clearLo = 0;
     let clearHi = 0;
@@ -600,7 +501,7 @@ export class RegisteredHeap {
     }
     for (let slot = 0; slot < this.maxBlocks; slot++) {
       if (this.#table.state(slot) !== D_LIVE || this.#table.allocs(slot) === 0) continue;
-      const block = this.#current(slot);
+      const block = this.#regs.current(slot);
       if (!block) continue;
       const orphans: number[] = [];
       const w = block.ctx.w;
@@ -610,9 +511,14 @@ export class RegisteredHeap {
         const lo = w[base + B_OWNERS_LO / 4];
         const hi = w[base + B_OWNERS_HI / 4];
         if ((lo & clearLo) === 0 && (hi & clearHi) === 0) return;
+        if ((lo & ~clearLo) === 0 && (hi & ~clearHi) === 0) {
+          orphans.push(index);
+          return;
+        }
+        crashPoint();
         w[base + B_OWNERS_LO / 4] = lo & ~clearLo;
+        crashPoint();
         w[base + B_OWNERS_HI / 4] = hi & ~clearHi;
-        if ((lo & ~clearLo) === 0 && (hi & ~clearHi) === 0) orphans.push(index);
       });
       for (const index of orphans) this.#releaseIndex(block, index);
       if (orphans.length > 0) this.#applyPolicy(slot);
@@ -648,12 +554,12 @@ export class RegisteredHeap {
       const state = table.state(slot);
       if (state === D_GROWING || state === D_RELEASING) {
         unlinkQuietly(blockRegionName(this.name, table.blockId(slot)));
-        if (this.#mine[slot]) this.#purgeStale(slot);
+        if (this.#mine[slot]) this.#regs.purgeStale(slot);
         table.empty(slot, state === D_RELEASING);
         continue;
       }
       if (state !== D_LIVE) continue;
-      const block = this.#current(slot);
+      const block = this.#regs.current(slot);
       if (!block) continue;
       block.heap.rebuild();
       let allocs = 0;

@@ -401,10 +401,36 @@ function checkHeader(name: string, header: DataView, size: number, options: Open
 }
 
 /**
+ * Regions whose life is another region's, by content tag: the name of the region each belongs to
+ * (a registered heap's blocks live as long as the heap's control region, whoever grew them and
+ * whether or not that process is still alive). Declared by the module that makes them.
+ */
+const ownedRegions = new Map<number, (name: string) => string | undefined>();
+
+/**
+ * @internal Regions tagged `contentTag` belong to the region `ownerOf(name)` names: listStale()
+ * does not report one while its owner exists with a live creator, even if its own creator died.
+ */
+export function declareOwnedRegions(contentTag: number, ownerOf: (name: string) => string | undefined): void {
+  ownedRegions.set(contentTag, ownerOf);
+}
+
+/** Whether region `name` exists and is not stale itself (its creator alive). */
+function ownerLives(name: string): boolean {
+  const entry = `${userPrefix()}${name}`;
+  try {
+    statSync(`${SHM_DIRECTORY}/${entry}`);
+  } catch {
+    return false;
+  }
+  return inspectForStaleness(entry, name, false) === undefined;
+}
+
+/**
  * Decide whether a region is stale: an object another user owns or may write is reported as
  * 'foreign-owner' without being mapped; otherwise its header is read, read-only.
  */
-function inspectForStaleness(entry: string, name: string): StaleRegion | undefined {
+function inspectForStaleness(entry: string, name: string, followOwner = true): StaleRegion | undefined {
   const path = `${SHM_DIRECTORY}/${entry}`;
   let ageMs = 0;
   try {
@@ -441,7 +467,10 @@ function inspectForStaleness(entry: string, name: string): StaleRegion | undefin
         const dead = pid === 0 || !isProcessAlive(pid, start);
         return dead && ageMs > ABANDONED_INIT_MS ? { name, path, bytes: size, creatorPid: pid, reason: 'never-initialised', ownerUid, mode } : undefined;
       }
-      return isProcessAlive(pid, start) ? undefined : { name, path, bytes: size, creatorPid: pid, reason: 'creator-dead', ownerUid, mode };
+      if (isProcessAlive(pid, start)) return undefined;
+      const owner = followOwner ? ownedRegions.get(header.getUint32(H_CONTENT_TAG, true))?.(name) : undefined;
+      if (owner !== undefined && ownerLives(owner)) return undefined; // still its owner's (declareOwnedRegions)
+      return { name, path, bytes: size, creatorPid: pid, reason: 'creator-dead', ownerUid, mode };
     } finally {
       unmapPrivate(mapping); // the header view above never leaves this function
     }
