@@ -93,4 +93,6 @@ export type { AgentClientOptions, TargetDescriptor } from './agent/client.js';
 export { deviceAddress } from './agent/discover.js';
 export type { DeviceAddress } from './agent/discover.js';
 export { ProtocolError } from './agent/wire.js';
-export { MAX_WRITES_IN_FLIGHT, RdmaImage } from './transport/rdma.js';
+export { PUBLISH_SLOTS, RdmaImage } from './transport/rdma-image.js';
+export { RdmaTransport, type RdmaTransportOptions } from './transport/rdma-transport.js';
+export { PostStatus, type AsyncImage, type AsyncTransport, type Exposed } from './transport/rdma-types.js';

@@ -10,7 +10,9 @@
  * message wire.ts refuses (ProtocolError). Then the connection, its QP, CQ, PD and every memory
  * region registered on that PD are destroyed.
  */
+import { C } from '../../ffi/verbs-layout.js';
 import { ClosedError, MemwireError, PeerGoneError, TimeoutError } from '../errors.js';
+import type { Completion } from '../verbs/completion-queue.js';
 import { completionError } from '../verbs/errors.js';
 import type { MemoryRegion } from '../verbs/memory-region.js';
 import type { CmConnection } from '../verbs/rdma-cm.js';
@@ -32,10 +34,22 @@ export interface LinkOwner {
   onLost(link: AgentLink, reason: Error): void;
 }
 
+/**
+ * @internal Work posted on a link's queue pair by someone else (the RDMA transport's request
+ * engine and atomics, src/transport/rdma-channel.ts): the link polls the one completion queue and
+ * hands every batch to it first; the completions it owns are then skipped here.
+ */
+export interface DataPlane {
+  owns(c: Completion): boolean;
+  handleCompletions(completions: readonly Completion[], n: number): void;
+}
+
 export class AgentLink {
   readonly connection: CmConnection;
   /** For messages: who is at the other end ("rxe1 agent", "pid 1234"). Set by the owner. */
   label: string;
+  /** @internal See DataPlane. */
+  dataPlane: DataPlane | undefined;
   readonly #owner: LinkOwner;
   readonly #recv = new Uint8Array(RECV_SLOTS * MAX_MESSAGE_BYTES);
   readonly #send = new Uint8Array(SEND_SLOTS * MAX_MESSAGE_BYTES);
@@ -148,9 +162,27 @@ export class AgentLink {
       this.lose(error as Error);
       return true;
     }
+    const dataPlane = this.dataPlane;
+    if (dataPlane && n > 0) {
+      try {
+        dataPlane.handleCompletions(cq.completions, n);
+      } catch (error) {
+        this.lose(error as Error);
+        return true;
+      }
+    }
     for (let i = 0; i < n && !this.#lost; i++) {
       const c = cq.completions[i];
       worked = true;
+      if (dataPlane?.owns(c)) {
+        // An error completion (not a flush) of the data plane: the queue pair is in the error
+        // state, so the connection is unusable; the data plane has its typed error already.
+        if (c.status !== C.IBV_WC_SUCCESS && c.status !== C.IBV_WC_WR_FLUSH_ERR) {
+          this.lose(completionError(c));
+          break;
+        }
+        continue;
+      }
       const wrId = c.wrId;
       if (!c.ok) {
         const error = completionError(c);

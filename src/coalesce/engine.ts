@@ -146,7 +146,13 @@ export class RequestEngine {
     this.#reject = new Array(n).fill(undefined);
     this.settled = { count: 0, id: new Int32Array(n), tag: new Float64Array(n), bytes: new Float64Array(n), error: new Array(n).fill(undefined) };
 
-    const wrCapacity = Math.max(1, qp.maxSendWr);
+    // Others may post on the same queue pair (a control link's SENDs, RDMA atomics): sendSlots
+    // caps what the engine keeps posted so their slots stay free.
+    const sendSlots = options.sendSlots;
+    if (sendSlots !== undefined && (!Number.isInteger(sendSlots) || sendSlots < 1 || sendSlots > qp.maxSendWr)) {
+      throw new UsageError(`sendSlots must be an integer 1..${qp.maxSendWr} (the queue pair's maxSendWr), got ${String(sendSlots)}`);
+    }
+    const wrCapacity = Math.max(1, sendSlots ?? qp.maxSendWr);
     this.#wrSlot = new Int32Array(wrCapacity);
     this.#wrBytes = new Float64Array(wrCapacity);
     this.#wrRead = new Uint8Array(wrCapacity);
@@ -159,6 +165,11 @@ export class RequestEngine {
   /** Requests submitted and not yet settled. */
   get pending(): number {
     return this.#count;
+  }
+
+  /** Requests submitted and not yet wholly posted (their remaining work requests wait for send slots). */
+  get queued(): number {
+    return this.#queued;
   }
 
   /** Work requests of the engine posted and not yet accounted for. */

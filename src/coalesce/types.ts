@@ -64,7 +64,14 @@ export interface RequestLimits {
  * per ibv_post_send — on rxe each call does the whole send path in the kernel, so the calls, not
  * the work requests, are what cost.
  */
-export type RequestEngineOptions = Partial<RequestLimits> & { readonly postOnSubmit?: boolean };
+export type RequestEngineOptions = Partial<RequestLimits> & {
+  readonly postOnSubmit?: boolean;
+  /**
+   * Work requests the engine keeps posted at most (default: the queue pair's maxSendWr). Lower it
+   * when others post on the same queue pair, so their work requests always find a free slot.
+   */
+  readonly sendSlots?: number;
+};
 
 /** Per-request limits: lower the largest message or the SGEs per work request for this request only. */
 export interface SubmitOptions {

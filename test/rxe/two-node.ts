@@ -123,9 +123,9 @@ export class TwoNodeNode {
     return agent;
   }
 
-  /** A process of this node running test/fixtures/two-node-process.ts. */
-  run(args: (string | number)[]): Proc {
-    const proc = start(this.#enter(selfCommand(FIXTURE, args.map(String))), `${this.name} ${args[0]}`);
+  /** A process of this node running test/fixtures/two-node-process.ts (or another built fixture, a path under dist/). */
+  run(args: (string | number)[], fixture = FIXTURE): Proc {
+    const proc = start(this.#enter(selfCommand(fixture, args.map(String))), `${this.name} ${args[0]}`);
     this.procs.push(proc);
     return proc;
   }
