@@ -9,6 +9,10 @@
  * allocated on another node (expose({ node })), standing for the remote-allocation request an
  * RDMA transport makes through the remote node's manager.
  *
+ * Counting: every load/add/compareExchange/read an image makes (sync or async) — each one a
+ * remote round trip under RDMA — is counted per target name (Fabric.operations), so tests can
+ * check that a mechanism's per-message path makes none (the transport contract, types.ts).
+ *
  * Waiting: notify() resolves waitAsync() promises at once; a 1 ms timer re-checks the word too.
  * A synchronous wait() in a single thread can only time out (nobody else runs): it returns
  * 'not-equal' or 'timed-out' after at most `timeoutMs` (default 0, not for ever).
@@ -16,7 +20,20 @@
 import { ClosedError, CorruptionError, UsageError } from '../errors.js';
 import type { WaitOptions, WaitResult } from '../shm/futex.js';
 import { validateName } from '../shm/names.js';
-import type { ExposeOptions, Image, ProcessIdentity, SegmentDescriptor, Target, Transport } from './types.js';
+import { type Exposed, type ExposeOptions, type Image, PostStatus, type ProcessIdentity, type SegmentDescriptor, type Target, type Transport } from './types.js';
+
+/** Alignment required of atomic words (types.ts contract 4 asks 8; 4 until the layouts move their words). */
+const ATOMIC_ALIGNMENT: 4 | 8 = 4;
+
+/** Remote operations images made on one target (each a round trip under RDMA). */
+export interface RemoteOperations {
+  load: number;
+  add: number;
+  compareExchange: number;
+  read: number;
+}
+
+export type RemoteOperation = keyof RemoteOperations;
 
 interface Slot {
   readonly descriptor: SegmentDescriptor;
@@ -36,6 +53,33 @@ export class Fabric {
   #nextPid = 1;
   #timer: ReturnType<typeof setInterval> | undefined;
   readonly #waiting = new Set<{ slot: Slot; waiter: Waiter }>();
+  readonly #operations = new Map<string, RemoteOperations>();
+
+  /** Count one remote operation an image made on the target `node`/`name`. */
+  count(node: string, name: string, operation: RemoteOperation): void {
+    const key = `${name}@${node}`;
+    let ops = this.#operations.get(key);
+    if (!ops) {
+      ops = { load: 0, add: 0, compareExchange: 0, read: 0 };
+      this.#operations.set(key, ops);
+    }
+    ops[operation]++;
+  }
+
+  /**
+   * Remote operations images made so far, per target ("name@node"), with their sum under
+   * "total". A copy: take one before and one after a workload and compare.
+   */
+  operations(): Map<string, RemoteOperations> & { total: number } {
+    const copy = new Map<string, RemoteOperations>() as Map<string, RemoteOperations> & { total: number };
+    let total = 0;
+    for (const [key, ops] of this.#operations) {
+      copy.set(key, { ...ops });
+      total += ops.load + ops.add + ops.compareExchange + ops.read;
+    }
+    copy.total = total;
+    return copy;
+  }
 
   /** A new transport: one simulated process on `node`. */
   transport(node = 'node0'): InProcessTransport {
@@ -124,6 +168,26 @@ export class InProcessTransport implements Transport {
     return new InProcessTarget(this, slot, true);
   }
 
+  async exposeAsync(name: string, size: number, options: ExposeOptions = {}): Promise<Exposed> {
+    return this.expose(name, size, options);
+  }
+
+  async attachAsync(descriptor: SegmentDescriptor): Promise<Image> {
+    return this.attach(descriptor);
+  }
+
+  async findAsync(name: string, node?: string): Promise<SegmentDescriptor | undefined> {
+    return this.find(name, node);
+  }
+
+  async isAliveAsync(who: ProcessIdentity, node?: string): Promise<boolean> {
+    return this.isAlive(who, node);
+  }
+
+  async removeAsync(name: string, node?: string): Promise<void> {
+    this.remove(name, node);
+  }
+
   #slot(descriptor: SegmentDescriptor): Slot {
     if (descriptor.transport !== this.kind) throw new UsageError(`descriptor of transport ${JSON.stringify(descriptor.transport)} given to the inproc transport`);
     const slot = this.fabric.table(descriptor.node).get(descriptor.name);
@@ -149,7 +213,7 @@ export class InProcessTransport implements Transport {
     return this.fabric.table(node ?? this.node).get(name)?.descriptor;
   }
 
-  isAlive(who: ProcessIdentity): boolean {
+  isAlive(who: ProcessIdentity, _node?: string): boolean {
     return this.fabric.isAlive(who.pid);
   }
 
@@ -180,9 +244,10 @@ function checkRange(what: string, offset: number, length: number, size: number):
   }
 }
 
-function checkWord(byteOffset: number, size: number): number {
-  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0 || byteOffset + 4 > size) {
-    throw new UsageError(`word offset ${byteOffset} must be a multiple of 4 within the segment's ${size} bytes`);
+/** A word's index for Int32Array Atomics; atomic words are 8-aligned and own 8 bytes (types.ts, contract 4). */
+function checkWord(byteOffset: number, size: number, alignment: 4 | 8 = 4): number {
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % alignment !== 0 || byteOffset + alignment > size) {
+    throw new UsageError(`word offset ${byteOffset} must be a multiple of ${alignment} within the segment's ${size} bytes`);
   }
   return byteOffset >> 2;
 }
@@ -300,49 +365,85 @@ class InProcessImage implements Image {
     if (this.#closed) throw new ClosedError(`image of ${JSON.stringify(this.descriptor.name)}`);
   }
 
-  write(offset: number, length: number): void {
+  get failed(): Error | undefined {
+    return undefined;
+  }
+
+  write(offset: number, length: number): PostStatus {
     this.#check();
     checkRange('write', offset, length, this.size);
     this.#target.set(this.source.subarray(offset, offset + length), offset);
+    return PostStatus.DONE;
   }
 
-  put(offset: number, data: Uint8Array): void {
+  put(offset: number, data: Uint8Array): PostStatus {
     this.#check();
     checkRange('put', offset, data.length, this.size);
     this.source.set(data, offset);
-    this.write(offset, data.length);
+    return this.write(offset, data.length);
   }
 
-  publish(byteOffset: number, value: number): void {
+  publish(byteOffset: number, value: number): PostStatus {
     this.#check();
     Atomics.store(this.#int32, checkWord(byteOffset, this.size), value);
+    return PostStatus.DONE;
   }
 
-  notify(byteOffset: number): number {
+  notify(byteOffset: number): PostStatus {
     this.#check();
     checkWord(byteOffset, this.size);
-    return this.#transport.notify(this.#slot, byteOffset);
+    this.#transport.notify(this.#slot, byteOffset);
+    return PostStatus.DONE;
+  }
+
+  progress(): number {
+    this.#check();
+    return 0;
+  }
+
+  async settled(): Promise<void> {
+    this.#check();
+  }
+
+  #atomic(byteOffset: number, operation: RemoteOperation): number {
+    this.#check();
+    this.#transport.fabric.count(this.descriptor.node, this.descriptor.name, operation);
+    return checkWord(byteOffset, this.size, ATOMIC_ALIGNMENT);
   }
 
   load(byteOffset: number): number {
-    this.#check();
-    return Atomics.load(this.#int32, checkWord(byteOffset, this.size));
+    return Atomics.load(this.#int32, this.#atomic(byteOffset, 'load'));
   }
 
   add(byteOffset: number, delta: number): number {
-    this.#check();
-    return Atomics.add(this.#int32, checkWord(byteOffset, this.size), delta);
+    return Atomics.add(this.#int32, this.#atomic(byteOffset, 'add'), delta);
   }
 
   compareExchange(byteOffset: number, expected: number, value: number): number {
-    this.#check();
-    return Atomics.compareExchange(this.#int32, checkWord(byteOffset, this.size), expected, value);
+    return Atomics.compareExchange(this.#int32, this.#atomic(byteOffset, 'compareExchange'), expected, value);
   }
 
   read(offset: number, into: Uint8Array): void {
     this.#check();
     checkRange('read', offset, into.length, this.size);
+    this.#transport.fabric.count(this.descriptor.node, this.descriptor.name, 'read');
     into.set(this.#target.subarray(offset, offset + into.length));
+  }
+
+  async loadAsync(byteOffset: number): Promise<number> {
+    return this.load(byteOffset);
+  }
+
+  async addAsync(byteOffset: number, delta: number): Promise<number> {
+    return this.add(byteOffset, delta);
+  }
+
+  async compareExchangeAsync(byteOffset: number, expected: number, value: number): Promise<number> {
+    return this.compareExchange(byteOffset, expected, value);
+  }
+
+  async readAsync(offset: number, into: Uint8Array): Promise<void> {
+    this.read(offset, into);
   }
 
   dispose(): void {
