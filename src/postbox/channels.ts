@@ -30,6 +30,8 @@ export class NodeSpace {
   readonly postboxes: (OutChannel | undefined)[];
   /** The receiver list: receivers holding blocks, in order of use (claim 27); last = most recent. */
   readonly receivers = new Set<OutChannel>();
+  /** Sends of this space waiting for acknowledgments (DS_SENDER_WAITING is 1 while > 0). */
+  waiting = 0;
   lastUsed: OutChannel | undefined;
 
   constructor(node: string, data: Target, image: Image, ack: Target, geometry: DataGeometry) {

@@ -8,7 +8,8 @@
  * postbox.ts, the facade.
  */
 import { ClosedError, UsageError } from '../errors.js';
-import type { Target, Transport } from '../transport/types.js';
+import type { Image, Target, Transport } from '../transport/types.js';
+import { H_BYTES, H_PID, H_START_HI, H_START_LO } from './layout.js';
 
 /** trySend() results. Negative: not placed. */
 export const SendStatus = {
@@ -180,4 +181,29 @@ export class EndpointCore {
   live(): void {
     if (this.closed) throw new ClosedError(`endpoint ${JSON.stringify(this.name)}`);
   }
+}
+
+let bellCount = 0;
+/**
+ * A value to publish into a bell word before waking it. A bell is rung with a post (a published
+ * store), not an atomic add (contract 5 of transport/types.ts): the sleeper compares the word
+ * with what it read before it looked for work, so it needs only a value that differs from that —
+ * a per-process counter mixed with the pid makes a repeat by another ringer improbable, and a
+ * missed wake-up would cost at most one wait slice (every sleep here is bounded).
+ */
+export function bellNonce(pid: number): number {
+  bellCount = (bellCount + 1) | 0;
+  return (Math.imul(pid, 0x9e3779b1) + bellCount) | 0 || 1;
+}
+
+/** The common header of a postbox segment (layout.ts), copied with one read of the image. */
+export function headerOf(image: Image): DataView {
+  const copy = new Uint8Array(H_BYTES);
+  image.read(0, copy);
+  return new DataView(copy.buffer);
+}
+
+/** The (pid, start) a header names. */
+export function creatorOf(header: DataView): { pid: number; start: bigint } {
+  return { pid: header.getInt32(H_PID, true), start: startOf(header.getUint32(H_START_LO, true), header.getUint32(H_START_HI, true)) };
 }

@@ -8,7 +8,7 @@ import { CorruptionError, PeerGoneError, UsageError } from '../errors.js';
 import { DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
 import type { Image, Target } from '../transport/types.js';
 import { NodeSpace, OutChannel } from './channels.js';
-import { checkName, nodeTag, startOf, writeAscii } from './common.js';
+import { checkName, creatorOf, headerOf, nodeTag, writeAscii } from './common.js';
 import {
   AB_CONSUMED, AB_STATUS, ackBytes, AK_BLOCKS, AK_MAGIC, dataBytes, DIR_ASSIGNED, DIR_BYTES, DIR_EPOCH, DIR_NAME, DIR_NAME_LEN,
   DIR_STATE, DS_ACK_DESCRIPTOR, DS_BLOCK_SIZE, DS_BLOCKS, DS_DIRECTORY, DS_MAGIC, DS_OPEN, DS_POSTBOXES, DS_SLOT_BYTES, DS_SLOTS,
@@ -63,15 +63,15 @@ function connect(s: PostboxSender, peer: string, name: string, node: string): Ou
     // The endpoint's creator stores init last; a just-opened endpoint may still be writing it.
     const deadline = Date.now() + 2000;
     while (endpoint.load(H_INIT) !== INIT_READY && Date.now() < deadline);
-    if (endpoint.load(H_MAGIC) !== EP_MAGIC || endpoint.load(H_VERSION) !== LAYOUT_VERSION || endpoint.load(H_INIT) !== INIT_READY) {
+    const header = headerOf(endpoint);
+    if (header.getInt32(H_MAGIC, true) !== EP_MAGIC || header.getInt32(H_VERSION, true) !== LAYOUT_VERSION || header.getInt32(H_INIT, true) !== INIT_READY) {
       throw new CorruptionError(descriptor.name, 'not an initialised postbox endpoint segment (magic, version or init)');
     }
-    const pid = endpoint.load(H_PID);
-    const start = startOf(endpoint.load(H_START_LO), endpoint.load(H_START_HI));
+    const { pid, start } = creatorOf(header);
     if ((endpoint.load(EP_STATUS) & STATUS_CLOSED) !== 0 || !s.core.transport.isAlive({ pid, start }, node)) {
       throw new PeerGoneError(peer, 'its endpoint is closed or its process is not running');
     }
-    const maxIncoming = endpoint.load(EP_MAX_INCOMING);
+    const maxIncoming = header.getInt32(EP_MAX_INCOMING, true);
     if (maxIncoming < 1 || EP_ENTRIES + maxIncoming * ENTRY_BYTES > descriptor.size) {
       throw new CorruptionError(descriptor.name, `maxIncoming ${maxIncoming} does not fit the segment`);
     }

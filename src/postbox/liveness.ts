@@ -8,7 +8,7 @@
 import { CorruptionError, PeerGoneError } from '../errors.js';
 import type { Transport } from '../transport/types.js';
 import { ChannelCorrupt, type InChannel, type OutChannel } from './channels.js';
-import { startOf } from './common.js';
+import { creatorOf, headerOf } from './common.js';
 import {
   DIR_ASSIGNED, DIR_BYTES, DIR_CLOSED, DIR_FREE, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_OPEN, DS_STATE, EP_STATUS, H_PID, H_START_HI,
   H_START_LO, STATUS_CLOSED,
@@ -67,7 +67,8 @@ export function removeIfIncarnation(transport: Transport, name: string, node: st
     if (!now) return;
     const probe = transport.attach(now);
     try {
-      if (probe.load(H_PID) === pid && startOf(probe.load(H_START_LO), probe.load(H_START_HI)) === start) transport.remove(name, node);
+      const creator = creatorOf(headerOf(probe));
+      if (creator.pid === pid && creator.start === start) transport.remove(name, node);
     } finally {
       probe.dispose();
     }
@@ -154,7 +155,8 @@ function senderClosed(transport: Transport, domain: string, ch: InChannel): bool
     if (!found) return true;
     const probe = transport.attach(found);
     try {
-      if (probe.load(H_PID) !== ch.pid || startOf(probe.load(H_START_LO), probe.load(H_START_HI)) !== ch.start) return true;
+      const creator = creatorOf(headerOf(probe));
+      if (creator.pid !== ch.pid || creator.start !== ch.start) return true;
       return (probe.load(EP_STATUS) & STATUS_CLOSED) !== 0;
     } finally {
       probe.dispose();

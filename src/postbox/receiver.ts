@@ -9,9 +9,9 @@
  */
 import { CorruptionError, TimeoutError } from '../errors.js';
 import { ChannelCorrupt, type InChannel } from './channels.js';
-import { type EndpointCore, LIVENESS_INTERVAL_MS, type Message, type MessageHandler, type ReceiveOptions, type PostboxState } from './common.js';
+import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, type Message, type MessageHandler, type ReceiveOptions, type PostboxState } from './common.js';
 import {
-  AB_CONSUMED, AB_STATUS, AK_BELL, AK_SENDER_WAITING, ENTRY_BYTES, ENTRY_FREE, EN_STATE, EP_BELL, EP_ENTRIES, EP_REGISTRATIONS,
+  AB_CONSUMED, AB_SLEEPING, AB_STATUS, AK_BELL, DS_SENDER_WAITING, ENTRY_BYTES, ENTRY_FREE, EN_STATE, EP_BELL, EP_ENTRIES, EP_REGISTRATIONS,
   EP_STATUS, F_BLOCKS, F_FIRST, F_INLINE, F_KNOWN, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_INLINE, SLOT_LENGTH,
   SLOT_LOCATION, SLOT_TOTAL, STATUS_SLEEPING,
 } from './layout.js';
@@ -100,12 +100,16 @@ export class PostboxReceiver {
       // Say we sleep, then look once more: a sender publishing after this sees the flag.
       const bell = Atomics.load(w, EP_BELL >> 2);
       Atomics.or(w, EP_STATUS >> 2, STATUS_SLEEPING);
+      this.#announceSleep(1);
       try {
         message = this.tryReceive();
         if (message) return message;
         await this.core.target.waitAsync(EP_BELL, bell, { timeoutMs: Math.min(left, LIVENESS_INTERVAL_MS), spin: 0 });
       } finally {
-        if (!this.core.closed) Atomics.and(w, EP_STATUS >> 2, ~STATUS_SLEEPING);
+        if (!this.core.closed) {
+          Atomics.and(w, EP_STATUS >> 2, ~STATUS_SLEEPING);
+          this.#announceSleep(0);
+        }
       }
     }
   }
@@ -205,9 +209,25 @@ export class PostboxReceiver {
     const ack = ch.ack;
     if (ack.closed) return;
     ack.publish(ch.ackWord + AB_CONSUMED, ch.next);
-    if (ack.load(AK_SENDER_WAITING) !== 0) {
-      ack.add(AK_BELL, 1);
-      ack.notify(AK_BELL);
+    // The sender's "waiting" flag is in its data segment, here on our node: a local read.
+    // Ordering point: read after the publication of `consumed` (the sender sets it before its
+    // last look at `consumed`).
+    if (Atomics.load(ch.words, DS_SENDER_WAITING >> 2) !== 0) this.#ringSender(ch);
+  }
+
+  #ringSender(ch: InChannel): void {
+    ch.ack.publish(AK_BELL, bellNonce(this.core.transport.self.pid));
+    ch.ack.notify(AK_BELL);
+  }
+
+  /**
+   * Tell every sender whether we sleep on our bell: a flag in its own ack block, so its sends
+   * read it locally. (Images whose posts are POSTED — another node — must have completed them
+   * before our last look for work; shm and in-process posts are DONE at once.)
+   */
+  #announceSleep(sleeping: 0 | 1): void {
+    for (const ch of this.in) {
+      if (!ch.ack.closed && !ch.ack.failed) ch.ack.publish(ch.ackWord + AB_SLEEPING, sleeping);
     }
   }
 
@@ -216,8 +236,7 @@ export class PostboxReceiver {
     this.errors.push(error);
     try {
       ch.ack.publish(ch.ackWord + AB_STATUS, RX_CORRUPT);
-      ch.ack.add(AK_BELL, 1);
-      ch.ack.notify(AK_BELL);
+      this.#ringSender(ch);
     } catch {
       // the ack image may be gone too
     }
@@ -253,8 +272,7 @@ export class PostboxReceiver {
     for (const ch of [...this.in]) {
       try {
         ch.ack.publish(ch.ackWord + AB_STATUS, RX_CLOSED);
-        ch.ack.add(AK_BELL, 1);
-        ch.ack.notify(AK_BELL);
+        this.#ringSender(ch);
       } catch {
         // the sender's ack segment is gone already
       }

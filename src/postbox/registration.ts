@@ -10,7 +10,7 @@ import { CorruptionError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES } from '../transport/descriptor.js';
 import type { Image, SegmentDescriptor, Target, Transport } from '../transport/types.js';
 import { InChannel } from './channels.js';
-import { MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, NAME, nodeTag, readAscii, startOf } from './common.js';
+import { headerOf, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, NAME, nodeTag, readAscii, startOf } from './common.js';
 import {
   ackBytes, AK_BLOCKS, AK_MAGIC, dataBytes, DIR_ASSIGNED, DIR_BYTES, DIR_NAME, DIR_NAME_LEN, DIR_STATE, DS_ACK_DESCRIPTOR,
   DS_BLOCK_SIZE, DS_BLOCKS, DS_DIRECTORY, DS_MAGIC, DS_POSTBOXES, DS_SLOT_BYTES, DS_SLOTS, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN,
@@ -79,10 +79,11 @@ function attachIncoming(r: PostboxReceiver, e: number): void {
     }
     if (!isThere(r.core.transport, ackDescriptor, descriptor.name, e)) throw new CorruptionError(descriptor.name, `its ack segment ${ackDescriptor.name} does not exist`);
     ack = r.core.transport.attach(ackDescriptor);
-    if (ack.load(H_MAGIC) !== AK_MAGIC || ack.load(H_VERSION) !== LAYOUT_VERSION || ack.load(H_INIT) !== INIT_READY) {
+    const header = headerOf(ack);
+    if (header.getInt32(H_MAGIC, true) !== AK_MAGIC || header.getInt32(H_VERSION, true) !== LAYOUT_VERSION || header.getInt32(H_INIT, true) !== INIT_READY) {
       throw new CorruptionError(ackDescriptor.name, 'not an initialised ack segment');
     }
-    const blocks = ack.load(AK_BLOCKS);
+    const blocks = header.getInt32(AK_BLOCKS, true);
     if (blocks <= index || ackBytes(blocks) > ack.size) throw new CorruptionError(ackDescriptor.name, `${blocks} ack blocks; postbox ${index} needs more`);
     const from = ackDescriptor.node === r.core.transport.node ? sender : `${sender}@${ackDescriptor.node}`;
     const ch = new InChannel({ from, entry: e, data, ack, index, g, pid, start, node: ackDescriptor.node });
