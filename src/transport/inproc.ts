@@ -22,8 +22,8 @@ import type { WaitOptions, WaitResult } from '../shm/futex.js';
 import { validateName } from '../shm/names.js';
 import { type Exposed, type ExposeOptions, type Image, PostStatus, type ProcessIdentity, type SegmentDescriptor, type Target, type Transport } from './types.js';
 
-/** Alignment required of atomic words (types.ts contract 4 asks 8; 4 until the layouts move their words). */
-const ATOMIC_ALIGNMENT: 4 | 8 = 4;
+/** Alignment required of atomic words (types.ts, contract 4). */
+const ATOMIC_ALIGNMENT: 4 | 8 = 8;
 
 /** Remote operations images made on one target (each a round trip under RDMA). */
 export interface RemoteOperations {

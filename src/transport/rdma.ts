@@ -149,7 +149,7 @@ export class RdmaImage implements Image {
   }
 
   #notYetError(what: string): UsageError {
-    return new UsageError(`RdmaImage.${what}: remote ${what === 'read' ? 'reads' : 'atomics'} (RDMA READ / atomics) are not implemented yet`);
+    return new UsageError(`RdmaImage.${what}: remote ${what === 'read' ? 'reads' : 'atomics'} through the asynchronous transport interface (RDMA READ / atomics) are not implemented yet`);
   }
 
   #notYet(what: string): never {

@@ -21,8 +21,8 @@ import { REGION_HEADER_SIZE } from '../shm/region-layout.js';
 import { SharedRegion } from '../shm/region.js';
 import { type Exposed, type ExposeOptions, type Image, PostStatus, type ProcessIdentity, type SegmentDescriptor, type Target, type Transport } from './types.js';
 
-/** Alignment required of atomic words (types.ts contract 4 asks 8; 4 until the layouts move their words). */
-const ATOMIC_ALIGNMENT: 4 | 8 = 4;
+/** Alignment required of atomic words (types.ts, contract 4). */
+const ATOMIC_ALIGNMENT: 4 | 8 = 8;
 
 /** This machine's node name for descriptors: the hostname, reduced to descriptor characters. */
 export function localNodeName(): string {
