@@ -8,6 +8,7 @@
  * Attaching new senders is registration.ts; noticing dead ones, liveness.ts.
  */
 import { CorruptionError, TimeoutError } from '../errors.js';
+import { PostStatus } from '../transport/types.js';
 import { ChannelCorrupt, type InChannel } from './channels.js';
 import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, type Message, type MessageHandler, type ReceiveOptions, type PostboxState } from './common.js';
 import {
@@ -15,7 +16,7 @@ import {
   EP_STATUS, F_BLOCKS, F_FIRST, F_INLINE, F_KNOWN, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_INLINE, SLOT_LENGTH,
   SLOT_LOCATION, SLOT_TOTAL, STATUS_SLEEPING,
 } from './layout.js';
-import { removeIfIncarnation } from './liveness.js';
+import { removeIfIncarnation, removeIfIncarnationAsync } from './liveness.js';
 import { scanRegistrations } from './registration.js';
 
 export class PostboxReceiver {
@@ -28,6 +29,8 @@ export class PostboxReceiver {
   readonly inByEntry: (InChannel | undefined)[];
   /** Entries found corrupt: ignored until their sender frees or re-registers them. */
   readonly ignored = new Set<number>();
+  /** Entries whose ack segment, on another node, is being attached. */
+  readonly attaching = new Set<number>();
   /** CorruptionErrors of dropped channels, thrown one per poll(). */
   readonly errors: Error[] = [];
   /** The endpoint's registration counter when the entries were last scanned. */
@@ -100,7 +103,9 @@ export class PostboxReceiver {
       // Say we sleep, then look once more: a sender publishing after this sees the flag.
       const bell = Atomics.load(w, EP_BELL >> 2);
       Atomics.or(w, EP_STATUS >> 2, STATUS_SLEEPING);
-      this.#announceSleep(1);
+      // Posts still in flight (another node) must have landed before our last look.
+      const landing = this.#announceSleep(1);
+      if (landing) await landing;
       try {
         message = this.tryReceive();
         if (message) return message;
@@ -222,13 +227,16 @@ export class PostboxReceiver {
 
   /**
    * Tell every sender whether we sleep on our bell: a flag in its own ack block, so its sends
-   * read it locally. (Images whose posts are POSTED — another node — must have completed them
-   * before our last look for work; shm and in-process posts are DONE at once.)
+   * read it locally. Returns, when some post is still in flight (another node), a promise of
+   * their completion: it must come before our last look for work.
    */
-  #announceSleep(sleeping: 0 | 1): void {
+  #announceSleep(sleeping: 0 | 1): Promise<unknown> | undefined {
+    let posted: Promise<unknown>[] | undefined;
     for (const ch of this.in) {
-      if (!ch.ack.closed && !ch.ack.failed) ch.ack.publish(ch.ackWord + AB_SLEEPING, sleeping);
+      if (ch.ack.closed || ch.ack.failed) continue;
+      if (ch.ack.publish(ch.ackWord + AB_SLEEPING, sleeping) === PostStatus.POSTED) (posted ??= []).push(ch.ack.settled().catch(() => undefined));
     }
+    return posted && Promise.all(posted);
   }
 
   corrupt(ch: InChannel, detail: string): never {
@@ -262,8 +270,12 @@ export class PostboxReceiver {
       const endpointName = `pb.${this.core.domain}.ep.${ch.from.split('@')[0]}`;
       const transport = this.core.transport;
       removeIfIncarnation(transport, dataName, transport.node, ch.pid, ch.start);
-      removeIfIncarnation(transport, ackName, ch.node, ch.pid, ch.start);
-      removeIfIncarnation(transport, endpointName, ch.node, ch.pid, ch.start);
+      if (ch.node === transport.node) {
+        removeIfIncarnation(transport, ackName, ch.node, ch.pid, ch.start);
+        removeIfIncarnation(transport, endpointName, ch.node, ch.pid, ch.start);
+      } else {
+        void removeIfIncarnationAsync(transport, ackName, ch.node, ch.pid, ch.start).then(() => removeIfIncarnationAsync(transport, endpointName, ch.node, ch.pid, ch.start));
+      }
     }
   }
 

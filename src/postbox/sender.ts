@@ -10,7 +10,7 @@ import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError }
 import type { NodeSpace, OutChannel } from './channels.js';
 import { Claim } from './claim.js';
 import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, SendStatus, toBytes, WAIT_SLICE_MS, type PostboxState } from './common.js';
-import { channelFor, reconnect } from './connect.js';
+import { channelFor, channelReady, reconnect } from './connect.js';
 import {
   AB_CONSUMED, AB_SLEEPING, AB_STATUS, AK_BELL, DIR_BYTES, DIR_CLOSED, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_SENDER_WAITING, DS_STATE,
   EP_BELL, F_BLOCKS, F_FIRST, F_INLINE, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_HEADER, SLOT_INLINE,
@@ -29,6 +29,11 @@ export class PostboxSender {
   /** Peer ("name" or "name@node") → the channel to it. */
   readonly out = new Map<string, OutChannel>();
   readonly claims = new Set<Claim>();
+  /** Connections to peers on other nodes under way (they need remote calls), and those that failed. */
+  readonly connecting = new Map<string, Promise<OutChannel>>();
+  readonly connectFailures = new Map<string, Error>();
+  /** Memory spaces on other nodes being allocated. */
+  readonly spacesPending = new Map<string, Promise<NodeSpace>>();
 
   constructor(core: EndpointCore, geometry: DataGeometry, cyclicTransactionSize: number, maxMessageBytes: number) {
     this.core = core;
@@ -44,7 +49,9 @@ export class PostboxSender {
     if (bytes.length > this.maxMessageBytes) {
       throw new UsageError(`message of ${bytes.length} bytes is over the limit of ${this.maxMessageBytes} bytes`);
     }
-    let ch = channelFor(this, peer);
+    // A peer on this node is connected now (order: an earlier send() must not be overtaken); one
+    // on another node after remote calls (sends waiting for it resume in the order they came).
+    let ch = channelFor(this, peer) ?? (await channelReady(this, peer));
     // The liveness checks run on a timer; if it has not run for a while (the event loop was
     // busy), check this receiver now, so a send never goes to one that died long ago. (send()
     // only: trySend() keeps its hot path free of clocks and checks when it finds no room.)
@@ -74,6 +81,7 @@ export class PostboxSender {
     if (this.core.closed) this.core.live();
     const bytes = data instanceof Uint8Array && data.length !== 0 ? data : toBytes(data);
     const ch = this.out.get(peer) ?? channelFor(this, peer);
+    if (!ch) return SendStatus.FULL; // connecting to another node
     if (ch.gone) {
       if (ch.gone instanceof PeerGoneError) return SendStatus.PEER_GONE;
       throw ch.gone;
@@ -90,6 +98,7 @@ export class PostboxSender {
       throw new UsageError(`claim length must be a whole number within 0..${this.cyclicTransactionSize}, got ${String(length)}`);
     }
     const ch = channelFor(this, peer);
+    if (!ch) return null; // connecting to another node
     if (ch.gone) throw ch.gone;
     if (ch.claimOpen) throw new UsageError(`a claim for ${JSON.stringify(peer)} is already open`);
     if (ch.queued !== 0) return null;

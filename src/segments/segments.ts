@@ -27,7 +27,7 @@
  */
 import { ClosedError, CorruptionError, TimeoutError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
-import type { Image, Target, Transport } from '../transport/types.js';
+import { type Image, PostStatus, type Target, type Transport } from '../transport/types.js';
 import { checkName, checkSpec, common, type GroupSpec, managerName, returnName, type SegmentOptions } from './common.js';
 import {
   dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX, managerBytes,
@@ -284,8 +284,8 @@ export class SegmentReceiver {
       if (left <= 0) throw new TimeoutError(`no segment message for ${JSON.stringify(this.name)} within ${options.timeoutMs} ms`);
       const bell = Atomics.load(mw, MG_BELL >> 2);
       // Say we sleep — in each sender's return segment, which its sends read — then look once more.
-      // (A return segment on another node must have completed this post before that look.)
-      this.#announceSleep(1);
+      const landing = this.#announceSleep(1);
+      if (landing) await landing; // landed before our last look
       try {
         if (this.poll(copy, 1) > 0) return out!;
         await this.#manager.waitAsync(MG_BELL, bell, { timeoutMs: Math.min(left, 50) });
@@ -347,10 +347,14 @@ export class SegmentReceiver {
     }
   }
 
-  #announceSleep(sleeping: 0 | 1): void {
+  /** Tell each sender whether we sleep; a promise of the posts still in flight (another node), if any. */
+  #announceSleep(sleeping: 0 | 1): Promise<unknown> | undefined {
+    let posted: Promise<unknown>[] | undefined;
     for (const a of this.#accepted.values()) {
-      if (a.returns && !a.broken && !a.returns.closed && !a.returns.failed) a.returns.publish(RT_SLEEPING, sleeping);
+      if (!a.returns || a.broken || a.returns.closed || a.returns.failed) continue;
+      if (a.returns.publish(RT_SLEEPING, sleeping) === PostStatus.POSTED) (posted ??= []).push(a.returns.settled().catch(() => undefined));
     }
+    return posted && Promise.all(posted);
   }
 
   /** Release every target segment and the manager (their names go with them). Idempotent. */

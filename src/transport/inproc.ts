@@ -6,8 +6,10 @@
  * It deliberately does NOT share addresses the way shm does: an image's source is a separate
  * buffer, copied to the target on write() — the way an RDMA image behaves — so a mechanism that
  * fills its source and forgets write() loses its bytes here, and its tests fail. Targets may be
- * allocated on another node (expose({ node })), standing for the remote-allocation request an
- * RDMA transport makes through the remote node's manager.
+ * allocated on another node (exposeAsync({ node })), standing for the remote-allocation request an
+ * RDMA transport makes through the remote node's manager. As the contract says (types.ts), the
+ * synchronous calls serve this node only; the async forms reach any node, answering after a
+ * macrotask as a remote reply would.
  *
  * Counting: every load/add/compareExchange/read an image makes (sync or async) — each one a
  * remote round trip under RDMA — is counted per target name (Fabric.operations), so tests can
@@ -81,8 +83,11 @@ export class Fabric {
     return copy;
   }
 
+  readonly #reachable = new Set<string>();
+
   /** A new transport: one simulated process on `node`. */
   transport(node = 'node0'): InProcessTransport {
+    this.#reachable.add(node);
     const pid = this.#nextPid++;
     this.#alive.set(pid, true);
     return new InProcessTransport(this, node, { pid, start: 0n });
@@ -91,6 +96,11 @@ export class Fabric {
   /** Simulate the death of a process (its targets stay, as a killed process's shm does). */
   kill(pid: number): void {
     this.#alive.set(pid, false);
+  }
+
+  /** A node some process of this fabric runs on (UsageError otherwise: nothing answers there). */
+  reach(node: string): void {
+    if (!this.#reachable.has(node)) throw new UsageError(`node ${JSON.stringify(node)} is not reachable: no process of this fabric runs there`);
   }
 
   isAlive(pid: number): boolean {
@@ -151,6 +161,13 @@ export class InProcessTransport implements Transport {
   }
 
   expose(name: string, size: number, options: ExposeOptions = {}): Target {
+    if (options.node !== undefined && options.node !== this.node) {
+      throw new UsageError(`expose on node ${JSON.stringify(options.node)} from ${this.node}: another node is reached with exposeAsync (transport contract 6)`);
+    }
+    return this.#expose(name, size, options);
+  }
+
+  #expose(name: string, size: number, options: ExposeOptions): Target {
     validateName(name);
     if (!Number.isSafeInteger(size) || size <= 0) throw new UsageError(`target size must be a positive whole number, got ${String(size)}`);
     const node = options.node ?? this.node;
@@ -168,24 +185,36 @@ export class InProcessTransport implements Transport {
     return new InProcessTarget(this, slot, true);
   }
 
+  // The async forms serve any node — a simulated remote call: each answers after a macrotask, as
+  // a reply over a network would — while the synchronous ones refuse another node (contract 6).
   async exposeAsync(name: string, size: number, options: ExposeOptions = {}): Promise<Exposed> {
-    return this.expose(name, size, options);
+    await remoteHop();
+    this.fabric.reach(options.node ?? this.node);
+    return this.#expose(name, size, options);
   }
 
   async attachAsync(descriptor: SegmentDescriptor): Promise<Image> {
-    return this.attach(descriptor);
+    await remoteHop();
+    this.fabric.reach(descriptor.node);
+    return new InProcessImage(this, this.#slot(descriptor));
   }
 
   async findAsync(name: string, node?: string): Promise<SegmentDescriptor | undefined> {
-    return this.find(name, node);
+    await remoteHop();
+    this.fabric.reach(node ?? this.node);
+    return this.fabric.table(node ?? this.node).get(name)?.descriptor;
   }
 
   async isAliveAsync(who: ProcessIdentity, node?: string): Promise<boolean> {
-    return this.isAlive(who, node);
+    await remoteHop();
+    this.fabric.reach(node ?? this.node);
+    return this.fabric.isAlive(who.pid);
   }
 
   async removeAsync(name: string, node?: string): Promise<void> {
-    this.remove(name, node);
+    await remoteHop();
+    this.fabric.reach(node ?? this.node);
+    this.fabric.table(node ?? this.node).delete(name);
   }
 
   #slot(descriptor: SegmentDescriptor): Slot {
@@ -206,19 +235,25 @@ export class InProcessTransport implements Transport {
   }
 
   attach(descriptor: SegmentDescriptor): Image {
+    if (descriptor.node !== this.node) {
+      throw new UsageError(`attach of ${JSON.stringify(descriptor.name)} on node ${JSON.stringify(descriptor.node)} from ${this.node}: another node is reached with attachAsync (transport contract 6)`);
+    }
     return new InProcessImage(this, this.#slot(descriptor));
   }
 
   find(name: string, node?: string): SegmentDescriptor | undefined {
-    return this.fabric.table(node ?? this.node).get(name)?.descriptor;
+    if (node !== undefined && node !== this.node) return undefined; // another node: findAsync
+    return this.fabric.table(this.node).get(name)?.descriptor;
   }
 
-  isAlive(who: ProcessIdentity, _node?: string): boolean {
+  isAlive(who: ProcessIdentity, node?: string): boolean {
+    if (node !== undefined && node !== this.node) return false; // another node: isAliveAsync
     return this.fabric.isAlive(who.pid);
   }
 
   remove(name: string, node?: string): void {
-    this.fabric.table(node ?? this.node).delete(name);
+    if (node !== undefined && node !== this.node) return; // another node: removeAsync
+    this.fabric.table(this.node).delete(name);
   }
 
   /** Wake async waiters of `slot`'s word at `byteOffset`. */
@@ -242,6 +277,11 @@ function checkRange(what: string, offset: number, length: number, size: number):
   if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > size) {
     throw new UsageError(`${what} of ${length} bytes at ${offset} is outside the segment's ${size} bytes`);
   }
+}
+
+/** A simulated network hop: the answer of a remote call comes in a later macrotask. */
+function remoteHop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** A word's index for Int32Array Atomics; atomic words are 8-aligned and own 8 bytes (types.ts, contract 4). */
@@ -405,6 +445,13 @@ class InProcessImage implements Image {
     this.#check();
   }
 
+  /** The synchronous atomics and read serve a target on this node only (contract 5). */
+  #local(what: string): void {
+    if (this.descriptor.node !== this.#transport.node) {
+      throw new UsageError(`${what} on ${JSON.stringify(this.descriptor.name)} of node ${this.descriptor.node} from ${this.#transport.node}: use ${what}Async (transport contract 5)`);
+    }
+  }
+
   #atomic(byteOffset: number, operation: RemoteOperation): number {
     this.#check();
     this.#transport.fabric.count(this.descriptor.node, this.descriptor.name, operation);
@@ -412,18 +459,26 @@ class InProcessImage implements Image {
   }
 
   load(byteOffset: number): number {
+    this.#local('load');
     return Atomics.load(this.#int32, this.#atomic(byteOffset, 'load'));
   }
 
   add(byteOffset: number, delta: number): number {
+    this.#local('add');
     return Atomics.add(this.#int32, this.#atomic(byteOffset, 'add'), delta);
   }
 
   compareExchange(byteOffset: number, expected: number, value: number): number {
+    this.#local('compareExchange');
     return Atomics.compareExchange(this.#int32, this.#atomic(byteOffset, 'compareExchange'), expected, value);
   }
 
   read(offset: number, into: Uint8Array): void {
+    this.#local('read');
+    this.#readAt(offset, into);
+  }
+
+  #readAt(offset: number, into: Uint8Array): void {
     this.#check();
     checkRange('read', offset, into.length, this.size);
     this.#transport.fabric.count(this.descriptor.node, this.descriptor.name, 'read');
@@ -431,19 +486,28 @@ class InProcessImage implements Image {
   }
 
   async loadAsync(byteOffset: number): Promise<number> {
-    return this.load(byteOffset);
+    const index = this.#atomic(byteOffset, 'load');
+    await remoteHop();
+    return Atomics.load(this.#int32, index);
   }
 
   async addAsync(byteOffset: number, delta: number): Promise<number> {
-    return this.add(byteOffset, delta);
+    const index = this.#atomic(byteOffset, 'add');
+    await remoteHop();
+    return Atomics.add(this.#int32, index, delta);
   }
 
   async compareExchangeAsync(byteOffset: number, expected: number, value: number): Promise<number> {
-    return this.compareExchange(byteOffset, expected, value);
+    const index = this.#atomic(byteOffset, 'compareExchange');
+    await remoteHop();
+    return Atomics.compareExchange(this.#int32, index, expected, value);
   }
 
   async readAsync(offset: number, into: Uint8Array): Promise<void> {
-    this.read(offset, into);
+    this.#check();
+    checkRange('read', offset, into.length, this.size);
+    await remoteHop();
+    this.#readAt(offset, into);
   }
 
   dispose(): void {

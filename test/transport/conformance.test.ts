@@ -16,6 +16,8 @@ interface Impl {
   pair(): [Transport, Transport];
   /** A process identity that is certainly dead. */
   deadIdentity(): Promise<{ pid: number; start: bigint }>;
+  /** A process on another node of the last pair's world, where the implementation has one. */
+  farNode?(): { node: string; transport: Transport };
 }
 
 const impls: Impl[] = [
@@ -45,6 +47,10 @@ const impls: Impl[] = [
         fabric.kill(t.self.pid);
         void last;
         return t.self;
+      },
+      farNode: () => {
+        const transport = fabric.transport('far-node');
+        return { node: transport.node, transport };
       },
     };
   })(),
@@ -236,6 +242,38 @@ describe.each(impls)('transport conformance: $name', (impl) => {
     b.remove(target.descriptor.name);
     expect(b.find(target.descriptor.name)).toBeUndefined();
     b.remove(target.descriptor.name); // a missing name is not an error
+  });
+
+  it('another node: the synchronous calls refuse it (UsageError, undefined, false); the async forms reach it where the transport can', async () => {
+    const [a] = impl.pair();
+    const far = impl.farNode?.();
+    const other = far?.node ?? 'no-such-node';
+    await expect(a.exposeAsync(uniqueName('tx-far'), 64, { node: 'no-such-node' })).rejects.toThrow(MemwireError);
+    expect(() => a.expose(uniqueName('tx-far'), 64, { node: other })).toThrow(UsageError);
+    expect(a.isAlive(a.self, other)).toBe(false);
+    if (!far) return;
+    // A target on the other node, made and reached with the async forms only.
+    const exposed = await a.exposeAsync(uniqueName('tx-far'), 256, { node: far.node });
+    expect(exposed.descriptor.node).toBe(far.node);
+    expect(a.find(exposed.descriptor.name, far.node)).toBeUndefined();
+    expect(await a.findAsync(exposed.descriptor.name, far.node)).toEqual(exposed.descriptor);
+    expect(() => a.attach(exposed.descriptor)).toThrow(UsageError);
+    const image = await a.attachAsync(exposed.descriptor);
+    expect(() => image.load(0)).toThrow(UsageError);
+    expect(() => image.read(0, new Uint8Array(1))).toThrow(UsageError);
+    image.put(8, new Uint8Array([3, 4]));
+    image.publish(16, 77);
+    await image.settled();
+    expect(await image.addAsync(24, 5)).toBe(0);
+    expect(await image.loadAsync(24)).toBe(5);
+    const local = far.transport.openLocal(exposed.descriptor);
+    expect([...local.bytes.subarray(8, 10)]).toEqual([3, 4]);
+    expect(Atomics.load(local.int32, 4)).toBe(77);
+    local.dispose();
+    expect(await a.isAliveAsync(far.transport.self, far.node)).toBe(true);
+    image.dispose();
+    exposed.dispose();
+    expect(await a.findAsync(exposed.descriptor.name, far.node)).toBeUndefined();
   });
 
   it.runIf(impl.name === 'shm')('across processes (shm only: the in-process transport has no other process): a child attaches the descriptor, writes, publishes and notifies', async () => {

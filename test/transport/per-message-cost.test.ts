@@ -57,6 +57,29 @@ describe('per-message remote operations (in-process transport counts them)', () 
     expect(many.total, many.detail).toBeLessThan(10);
   });
 
+  it('postbox across nodes (the receiver on another node): connect and attach by the async forms, then a steady stream costs O(1)', async () => {
+    const fabric = new Fabric();
+    const a = Postbox.open('a', { domain: 'cost', transport: fabric.transport('n0') });
+    const b = Postbox.open('b', { domain: 'cost', transport: fabric.transport('n1') });
+    closers.push(a, b);
+    // The first trySend to another node starts connecting (remote calls) and says FULL meanwhile.
+    expect(a.trySend('b@n1', pattern(8, 0))).toBe(SendStatus.FULL);
+    await a.send('b@n1', pattern(8, 1));
+    expect(await b.receive({ timeoutMs: 5000 })).toEqual({ from: 'a@n0', data: pattern(8, 1) });
+    const sizes = [8, 200, 3000];
+    const stream = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        expect(a.trySend('b@n1', pattern(sizes[i % 3], i))).toBe(SendStatus.OK);
+        expect(b.tryReceive()?.data).toEqual(pattern(sizes[i % 3], i));
+      }
+    };
+    stream(3);
+    const few = cost(fabric, () => stream(10));
+    const many = cost(fabric, () => stream(1000));
+    expect(many.total, many.detail).toBeLessThanOrEqual(few.total);
+    expect(many.total, many.detail).toBeLessThan(10);
+  });
+
   it('segment groups: N messages in a steady stream cost no remote operation that grows with N', () => {
     const fabric = new Fabric();
     const rx = SegmentReceiver.open('rx', {
