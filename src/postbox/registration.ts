@@ -14,7 +14,7 @@ import { headerOf, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_SLOT_BYTES, NAME, node
 import {
   ackBytes, AK_BLOCKS, AK_MAGIC, dataBytes, DIR_ASSIGNED, DIR_BYTES, DIR_NAME, DIR_NAME_LEN, DIR_STATE, DS_ACK_DESCRIPTOR,
   DS_BLOCK_SIZE, DS_BLOCKS, DS_DIRECTORY, DS_MAGIC, DS_POSTBOXES, DS_SLOT_BYTES, DS_SLOTS, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN,
-  EN_PID, EN_POSTBOX, EN_START_HI, EN_START_LO, EN_STATE, ENTRY_BYTES, ENTRY_FREE, ENTRY_READY, EP_ENTRIES, H_INIT, H_MAGIC,
+  EN_PID, EN_POSTBOX, EN_START_HI, EN_START_LO, EN_STATE, ENTRY_BYTES, ENTRY_FREE, ENTRY_READY, EP_BELL, EP_ENTRIES, H_INIT, H_MAGIC,
   H_BYTES, H_VERSION, INIT_READY, LAYOUT_VERSION, MAX_ENDPOINT_NAME, type DataGeometry,
 } from './layout.js';
 import type { PostboxReceiver } from './receiver.js';
@@ -108,6 +108,9 @@ function attachRemoteAck(r: PostboxReceiver, e: number, data: Target, ackDescrip
       await ack.readAsync(0, bytes);
       r.core.live();
       done(ack, new DataView(bytes.buffer));
+      // Wake our own receive(), which may sleep on the bell meanwhile: the postbox is polled now.
+      Atomics.add(r.core.words, EP_BELL >> 2, 1);
+      r.core.target.wake(EP_BELL);
     } catch (error) {
       ack?.dispose();
       data.dispose();

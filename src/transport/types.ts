@@ -45,10 +45,11 @@
  *      exposeAsync/findAsync/isAliveAsync/removeAsync/attachAsync serve any node (RDMA: through
  *      that node's agent) and reject with typed errors. On this node they give the same answers
  *      as the synchronous forms.
- *   7. A descriptor of a target on another node carries its key (RDMA: rkey of a registration with
- *      iova 0, so a remote offset is the target offset). Target handles exist only on the node
- *      that holds the memory; exposeAsync on another node returns an Exposed (descriptor and the
- *      name's ownership, no bytes).
+ *   7. A descriptor carries no address of the target's node: transport, node, name, size and a key
+ *      (RDMA: the rkey; the agent registers the target so that target offset x is remote address
+ *      base + x with a base below 4096 — docs/across-machines.md). Target handles exist only on the
+ *      node that holds the memory; exposeAsync on another node returns an Exposed (descriptor and
+ *      the name's ownership, no bytes).
  *
  * Offsets are bytes from the start of the target; little-endian. Every value read from a target
  * other processes can write is untrusted (see DESIGN.md).
@@ -65,7 +66,7 @@ export interface ProcessIdentity {
 
 /** Names a target without an address: it can be stored in shared memory and sent over a wire. */
 export interface SegmentDescriptor {
-  /** The transport that exposed it ('shm', 'inproc'; later 'rdma'). */
+  /** The transport that exposed it ('shm', 'inproc', 'rdma'). */
   readonly transport: string;
   /** The node (machine) the target lives on. */
   readonly node: string;
