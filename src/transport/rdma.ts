@@ -21,7 +21,7 @@
 import type { AgentClient, TargetDescriptor } from '../agent/client.js';
 import { ClosedError, TimeoutError, UsageError } from '../errors.js';
 import type { MemoryRegion } from '../verbs/memory-region.js';
-import type { Image, SegmentDescriptor } from './types.js';
+import { type Image, PostStatus, type SegmentDescriptor } from './types.js';
 
 /** Writes one image keeps posted at once (the agent link's QP has 128 send slots). */
 export const MAX_WRITES_IN_FLIGHT = 96;
@@ -79,7 +79,7 @@ export class RdmaImage implements Image {
     if (this.#failed) throw this.#failed;
   }
 
-  #post(start: () => Promise<void>): void {
+  #post(start: () => Promise<void>): PostStatus {
     const link = this.#client.link;
     if (this.#inFlight.size >= MAX_WRITES_IN_FLIGHT) {
       // Ordering point: only completions free send slots; poll them here (non-blocking calls).
@@ -101,23 +101,28 @@ export class RdmaImage implements Image {
       },
     );
     this.#inFlight.add(p);
+    return PostStatus.POSTED;
   }
 
-  write(offset: number, length: number): void {
+  get failed(): Error | undefined {
+    return this.#failed;
+  }
+
+  write(offset: number, length: number): PostStatus {
     this.#check('write');
     checkRange('write', offset, length, this.size);
-    if (length === 0) return;
-    this.#post(() => this.#client.link.write(this.#sourceMr, offset, length, this.#target.rkey, this.#target.base + offset));
+    if (length === 0) return PostStatus.DONE;
+    return this.#post(() => this.#client.link.write(this.#sourceMr, offset, length, this.#target.rkey, this.#target.base + offset));
   }
 
-  put(offset: number, data: Uint8Array): void {
+  put(offset: number, data: Uint8Array): PostStatus {
     this.#check('put');
     checkRange('put', offset, data.length, this.size);
     this.source.set(data, offset);
-    this.write(offset, data.length);
+    return this.write(offset, data.length);
   }
 
-  publish(byteOffset: number, value: number): void {
+  publish(byteOffset: number, value: number): PostStatus {
     this.#check('publish');
     if (byteOffset % 4 !== 0) throw new UsageError(`publish: word offset ${byteOffset} is not 4-aligned`);
     checkRange('publish', byteOffset, 4, this.size);
@@ -125,19 +130,30 @@ export class RdmaImage implements Image {
     new DataView(this.source.buffer, this.source.byteOffset).setUint32(byteOffset, value >>> 0, true);
     // Ordering point: an inline RDMA WRITE posted after every earlier write() on the same RC
     // queue pair is placed after them; inline copies the value at post time.
-    this.#post(() => this.#client.link.write(this.#wordMr, 0, 4, this.#target.rkey, this.#target.base + byteOffset, true));
+    return this.#post(() => this.#client.link.write(this.#wordMr, 0, 4, this.#target.rkey, this.#target.base + byteOffset, true));
   }
 
-  notify(byteOffset: number, count = 0): number {
+  notify(byteOffset: number, count = 0): PostStatus {
     this.#check('notify');
     if (byteOffset % 4 !== 0) throw new UsageError(`notify: word offset ${byteOffset} is not 4-aligned`);
     checkRange('notify', byteOffset, 4, this.size);
     this.#client.doorbell(this.#target.name, byteOffset, count);
-    return 0; // woken on the other node: the count is not known here
+    return PostStatus.POSTED; // woken on the other node
+  }
+
+  /** Poll the link's completions; the number of posts still outstanding. */
+  progress(): number {
+    this.#check('progress');
+    if (this.#inFlight.size > 0) this.#client.link.progress();
+    return this.#inFlight.size;
+  }
+
+  #notYetError(what: string): UsageError {
+    return new UsageError(`RdmaImage.${what}: remote ${what === 'read' ? 'reads' : 'atomics'} through the asynchronous transport interface (RDMA READ / atomics) are not implemented yet`);
   }
 
   #notYet(what: string): never {
-    throw new UsageError(`RdmaImage.${what}: remote ${what === 'read' ? 'reads' : 'atomics'} need the asynchronous transport interface of issue 12; not implemented yet`);
+    throw this.#notYetError(what);
   }
 
   load(_byteOffset: number): number {
@@ -154,6 +170,22 @@ export class RdmaImage implements Image {
 
   read(_offset: number, _into: Uint8Array): void {
     this.#notYet('read');
+  }
+
+  loadAsync(_byteOffset: number): Promise<number> {
+    return Promise.reject(this.#notYetError('load'));
+  }
+
+  addAsync(_byteOffset: number, _delta: number): Promise<number> {
+    return Promise.reject(this.#notYetError('add'));
+  }
+
+  compareExchangeAsync(_byteOffset: number, _expected: number, _value: number): Promise<number> {
+    return Promise.reject(this.#notYetError('compareExchange'));
+  }
+
+  readAsync(_offset: number, _into: Uint8Array): Promise<void> {
+    return Promise.reject(this.#notYetError('read'));
   }
 
   /** Resolves when every write posted so far has completed; rejects with the first failure. */
