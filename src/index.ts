@@ -62,7 +62,8 @@ export { CmConnection, CmListener, ConnectionError, rdmaConnect, MAX_ACCEPT_PRIV
 export type { CmConnectionOptions, ConnectTarget, ListenOptions } from './verbs/rdma-cm.js';
 // Messaging on one machine (seeds 000, 001): transports, postboxes, segment groups.
 export { PeerGoneError } from './errors.js';
-export type { Image, OpenTargetOptions, ProcessIdentity, SegmentDescriptor, Target, Transport, ExposeOptions } from './transport/types.js';
+export type { Exposed, Image, OpenTargetOptions, ProcessIdentity, SegmentDescriptor, Target, Transport, ExposeOptions } from './transport/types.js';
+export { PostStatus } from './transport/types.js';
 export { ShmTransport } from './transport/shm.js';
 export { Fabric, InProcessTransport } from './transport/inproc.js';
 export { Claim, Postbox, LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from './postbox/postbox.js';
@@ -95,4 +96,4 @@ export type { DeviceAddress } from './agent/discover.js';
 export { ProtocolError } from './agent/wire.js';
 export { PUBLISH_SLOTS, RdmaImage } from './transport/rdma-image.js';
 export { RdmaTransport, type RdmaTransportOptions } from './transport/rdma-transport.js';
-export { PostStatus, type AsyncImage, type AsyncTransport, type Exposed } from './transport/rdma-types.js';
+export type { AsyncImage, AsyncTransport } from './transport/rdma-types.js';

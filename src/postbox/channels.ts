@@ -4,7 +4,7 @@
  * side one InChannel per sender's postbox it polls. Every (sender, receiver) pair is a simplex
  * channel (claim 40).
  */
-import type { Image, Target } from '../transport/types.js';
+import type { Exposed, Image, Target } from '../transport/types.js';
 import { BlockAllocator, SentList } from './blocks.js';
 import {
   AK_BLOCK_BYTES, AK_FIRST_BLOCK, DIR_BYTES, DS_DIRECTORY, poolOffset, postboxOffset, SLOT_HEADER, type DataGeometry,
@@ -16,7 +16,8 @@ import {
 /** This sender's memory space on one receiving node: data segment, ack segment, block pool. */
 export class NodeSpace {
   readonly node: string;
-  readonly data: Target;
+  /** The data segment on that node: ours (we own its name), its bytes over there. */
+  readonly data: Exposed;
   readonly image: Image;
   /** The source segment as words (the image's source). */
   readonly words: Int32Array;
@@ -30,9 +31,11 @@ export class NodeSpace {
   readonly postboxes: (OutChannel | undefined)[];
   /** The receiver list: receivers holding blocks, in order of use (claim 27); last = most recent. */
   readonly receivers = new Set<OutChannel>();
+  /** Sends of this space waiting for acknowledgments (DS_SENDER_WAITING is 1 while > 0). */
+  waiting = 0;
   lastUsed: OutChannel | undefined;
 
-  constructor(node: string, data: Target, image: Image, ack: Target, geometry: DataGeometry) {
+  constructor(node: string, data: Exposed, image: Image, ack: Target, geometry: DataGeometry) {
     this.node = node;
     this.data = data;
     this.image = image;
@@ -66,6 +69,8 @@ export class OutChannel {
   tail: Promise<void> = Promise.resolve();
   claimOpen = false;
   lastCheck = 0;
+  /** A liveness check across nodes is under way. */
+  checking = false;
   gone: Error | null = null;
 
   constructor(peer: string, space: NodeSpace, index: number, endpoint: Image, pid: number, start: bigint) {
@@ -113,6 +118,8 @@ export class InChannel {
   closing = false;
   /** The sender died: when its postbox is empty, its segments' names are removed. */
   deadSender = false;
+  /** A liveness check across nodes is under way. */
+  checking = false;
   /** A chunked message being reassembled. */
   assembly: Uint8Array | null = null;
   assembled = 0;

@@ -8,7 +8,8 @@
  * postbox.ts, the facade.
  */
 import { ClosedError, UsageError } from '../errors.js';
-import type { Target, Transport } from '../transport/types.js';
+import type { Image, Target, Transport } from '../transport/types.js';
+import { H_BYTES, H_PID, H_START_HI, H_START_LO } from './layout.js';
 
 /** trySend() results. Negative: not placed. */
 export const SendStatus = {
@@ -175,4 +176,18 @@ export class EndpointCore {
   live(): void {
     if (this.closed) throw new ClosedError(`endpoint ${JSON.stringify(this.name)}`);
   }
+}
+
+export { bellNonce } from '../transport/bell.js';
+
+/** The common header of a postbox segment (layout.ts), copied with one read of the image. */
+export function headerOf(image: Image): DataView {
+  const copy = new Uint8Array(H_BYTES);
+  image.read(0, copy);
+  return new DataView(copy.buffer);
+}
+
+/** The (pid, start) a header names. */
+export function creatorOf(header: DataView): { pid: number; start: bigint } {
+  return { pid: header.getInt32(H_PID, true), start: startOf(header.getUint32(H_START_LO, true), header.getUint32(H_START_HI, true)) };
 }

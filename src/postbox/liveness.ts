@@ -8,9 +8,9 @@
 import { CorruptionError, PeerGoneError } from '../errors.js';
 import type { Transport } from '../transport/types.js';
 import { ChannelCorrupt, type InChannel, type OutChannel } from './channels.js';
-import { startOf } from './common.js';
+import { creatorOf, headerOf } from './common.js';
 import {
-  DIR_ASSIGNED, DIR_BYTES, DIR_CLOSED, DIR_FREE, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_OPEN, DS_STATE, EP_STATUS, H_PID, H_START_HI,
+  DIR_ASSIGNED, DIR_BYTES, DIR_CLOSED, DIR_FREE, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_OPEN, DS_STATE, EP_STATUS, H_BYTES, H_PID, H_START_HI,
   H_START_LO, STATUS_CLOSED,
 } from './layout.js';
 import type { PostboxReceiver } from './receiver.js';
@@ -19,8 +19,30 @@ import type { PostboxSender } from './sender.js';
 /** As a sender: has this channel's receiver closed its endpoint or died? */
 export function checkReceiver(s: PostboxSender, ch: OutChannel): void {
   if (ch.gone) return;
+  if (ch.space.node !== s.core.transport.node) {
+    checkRemoteReceiver(s, ch);
+    return;
+  }
   if ((ch.endpoint.load(EP_STATUS) & STATUS_CLOSED) !== 0) markGone(s, ch, 'it closed its endpoint');
   else if (!s.core.transport.isAlive({ pid: ch.pid, start: ch.start }, ch.space.node)) markGone(s, ch, 'its process died');
+}
+
+/** The same for a receiver on another node: remote calls, so asynchronously (one check at a time per channel). */
+function checkRemoteReceiver(s: PostboxSender, ch: OutChannel): void {
+  if (ch.checking) return;
+  ch.checking = true;
+  void (async () => {
+    try {
+      if (((await ch.endpoint.loadAsync(EP_STATUS)) & STATUS_CLOSED) !== 0) markGone(s, ch, 'it closed its endpoint');
+      else if (!(await s.core.transport.isAliveAsync({ pid: ch.pid, start: ch.start }, ch.space.node))) markGone(s, ch, 'its process died');
+      if (!ch.gone) await checkOwnWordsAsync(ch);
+    } catch (error) {
+      // The receiver's node or memory is unreachable: the channel is gone.
+      if (!ch.gone && !s.core.closed) markGone(s, ch, `its node did not answer (${(error as Error).message})`);
+    } finally {
+      ch.checking = false;
+    }
+  })();
 }
 
 /** The receiver is gone: fail the channel, reclaim its memory and postbox, remove its stale name. */
@@ -53,7 +75,10 @@ export function dropChannel(s: PostboxSender, ch: OutChannel, removeStaleName: b
     sp.image.publish(DS_DIRECTORY + ch.index * DIR_BYTES + DIR_STATE, DIR_FREE);
   }
   // The dead receiver's endpoint segment: remove its name if it still is that incarnation's.
-  if (removeStaleName) removeIfIncarnation(s.core.transport, ch.endpoint.descriptor.name, sp.node, ch.pid, ch.start);
+  if (removeStaleName) {
+    if (sp.node === s.core.transport.node) removeIfIncarnation(s.core.transport, ch.endpoint.descriptor.name, sp.node, ch.pid, ch.start);
+    else void removeIfIncarnationAsync(s.core.transport, ch.endpoint.descriptor.name, sp.node, ch.pid, ch.start);
+  }
   ch.endpoint.dispose();
 }
 
@@ -67,12 +92,32 @@ export function removeIfIncarnation(transport: Transport, name: string, node: st
     if (!now) return;
     const probe = transport.attach(now, { timeoutMs: 0 }); // a timer must not wait: not initialised → leave it
     try {
-      if (probe.load(H_PID) === pid && startOf(probe.load(H_START_LO), probe.load(H_START_HI)) === start) transport.remove(name, node);
+      const creator = creatorOf(headerOf(probe));
+      if (creator.pid === pid && creator.start === start) transport.remove(name, node);
     } finally {
       probe.dispose();
     }
   } catch {
     // gone meanwhile
+  }
+}
+
+/** removeIfIncarnation for a segment on another node (remote calls). */
+export async function removeIfIncarnationAsync(transport: Transport, name: string, node: string, pid: number, start: bigint): Promise<void> {
+  try {
+    const now = await transport.findAsync(name, node);
+    if (!now) return;
+    const probe = await transport.attachAsync(now);
+    try {
+      const header = new Uint8Array(H_BYTES);
+      await probe.readAsync(0, header);
+      const creator = creatorOf(new DataView(header.buffer));
+      if (creator.pid === pid && creator.start === start) await transport.removeAsync(name, node);
+    } finally {
+      probe.dispose();
+    }
+  } catch {
+    // gone meanwhile, or its node is
   }
 }
 
@@ -89,7 +134,7 @@ export function checkReceivers(s: PostboxSender): void {
   for (const ch of s.out.values()) {
     if (ch.gone) continue;
     ch.lastCheck = now;
-    checkOwnWords(ch);
+    if (ch.space.node === s.core.transport.node) checkOwnWords(ch); // else within checkReceiver
     // The receiver's word on the channel (RX_CLOSED, RX_CORRUPT) in our ack block, even while
     // there is room and so nothing else reads it.
     if (!ch.gone) s.refresh(ch);
@@ -114,6 +159,18 @@ function checkOwnWords(ch: OutChannel): void {
   if (entry !== DIR_ASSIGNED) markBroken(ch, new CorruptionError(name, `directory entry ${ch.index} (receiver ${ch.peer}) holds state ${entry}, not ASSIGNED: changed by another process`));
 }
 
+async function checkOwnWordsAsync(ch: OutChannel): Promise<void> {
+  const sp = ch.space;
+  const name = sp.data.descriptor.name;
+  const state = await sp.image.loadAsync(DS_STATE);
+  if (state !== DS_OPEN) {
+    markBroken(ch, new CorruptionError(name, `segment state is ${state}, not OPEN: changed by another process`));
+    return;
+  }
+  const entry = await sp.image.loadAsync(DS_DIRECTORY + ch.index * DIR_BYTES + DIR_STATE);
+  if (entry !== DIR_ASSIGNED && !ch.gone) markBroken(ch, new CorruptionError(name, `directory entry ${ch.index} (receiver ${ch.peer}) holds state ${entry}, not ASSIGNED: changed by another process`));
+}
+
 /**
  * Every LIVENESS_INTERVAL_MS, as a receiver: notice senders that died or closed. A sender closes
  * a channel by marking its directory entry CLOSED (or FREE when it gave the postbox up) and its
@@ -125,6 +182,10 @@ export function checkSenders(r: PostboxReceiver): void {
   const transport = r.core.transport;
   for (const ch of [...r.in]) {
     if (ch.closing) continue;
+    if (ch.node !== transport.node) {
+      checkRemoteSender(r, ch);
+      continue;
+    }
     const dead = !transport.isAlive({ pid: ch.pid, start: ch.start }, ch.node);
     const entry = Atomics.load(ch.words, (ch.directoryEntry + DIR_STATE) >> 2);
     const state = Atomics.load(ch.words, DS_STATE >> 2);
@@ -146,6 +207,63 @@ export function checkSenders(r: PostboxReceiver): void {
   }
 }
 
+/**
+ * The same for a sender on another node (its endpoint is there; its data segment, here): asks its
+ * node asynchronously, then judges as checkSenders does.
+ */
+function checkRemoteSender(r: PostboxReceiver, ch: InChannel): void {
+  if (ch.checking) return;
+  ch.checking = true;
+  const transport = r.core.transport;
+  void (async () => {
+    let dead: boolean;
+    let closed = false;
+    try {
+      dead = !(await transport.isAliveAsync({ pid: ch.pid, start: ch.start }, ch.node));
+      const entry = Atomics.load(ch.words, (ch.directoryEntry + DIR_STATE) >> 2);
+      const state = Atomics.load(ch.words, DS_STATE >> 2);
+      if (!dead && entry === DIR_ASSIGNED && state === DS_OPEN) return;
+      if (!dead) closed = await senderClosedAsync(transport, r.core.domain, ch);
+      if (!dead && !closed) {
+        try {
+          r.corrupt(ch, `the sender's directory entry holds state ${entry} and its segment state ${state}, while the sender's endpoint is open`);
+        } catch (error) {
+          if (!(error instanceof ChannelCorrupt)) throw error;
+        }
+        return;
+      }
+    } catch {
+      dead = true; // its node did not answer
+    } finally {
+      ch.checking = false;
+    }
+    if (ch.closing || !r.in.includes(ch)) return;
+    ch.closing = true;
+    ch.deadSender = dead;
+    if (r.isEmpty(ch)) r.dropIncoming(ch, dead);
+  })();
+}
+
+async function senderClosedAsync(transport: Transport, domain: string, ch: InChannel): Promise<boolean> {
+  const name = `pb.${domain}.ep.${ch.from.split('@')[0]}`;
+  try {
+    const found = await transport.findAsync(name, ch.node);
+    if (!found) return true;
+    const probe = await transport.attachAsync(found);
+    try {
+      const header = new Uint8Array(H_BYTES);
+      await probe.readAsync(0, header);
+      const creator = creatorOf(new DataView(header.buffer));
+      if (creator.pid !== ch.pid || creator.start !== ch.start) return true;
+      return ((await probe.loadAsync(EP_STATUS)) & STATUS_CLOSED) !== 0;
+    } finally {
+      probe.dispose();
+    }
+  } catch {
+    return true;
+  }
+}
+
 /** Has the sender of `ch` closed its endpoint (CLOSED, removed, or taken over by another process)? */
 function senderClosed(transport: Transport, domain: string, ch: InChannel): boolean {
   const name = `pb.${domain}.ep.${ch.from.split('@')[0]}`;
@@ -154,7 +272,8 @@ function senderClosed(transport: Transport, domain: string, ch: InChannel): bool
     if (!found) return true;
     const probe = transport.attach(found, { timeoutMs: 0 }); // not initialised: a successor is creating it
     try {
-      if (probe.load(H_PID) !== ch.pid || startOf(probe.load(H_START_LO), probe.load(H_START_HI)) !== ch.start) return true;
+      const creator = creatorOf(headerOf(probe));
+      if (creator.pid !== ch.pid || creator.start !== ch.start) return true;
       return (probe.load(EP_STATUS) & STATUS_CLOSED) !== 0;
     } finally {
       probe.dispose();

@@ -8,14 +8,15 @@
  * Attaching new senders is registration.ts; noticing dead ones, liveness.ts.
  */
 import { CorruptionError, TimeoutError } from '../errors.js';
+import { PostStatus } from '../transport/types.js';
 import { ChannelCorrupt, type InChannel } from './channels.js';
-import { type EndpointCore, LIVENESS_INTERVAL_MS, type Message, type MessageHandler, type ReceiveOptions, type PostboxState } from './common.js';
+import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, type Message, type MessageHandler, type ReceiveOptions, type PostboxState } from './common.js';
 import {
-  AB_CONSUMED, AB_STATUS, AK_BELL, AK_SENDER_WAITING, ENTRY_BYTES, ENTRY_FREE, EN_STATE, EP_BELL, EP_ENTRIES, EP_REGISTRATIONS,
+  AB_CONSUMED, AB_SLEEPING, AB_STATUS, AK_BELL, DS_SENDER_WAITING, ENTRY_BYTES, ENTRY_FREE, EN_STATE, EP_BELL, EP_ENTRIES, EP_REGISTRATIONS,
   EP_STATUS, F_BLOCKS, F_FIRST, F_INLINE, F_KNOWN, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_INLINE, SLOT_LENGTH,
   SLOT_LOCATION, SLOT_TOTAL, STATUS_SLEEPING,
 } from './layout.js';
-import { removeIfIncarnation } from './liveness.js';
+import { removeIfIncarnation, removeIfIncarnationAsync } from './liveness.js';
 import { retryNotReady, scanRegistrations } from './registration.js';
 
 export class PostboxReceiver {
@@ -28,6 +29,8 @@ export class PostboxReceiver {
   readonly inByEntry: (InChannel | undefined)[];
   /** Entries found corrupt: ignored until their sender frees or re-registers them. */
   readonly ignored = new Set<number>();
+  /** Entries whose ack segment, on another node, is being attached. */
+  readonly attaching = new Set<number>();
   /** CorruptionErrors of dropped channels, thrown one per poll(). */
   readonly errors: Error[] = [];
   /** Entries whose segments were not initialised yet → when that was first seen (Date.now()). */
@@ -106,12 +109,18 @@ export class PostboxReceiver {
       // Say we sleep, then look once more: a sender publishing after this sees the flag.
       const bell = Atomics.load(w, EP_BELL >> 2);
       Atomics.or(w, EP_STATUS >> 2, STATUS_SLEEPING);
+      // Posts still in flight (another node) must have landed before our last look.
+      const landing = this.#announceSleep(1);
+      if (landing) await landing;
       try {
         message = this.tryReceive();
         if (message) return message;
         await this.core.target.waitAsync(EP_BELL, bell, { timeoutMs: Math.min(left, LIVENESS_INTERVAL_MS), spin: 0 });
       } finally {
-        if (!this.core.closed) Atomics.and(w, EP_STATUS >> 2, ~STATUS_SLEEPING);
+        if (!this.core.closed) {
+          Atomics.and(w, EP_STATUS >> 2, ~STATUS_SLEEPING);
+          this.#announceSleep(0);
+        }
       }
     }
   }
@@ -211,10 +220,29 @@ export class PostboxReceiver {
     const ack = ch.ack;
     if (ack.closed) return;
     ack.publish(ch.ackWord + AB_CONSUMED, ch.next);
-    if (ack.load(AK_SENDER_WAITING) !== 0) {
-      ack.add(AK_BELL, 1);
-      ack.notify(AK_BELL);
+    // The sender's "waiting" flag is in its data segment, here on our node: a local read.
+    // Ordering point: read after the publication of `consumed` (the sender sets it before its
+    // last look at `consumed`).
+    if (Atomics.load(ch.words, DS_SENDER_WAITING >> 2) !== 0) this.#ringSender(ch);
+  }
+
+  #ringSender(ch: InChannel): void {
+    ch.ack.publish(AK_BELL, bellNonce(this.core.transport.self.pid));
+    ch.ack.notify(AK_BELL);
+  }
+
+  /**
+   * Tell every sender whether we sleep on our bell: a flag in its own ack block, so its sends
+   * read it locally. Returns, when some post is still in flight (another node), a promise of
+   * their completion: it must come before our last look for work.
+   */
+  #announceSleep(sleeping: 0 | 1): Promise<unknown> | undefined {
+    let posted: Promise<unknown>[] | undefined;
+    for (const ch of this.in) {
+      if (ch.ack.closed || ch.ack.failed) continue;
+      if (ch.ack.publish(ch.ackWord + AB_SLEEPING, sleeping) === PostStatus.POSTED) (posted ??= []).push(ch.ack.settled().catch(() => undefined));
     }
+    return posted && Promise.all(posted);
   }
 
   corrupt(ch: InChannel, detail: string): never {
@@ -222,8 +250,7 @@ export class PostboxReceiver {
     this.errors.push(error);
     try {
       ch.ack.publish(ch.ackWord + AB_STATUS, RX_CORRUPT);
-      ch.ack.add(AK_BELL, 1);
-      ch.ack.notify(AK_BELL);
+      this.#ringSender(ch);
     } catch {
       // the ack image may be gone too
     }
@@ -249,8 +276,12 @@ export class PostboxReceiver {
       const endpointName = `pb.${this.core.domain}.ep.${ch.from.split('@')[0]}`;
       const transport = this.core.transport;
       removeIfIncarnation(transport, dataName, transport.node, ch.pid, ch.start);
-      removeIfIncarnation(transport, ackName, ch.node, ch.pid, ch.start);
-      removeIfIncarnation(transport, endpointName, ch.node, ch.pid, ch.start);
+      if (ch.node === transport.node) {
+        removeIfIncarnation(transport, ackName, ch.node, ch.pid, ch.start);
+        removeIfIncarnation(transport, endpointName, ch.node, ch.pid, ch.start);
+      } else {
+        void removeIfIncarnationAsync(transport, ackName, ch.node, ch.pid, ch.start).then(() => removeIfIncarnationAsync(transport, endpointName, ch.node, ch.pid, ch.start));
+      }
     }
   }
 
@@ -259,8 +290,7 @@ export class PostboxReceiver {
     for (const ch of [...this.in]) {
       try {
         ch.ack.publish(ch.ackWord + AB_STATUS, RX_CLOSED);
-        ch.ack.add(AK_BELL, 1);
-        ch.ack.notify(AK_BELL);
+        this.#ringSender(ch);
       } catch {
         // the sender's ack segment is gone already
       }

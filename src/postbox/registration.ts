@@ -10,12 +10,12 @@ import { CorruptionError, TimeoutError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES } from '../transport/descriptor.js';
 import type { Image, OpenTargetOptions, SegmentDescriptor, Target, Transport } from '../transport/types.js';
 import { InChannel } from './channels.js';
-import { MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_POSTBOXES, MAX_SLOT_BYTES, MAX_SLOTS, NAME, nodeTag, readAscii, startOf } from './common.js';
+import { headerOf, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_POSTBOXES, MAX_SLOT_BYTES, MAX_SLOTS, NAME, nodeTag, readAscii, startOf } from './common.js';
 import {
   ackBytes, AK_BLOCKS, AK_MAGIC, dataBytes, DIR_ASSIGNED, DIR_BYTES, DIR_NAME, DIR_NAME_LEN, DIR_STATE, DS_ACK_DESCRIPTOR,
   DS_BLOCK_SIZE, DS_BLOCKS, DS_DIRECTORY, DS_MAGIC, DS_POSTBOXES, DS_SLOT_BYTES, DS_SLOTS, EN_DESCRIPTOR, EN_NAME, EN_NAME_LEN,
-  EN_PID, EN_POSTBOX, EN_START_HI, EN_START_LO, EN_STATE, ENTRY_BYTES, ENTRY_FREE, ENTRY_READY, EP_ENTRIES, H_INIT, H_MAGIC,
-  H_VERSION, INIT_READY, LAYOUT_VERSION, MAX_ENDPOINT_NAME, type DataGeometry,
+  EN_PID, EN_POSTBOX, EN_START_HI, EN_START_LO, EN_STATE, ENTRY_BYTES, ENTRY_FREE, ENTRY_READY, EP_BELL, EP_ENTRIES, H_INIT, H_MAGIC,
+  H_BYTES, H_VERSION, INIT_READY, LAYOUT_VERSION, MAX_ENDPOINT_NAME, type DataGeometry,
 } from './layout.js';
 import type { PostboxReceiver } from './receiver.js';
 
@@ -39,7 +39,7 @@ export function scanRegistrations(r: PostboxReceiver): void {
       r.notReady.delete(e);
       continue;
     }
-    if (r.inByEntry[e] || r.ignored.has(e)) continue;
+    if (r.inByEntry[e] || r.ignored.has(e) || r.attaching.has(e)) continue;
     tryAttach(r, e);
   }
 }
@@ -53,7 +53,7 @@ export function retryNotReady(r: PostboxReceiver): void {
   if (now < r.notReadyRetryAt) return;
   r.notReadyRetryAt = now + NOT_READY_RETRY_MS;
   for (const e of [...r.notReady.keys()]) {
-    if (Atomics.load(r.core.words, (EP_ENTRIES + e * ENTRY_BYTES + EN_STATE) >> 2) !== ENTRY_READY || r.inByEntry[e] || r.ignored.has(e)) {
+    if (Atomics.load(r.core.words, (EP_ENTRIES + e * ENTRY_BYTES + EN_STATE) >> 2) !== ENTRY_READY || r.inByEntry[e] || r.ignored.has(e) || r.attaching.has(e)) {
       r.notReady.delete(e);
       continue;
     }
@@ -140,23 +140,65 @@ function attachIncoming(r: PostboxReceiver, e: number): void {
     if (ackDescriptor.name !== `pb.${r.core.domain}.ack.${sender}.${nodeTag(r.core.transport.node)}`) {
       throw new CorruptionError(descriptor.name, `ack segment ${ackDescriptor.name} is not ${sender}'s`);
     }
+    if (ackDescriptor.node !== r.core.transport.node) {
+      // The ack segment is on the sender's node: attach it with remote calls, then poll the postbox.
+      const made = data;
+      data = undefined; // owned by the attachment now
+      attachRemoteAck(r, e, made, ackDescriptor, (remote, header) => finish(r, e, made, remote, header, index, g, sender, pid, start));
+      return;
+    }
     if (!isThere(r.core.transport, ackDescriptor, descriptor.name, e)) throw new CorruptionError(descriptor.name, `its ack segment ${ackDescriptor.name} does not exist`);
     ack = openNow(ackDescriptor.name, (options) => r.core.transport.attach(ackDescriptor, options));
-    if (ack.load(H_MAGIC) !== AK_MAGIC || ack.load(H_VERSION) !== LAYOUT_VERSION || ack.load(H_INIT) !== INIT_READY) {
-      throw new CorruptionError(ackDescriptor.name, 'not an initialised ack segment');
-    }
-    const blocks = ack.load(AK_BLOCKS);
-    if (blocks <= index || ackBytes(blocks) > ack.size) throw new CorruptionError(ackDescriptor.name, `${blocks} ack blocks; postbox ${index} needs more`);
-    const from = ackDescriptor.node === r.core.transport.node ? sender : `${sender}@${ackDescriptor.node}`;
-    const ch = new InChannel({ from, entry: e, data, ack, index, g, pid, start, node: ackDescriptor.node });
-    r.inByEntry[e] = ch;
-    r.in.push(ch);
+    finish(r, e, data, ack, headerOf(ack), index, g, sender, pid, start);
   } catch (error) {
     ack?.dispose();
     data?.dispose();
     if (error instanceof CorruptionError || error instanceof NotReady) throw error;
     throw new CorruptionError(region, `entry ${e}: ${(error as Error).message}`);
   }
+}
+
+/** attachIncoming's end for an ack segment on another node (asynchronous; the entry is skipped meanwhile). */
+function attachRemoteAck(r: PostboxReceiver, e: number, data: Target, ackDescriptor: SegmentDescriptor, done: (ack: Image, header: DataView) => void): void {
+  r.attaching.add(e);
+  void (async () => {
+    let ack: Image | undefined;
+    try {
+      const found = await r.core.transport.findAsync(ackDescriptor.name, ackDescriptor.node);
+      if (!found || found.size !== ackDescriptor.size) throw new CorruptionError(data.descriptor.name, `its ack segment ${ackDescriptor.name} does not exist (with ${ackDescriptor.size} bytes) on ${ackDescriptor.node}`);
+      ack = await r.core.transport.attachAsync(ackDescriptor);
+      const bytes = new Uint8Array(H_BYTES);
+      await ack.readAsync(0, bytes);
+      r.core.live();
+      done(ack, new DataView(bytes.buffer));
+      // Wake our own receive(), which may sleep on the bell meanwhile: the postbox is polled now.
+      Atomics.add(r.core.words, EP_BELL >> 2, 1);
+      r.core.target.wake(EP_BELL);
+    } catch (error) {
+      ack?.dispose();
+      data.dispose();
+      if (!r.core.closed) {
+        r.ignored.add(e);
+        r.errors.push(error instanceof CorruptionError ? error : new CorruptionError(data.descriptor.name, `entry ${e}: ${(error as Error).message}`));
+      }
+    } finally {
+      r.attaching.delete(e);
+    }
+  })();
+}
+
+/** Check the ack segment's header and start polling the postbox. */
+function finish(r: PostboxReceiver, e: number, data: Target, ack: Image, header: DataView, index: number, g: DataGeometry, sender: string, pid: number, start: bigint): void {
+  const ackDescriptor = ack.descriptor;
+  if (header.getInt32(H_MAGIC, true) !== AK_MAGIC || header.getInt32(H_VERSION, true) !== LAYOUT_VERSION || header.getInt32(H_INIT, true) !== INIT_READY) {
+    throw new CorruptionError(ackDescriptor.name, 'not an initialised ack segment');
+  }
+  const blocks = header.getInt32(AK_BLOCKS, true);
+  if (blocks <= index || ackBytes(blocks) > ack.size) throw new CorruptionError(ackDescriptor.name, `${blocks} ack blocks; postbox ${index} needs more`);
+  const from = ackDescriptor.node === r.core.transport.node ? sender : `${sender}@${ackDescriptor.node}`;
+  const ch = new InChannel({ from, entry: e, data, ack, index, g, pid, start, node: ackDescriptor.node });
+  r.inByEntry[e] = ch;
+  r.in.push(ch);
 }
 
 /** Check a sender's data segment header and our directory entry in it. */

@@ -9,12 +9,12 @@
 import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError } from '../errors.js';
 import type { NodeSpace, OutChannel } from './channels.js';
 import { Claim } from './claim.js';
-import { type EndpointCore, LIVENESS_INTERVAL_MS, SendStatus, toBytes, WAIT_SLICE_MS, type PostboxState } from './common.js';
-import { channelFor, reconnect } from './connect.js';
+import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, SendStatus, toBytes, WAIT_SLICE_MS, type PostboxState } from './common.js';
+import { channelFor, channelReady, reconnect } from './connect.js';
 import {
-  AB_CONSUMED, AB_STATUS, AK_BELL, AK_SENDER_WAITING, DIR_BYTES, DIR_CLOSED, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_STATE,
-  EP_BELL, EP_STATUS, F_BLOCKS, F_FIRST, F_INLINE, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_HEADER, SLOT_INLINE,
-  SLOT_LENGTH, SLOT_LOCATION, SLOT_TOTAL, STATUS_CLOSED, type DataGeometry,
+  AB_CONSUMED, AB_SLEEPING, AB_STATUS, AK_BELL, DIR_BYTES, DIR_CLOSED, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_SENDER_WAITING, DS_STATE,
+  EP_BELL, F_BLOCKS, F_FIRST, F_INLINE, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_HEADER, SLOT_INLINE,
+  SLOT_LENGTH, SLOT_LOCATION, SLOT_TOTAL, type DataGeometry,
 } from './layout.js';
 import { checkReceiver, markBroken, markGone } from './liveness.js';
 
@@ -29,6 +29,11 @@ export class PostboxSender {
   /** Peer ("name" or "name@node") → the channel to it. */
   readonly out = new Map<string, OutChannel>();
   readonly claims = new Set<Claim>();
+  /** Connections to peers on other nodes under way (they need remote calls), and those that failed. */
+  readonly connecting = new Map<string, Promise<OutChannel>>();
+  readonly connectFailures = new Map<string, Error>();
+  /** Memory spaces on other nodes being allocated. */
+  readonly spacesPending = new Map<string, Promise<NodeSpace>>();
 
   constructor(core: EndpointCore, geometry: DataGeometry, cyclicTransactionSize: number, maxMessageBytes: number) {
     this.core = core;
@@ -44,7 +49,9 @@ export class PostboxSender {
     if (bytes.length > this.maxMessageBytes) {
       throw new UsageError(`message of ${bytes.length} bytes is over the limit of ${this.maxMessageBytes} bytes`);
     }
-    let ch = channelFor(this, peer);
+    // A peer on this node is connected now (order: an earlier send() must not be overtaken); one
+    // on another node after remote calls (sends waiting for it resume in the order they came).
+    let ch = channelFor(this, peer) ?? (await channelReady(this, peer));
     // The liveness checks run on a timer; if it has not run for a while (the event loop was
     // busy), check this receiver now, so a send never goes to one that died long ago. (send()
     // only: trySend() keeps its hot path free of clocks and checks when it finds no room.)
@@ -74,6 +81,7 @@ export class PostboxSender {
     if (this.core.closed) this.core.live();
     const bytes = data instanceof Uint8Array && data.length !== 0 ? data : toBytes(data);
     const ch = this.out.get(peer) ?? channelFor(this, peer);
+    if (!ch) return SendStatus.FULL; // connecting to another node
     if (ch.gone) {
       if (ch.gone instanceof PeerGoneError) return SendStatus.PEER_GONE;
       throw ch.gone;
@@ -90,6 +98,7 @@ export class PostboxSender {
       throw new UsageError(`claim length must be a whole number within 0..${this.cyclicTransactionSize}, got ${String(length)}`);
     }
     const ch = channelFor(this, peer);
+    if (!ch) return null; // connecting to another node
     if (ch.gone) throw ch.gone;
     if (ch.claimOpen) throw new UsageError(`a claim for ${JSON.stringify(peer)} is already open`);
     if (ch.queued !== 0) return null;
@@ -267,14 +276,18 @@ export class PostboxSender {
     ch.sent = seq;
     // Ordering point: indicator and message are written before the sequence word is published.
     sp.image.publish(slot, seq);
-    // Ring only a receiver that said it sleeps (its flag is read after our publication).
-    const status = ch.endpoint.load(EP_STATUS);
-    if (status !== 0) {
-      if ((status & STATUS_CLOSED) !== 0) {
-        markGone(this, ch, 'it closed its endpoint');
-        return SendStatus.PEER_GONE;
+    // Ring only a receiver that said it sleeps. Its flag is in our own ack block, pushed there by
+    // the receiver (no remote read per message); read after our publication (ordering point:
+    // the receiver sets it before its last look at the postbox).
+    const aw = sp.ack.int32;
+    const block = ch.ackWord;
+    if (Atomics.load(aw, block + (AB_SLEEPING >> 2)) !== 0 || aw[block + (AB_STATUS >> 2)] !== 0) {
+      if (aw[block + (AB_STATUS >> 2)] !== 0) {
+        this.refresh(ch); // RX_CLOSED → PeerGoneError; a bad value → CorruptionError
+        if (ch.gone instanceof PeerGoneError) return SendStatus.PEER_GONE;
+        if (ch.gone) return SendStatus.OK; // published; the next call throws the channel's error
       }
-      ch.endpoint.add(EP_BELL, 1);
+      ch.endpoint.publish(EP_BELL, bellNonce(this.core.transport.self.pid));
       ch.endpoint.notify(EP_BELL, 1);
     }
     return SendStatus.OK;
@@ -316,16 +329,18 @@ export class PostboxSender {
 
   /** Sleep until some receiver acknowledges (or a slice passes); check the peer's liveness. */
   async waitForAcks(ch: OutChannel): Promise<void> {
-    const ack = ch.space.ack;
+    const sp = ch.space;
+    const ack = sp.ack;
     const aw = ack.int32;
-    Atomics.add(aw, AK_SENDER_WAITING >> 2, 1);
+    // Say we wait, in our data segment on the receivers' node (they read it there, locally).
+    if (sp.waiting++ === 0) sp.image.publish(DS_SENDER_WAITING, 1);
     try {
       const bell = Atomics.load(aw, AK_BELL >> 2);
       // Re-check after announcing: an acknowledgment stored before our flag rang no bell.
       const consumed = Atomics.load(aw, ch.ackWord + (AB_CONSUMED >> 2));
       if (consumed === ch.consumed) await ack.waitAsync(AK_BELL, bell, { timeoutMs: WAIT_SLICE_MS, spin: 500 });
     } finally {
-      Atomics.sub(aw, AK_SENDER_WAITING >> 2, 1);
+      if (--sp.waiting === 0 && !sp.image.closed) sp.image.publish(DS_SENDER_WAITING, 0);
     }
     const now = Date.now();
     if (now - ch.lastCheck >= LIVENESS_INTERVAL_MS) {
@@ -365,7 +380,7 @@ export class PostboxSender {
         ch.gone = new PeerGoneError(ch.peer, 'this endpoint closed');
         try {
           ch.space.image.publish(DS_DIRECTORY + ch.index * DIR_BYTES + DIR_STATE, DIR_CLOSED);
-          ch.endpoint.add(EP_BELL, 1);
+          ch.endpoint.publish(EP_BELL, bellNonce(this.core.transport.self.pid));
           ch.endpoint.notify(EP_BELL);
         } catch {
           // the receiver is gone

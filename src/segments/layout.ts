@@ -2,6 +2,11 @@
  * Layouts of segment groups (seed 000). Offsets are bytes from the start of a transport target;
  * little-endian; each layout starts with magic, version and an init word stored last.
  *
+ * Transport contract (transport/types.ts): atomic words own 8 aligned bytes, and the sender's
+ * per-message decisions read only its own memory — the return segment (3), where the receiver
+ * pushes what it consumed, whether it sleeps and whether it closed. Version 1 had the sender scan
+ * the target directory and load the status and the manager's "sleeping" word across, per message.
+ *
  * 1. Target segment `sg.<domain>.seg.<receiver>.<sender>.<group>` — allocated by the receiver
  *    (claims 4, 21, 23), cut into N partitions of one fixed size (claim 1), with a directory entry
  *    per partition (claim 6). The sender writes it through its image (the source segment).
@@ -9,15 +14,17 @@
  *   offset  size  field                        written by
  *        0     4  magic 'MWSG'                 receiver, once
  *        4     4  version                      receiver, once
- *        8     4  init (1 = ready)             receiver, once, last
- *       12     4  partitionSize                receiver, once
- *       16     4  partitions (N)               receiver, once
- *       20     4  group id                     receiver, once
- *       64     4  published                    sender: messages queued so far (Atomics.store)
+ *        8     8  init (1 = ready)             receiver, once, last
+ *       16     4  partitionSize                receiver, once
+ *       20     4  partitions (N)               receiver, once
+ *       24     4  group id                     receiver, once
+ *       64     4  published                    sender: messages queued so far (publish)
+ *       68     4  return ready                 sender, group 0: 1 once the return descriptor is written
  *      128     4  consumed                     receiver: messages taken so far
  *      132     4  status                       receiver: 0 fine, 1 the receiver closed, 2 it found
  *                                              this sender's memory corrupt and dropped it
- *      192  N×4  queue                         sender: queue[i mod N] = first partition of message i
+ *      256   256  return descriptor            sender, group 0: its return segment (3)
+ *      512  N×4  queue                         sender: queue[i mod N] = first partition of message i
  *      dirOffset  N × 16  directory            entry per partition:
  *              0 state   FREE 0 / FIRST 1 (first partition of a message: the first-of-message
  *                        flag) / NEXT 2 (a later partition of one); the receiver sets FREE again
@@ -29,28 +36,44 @@
  *
  * 2. Manager `sg.<domain>.mgr.<receiver>` — the "remote shared memory manager" of claims 4, 20–23,
  *    one per receiver: the receiver registers each target segment's descriptor for a sender, the
- *    sender obtains it there.
+ *    sender obtains it there (reading each entry whole, at connect only).
  *
- *        0  magic 'MWSM'  4 version  8 init  12 capacity (entries)
- *       16  receiver pid  20 its start time, low  24 high (written before init: its senders
- *           check that it still runs — a receiver that died without close() is PeerGoneError)
- *       64  bell          senders: +1 and wake when the receiver sleeps (futex word)
- *      128  sleeping      receiver: 1 while it waits on bell
+ *        0  magic 'MWSM'  4 version  8 init (8 B)  16 capacity (entries)
+ *       20  receiver pid  24 its start time, low  28 high (written before init, read by the
+ *           sender at connect: it checks that the receiver still runs — one that died without
+ *           close() is PeerGoneError)
+ *       64  bell          senders: a new nonce and a wake when the receiver sleeps (futex word)
  *      192  entries × 384:
- *             0 state (FREE 0 / READY 2)  4 group id  8 partitionSize  12 partitions
- *            16 senderLen  20..67 sender name   128..383 the target segment's descriptor
+ *             0 state (FREE 0 / READY 2; 8 B)  8 group id  12 partitionSize  16 partitions
+ *            20 senderLen  24..71 sender name   128..383 the target segment's descriptor
+ *
+ * 3. Return segment `sg.<domain>.ret.<receiver>.<sender>` — on the SENDER's node, created by the
+ *    sender at connect; written by the receiver, read in place by the sender.
+ *
+ *        0  magic 'MWSR'  4 version  8 init (8 B)  16 groups
+ *       64  status        receiver: as the target's status word
+ *       68  sleeping      receiver: 1 while it waits on the manager's bell
+ *       72  attached      receiver: 1 once it writes here (until then the sender rings every time)
+ *      128  consumed[g]   receiver: messages of group g taken so far (4 bytes each)
  */
-/** 2: the manager names its receiver's process (MG_RX_*). */
-export const SEG_VERSION = 2;
+/**
+ * 3: the manager names its receiver's process (MG_RX_*) and the layouts above (atomic words on 8
+ * aligned bytes, the return segment, no sleeping word in the manager). Two branches each called
+ * their change version 2 — one the receiver's process, one the return segment — so 2 is ambiguous
+ * and neither's segments are accepted.
+ */
+export const SEG_VERSION = 3;
 export const INIT_READY = 1;
 
 export const SG_MAGIC = 0x4753574d; // "MWSG"
 export const SG_VERSION_OFF = 4;
 export const SG_INIT = 8;
-export const SG_PARTITION_SIZE = 12;
-export const SG_PARTITIONS = 16;
-export const SG_GROUP = 20;
+export const SG_PARTITION_SIZE = 16;
+export const SG_PARTITIONS = 20;
+export const SG_GROUP = 24;
 export const SG_PUBLISHED = 64;
+export const SG_RETURN_READY = 68;
+export const SG_RETURN = 256;
 export const SG_CONSUMED = 128;
 export const SG_STATUS = 132;
 export const STATUS_FINE = 0;
@@ -65,7 +88,7 @@ export const MAX_SEGMENT_BYTES = 2 ** 30;
 export const MAX_PARTITIONS = 1 << 20;
 /** The most senders one SegmentReceiver accepts (option maxSenders). */
 export const MAX_SEGMENT_SENDERS = 4096;
-export const SG_QUEUE = 192;
+export const SG_QUEUE = 512;
 export const DIR_ENTRY = 16;
 export const DE_STATE = 0;
 export const DE_NEXT = 4;
@@ -90,23 +113,33 @@ export function segmentBytes(partitionSize: number, partitions: number): number 
 }
 
 export const MG_MAGIC = 0x4d53574d; // "MWSM"
-export const MG_CAPACITY = 12;
-export const MG_RX_PID = 16;
-export const MG_RX_START_LO = 20;
-export const MG_RX_START_HI = 24;
+export const MG_CAPACITY = 16;
+export const MG_RX_PID = 20;
+export const MG_RX_START_LO = 24;
+export const MG_RX_START_HI = 28;
 export const MG_BELL = 64;
-export const MG_SLEEPING = 128;
 export const MG_ENTRIES = 192;
 export const MG_ENTRY_BYTES = 384;
 export const ME_STATE = 0;
-export const ME_GROUP = 4;
-export const ME_PARTITION_SIZE = 8;
-export const ME_PARTITIONS = 12;
-export const ME_SENDER_LEN = 16;
-export const ME_SENDER = 20;
+export const ME_GROUP = 8;
+export const ME_PARTITION_SIZE = 12;
+export const ME_PARTITIONS = 16;
+export const ME_SENDER_LEN = 20;
+export const ME_SENDER = 24;
 export const ME_DESCRIPTOR = 128;
 export const ENTRY_READY = 2;
 
 export function managerBytes(capacity: number): number {
   return MG_ENTRIES + capacity * MG_ENTRY_BYTES;
+}
+
+export const RT_MAGIC = 0x5253574d; // "MWSR"
+export const RT_GROUPS = 16;
+export const RT_STATUS = 64;
+export const RT_SLEEPING = 68;
+export const RT_ATTACHED = 72;
+export const RT_CONSUMED = 128;
+
+export function returnBytes(groups: number): number {
+  return Math.ceil((RT_CONSUMED + groups * 4) / 64) * 64;
 }

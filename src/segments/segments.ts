@@ -21,313 +21,24 @@
  * Messages of one sender arrive in order across groups (a sequence number in the first entry).
  * Everything the receiver reads is checked: a bad value is a CorruptionError naming the segment.
  * The postbox mechanism (postbox/) is memwire's general-purpose messaging; this one is seed 000's.
+ *
+ * This file is the receiving side and the module's entry; the sending side is sender.ts, what
+ * both share common.ts, the layouts layout.ts.
  */
-import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError } from '../errors.js';
-import { checkTransport } from '../transport/check.js';
+import { ClosedError, CorruptionError, TimeoutError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
-import { ShmTransport } from '../transport/shm.js';
-import type { Image, ProcessIdentity, SegmentDescriptor, Target, Transport } from '../transport/types.js';
+import { type Image, PostStatus, type Target, type Transport } from '../transport/types.js';
+import { checkName, checkSpec, common, type GroupSpec, managerName, returnName, type SegmentOptions } from './common.js';
 import {
-  dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX,
-  managerBytes, MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_SEGMENT_SENDERS, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL,
-  MG_CAPACITY, MG_ENTRIES, MG_RX_PID, MG_RX_START_HI, MG_RX_START_LO, MG_ENTRY_BYTES, MG_MAGIC, MG_SLEEPING, PART_FIRST, PART_FREE, PART_NEXT, segmentBytes, SEG_VERSION,
-  SG_CONSUMED, SG_GROUP, SG_INIT, SG_MAGIC, SG_PARTITION_SIZE, SG_PARTITIONS, SG_PUBLISHED, SG_QUEUE, SG_STATUS, SG_VERSION_OFF,
-  STATUS_CORRUPT, STATUS_FINE, STATUS_RECEIVER_CLOSED,
+  dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX, managerBytes,
+  MAX_SEGMENT_SENDERS, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL, MG_CAPACITY, MG_ENTRIES,
+  MG_ENTRY_BYTES, MG_MAGIC, MG_RX_PID, MG_RX_START_HI, MG_RX_START_LO, PART_FIRST, PART_FREE, PART_NEXT, returnBytes, RT_ATTACHED, RT_CONSUMED, RT_GROUPS, RT_MAGIC, RT_SLEEPING,
+  RT_STATUS, segmentBytes, SEG_VERSION, SG_CONSUMED, SG_GROUP, SG_INIT, SG_MAGIC, SG_PARTITION_SIZE, SG_PARTITIONS, SG_PUBLISHED,
+  SG_QUEUE, SG_RETURN, SG_RETURN_READY, SG_STATUS, SG_VERSION_OFF, STATUS_CORRUPT, STATUS_RECEIVER_CLOSED,
 } from './layout.js';
 
-export interface GroupSpec {
-  /** Bytes per partition (a multiple of 64). */
-  partitionSize: number;
-  /** Partitions in the segment. */
-  partitions: number;
-}
-
-export interface SegmentOptions {
-  domain?: string;
-  transport?: Transport;
-}
-
-/** A row of the sender's segment-group table (claim 5). */
-export interface SegmentGroupInfo {
-  readonly id: number;
-  readonly partitionSize: number;
-  readonly partitions: number;
-  /** The source segment: the image of the target (its descriptor is the target's). */
-  readonly target: SegmentDescriptor;
-}
-
-/** A row of the segment table (claim 5): every segment, source and target, of the groups. */
-export interface SegmentInfo {
-  readonly group: number;
-  readonly role: 'source' | 'target';
-  readonly descriptor: SegmentDescriptor;
-}
-
-const NAME = /^[A-Za-z0-9_-]{1,48}$/;
-function checkName(what: string, name: unknown): asserts name is string {
-  if (typeof name !== 'string' || !NAME.test(name)) throw new UsageError(`${what} must be 1–48 characters of A–Z a–z 0–9 _ -, got ${JSON.stringify(name)}`);
-}
-
-let defaultTransport: ShmTransport | undefined;
-
-/** The options object's domain and transport, checked (UsageError). */
-function common(options: unknown): { domain: string; transport: Transport } {
-  if (typeof options !== 'object' || options === null) throw new UsageError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
-  const { domain = 'default', transport } = options as SegmentOptions;
-  checkName('domain', domain);
-  return { domain, transport: transport === undefined ? (defaultTransport ??= new ShmTransport()) : checkTransport(transport) };
-}
-
-/** A group's partitions as a spec, or a UsageError: size a multiple of 64, 1..2^20 partitions, the segment ≤ MAX_SEGMENT_BYTES. */
-function checkSpec(s: GroupSpec): void {
-  const ok =
-    typeof s === 'object' && s !== null && Number.isSafeInteger(s.partitionSize) && s.partitionSize >= 64 && s.partitionSize % 64 === 0 &&
-    Number.isSafeInteger(s.partitions) && s.partitions >= 1 && s.partitions <= MAX_PARTITIONS;
-  if (!ok) throw new UsageError(`group ${JSON.stringify(s)}: partitionSize must be a multiple of 64 and partitions 1..2^20`);
-  const bytes = segmentBytes(s.partitionSize, s.partitions);
-  if (bytes > MAX_SEGMENT_BYTES) throw new UsageError(`group ${JSON.stringify(s)}: its segment would be ${bytes} bytes; at most ${MAX_SEGMENT_BYTES} (1 GiB)`);
-}
-
-function managerName(domain: string, receiver: string): string {
-  return `sg.${domain}.mgr.${receiver}`;
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/**
- * A sender checks that its receiver still runs at most this often: every trySend()/send() made
- * this long after the receiver died throws PeerGoneError (docs/messaging-faults.md).
- */
-export const RECEIVER_CHECK_MS = 100;
-
-interface SourceGroup {
-  readonly id: number;
-  readonly partitionSize: number;
-  readonly partitions: number;
-  readonly image: Image;
-  readonly words: Int32Array;
-  readonly dir: number;
-  readonly data: number;
-  published: number;
-  cursor: number;
-}
-
-/** The sending side of one sender → receiver pair of segment groups. */
-export class SegmentSender {
-  readonly name: string;
-  readonly receiver: string;
-  /** The segment-group table, by partition size ascending (claim 5). */
-  readonly groups: readonly SegmentGroupInfo[];
-  /** The segment table: a source and a target per group (claim 5). */
-  readonly segments: readonly SegmentInfo[];
-  readonly #groups: SourceGroup[];
-  readonly #manager: Image;
-  readonly #transport: Transport;
-  /** The receiver's process, from its manager: checked at most every RECEIVER_CHECK_MS. */
-  readonly #receiverProcess: ProcessIdentity;
-  #receiverCheckedAt = 0;
-  #seq = 0;
-  #closed = false;
-
-  private constructor(name: string, receiver: string, groups: SourceGroup[], manager: Image, transport: Transport, receiverProcess: ProcessIdentity) {
-    this.name = name;
-    this.receiver = receiver;
-    this.#groups = groups;
-    this.#manager = manager;
-    this.#transport = transport;
-    this.#receiverProcess = receiverProcess;
-    this.groups = groups.map((g) => ({ id: g.id, partitionSize: g.partitionSize, partitions: g.partitions, target: g.image.descriptor }));
-    this.segments = groups.flatMap((g) => [
-      { group: g.id, role: 'source' as const, descriptor: g.image.descriptor },
-      { group: g.id, role: 'target' as const, descriptor: g.image.descriptor },
-    ]);
-  }
-
-  /**
-   * Obtain from `receiver`'s manager the descriptors of the target segments it allocated for
-   * `name` and form their images (claims 3, 4, 20, 22). UsageError if the receiver has none for us.
-   */
-  static connect(name: string, receiver: string, options: SegmentOptions = {}): SegmentSender {
-    checkName('sender name', name);
-    checkName('receiver name', receiver);
-    const { domain, transport } = common(options);
-    const found = transport.find(managerName(domain, receiver));
-    if (!found) throw new UsageError(`no segment receiver ${JSON.stringify(receiver)} in domain ${JSON.stringify(domain)}`);
-    const manager = transport.attach(found);
-    const groups: SourceGroup[] = [];
-    let receiverProcess: ProcessIdentity;
-    try {
-      if (manager.load(0) !== MG_MAGIC || manager.load(SG_INIT) !== INIT_READY) throw new CorruptionError(found.name, 'not an initialised segment manager');
-      if (manager.load(SG_VERSION_OFF) !== SEG_VERSION) throw new CorruptionError(found.name, `segment layout version ${manager.load(SG_VERSION_OFF)}, expected ${SEG_VERSION}`);
-      receiverProcess = { pid: manager.load(MG_RX_PID), start: (BigInt(manager.load(MG_RX_START_HI) >>> 0) << 32n) | BigInt(manager.load(MG_RX_START_LO) >>> 0) };
-      if (receiverProcess.pid <= 0) throw new CorruptionError(found.name, `receiver pid ${receiverProcess.pid}`);
-      const capacity = manager.load(MG_CAPACITY);
-      if (capacity < 1 || managerBytes(capacity) > manager.size) throw new CorruptionError(found.name, `capacity ${capacity}`);
-      const entry = new Uint8Array(MG_ENTRY_BYTES);
-      for (let e = 0; e < capacity; e++) {
-        const at = MG_ENTRIES + e * MG_ENTRY_BYTES;
-        if (manager.load(at + ME_STATE) !== ENTRY_READY) continue;
-        manager.read(at, entry);
-        const v = new DataView(entry.buffer);
-        const senderLength = v.getInt32(ME_SENDER_LEN, true);
-        if (senderLength !== name.length || String.fromCharCode(...entry.subarray(ME_SENDER, ME_SENDER + senderLength)) !== name) continue;
-        const descriptor = decodeDescriptor(entry.subarray(ME_DESCRIPTOR, ME_DESCRIPTOR + DESCRIPTOR_BYTES), found.name);
-        const partitionSize = v.getInt32(ME_PARTITION_SIZE, true);
-        const partitions = v.getInt32(ME_PARTITIONS, true);
-        const sane = partitionSize >= 64 && partitionSize % 64 === 0 && partitions >= 1 && partitions <= MAX_PARTITIONS;
-        if (!sane || segmentBytes(partitionSize, partitions) > MAX_SEGMENT_BYTES || segmentBytes(partitionSize, partitions) !== descriptor.size) {
-          throw new CorruptionError(found.name, `entry ${e}: ${partitions} partitions of ${partitionSize} bytes do not make a ${descriptor.size}-byte segment`);
-        }
-        const image = transport.attach(descriptor);
-        groups.push({
-          id: v.getInt32(ME_GROUP, true), partitionSize, partitions, image,
-          words: new Int32Array(image.source.buffer, image.source.byteOffset, image.size >> 2),
-          dir: directoryOffset(partitions), data: dataOffset(partitions), published: image.load(SG_PUBLISHED), cursor: 0,
-        });
-      }
-      if (groups.length === 0) throw new UsageError(`receiver ${JSON.stringify(receiver)} has not accepted sender ${JSON.stringify(name)}`);
-    } catch (error) {
-      for (const g of groups) g.image.dispose();
-      manager.dispose();
-      throw error;
-    }
-    groups.sort((a, b) => a.partitionSize - b.partitionSize);
-    return new SegmentSender(name, receiver, groups, manager, transport, receiverProcess);
-  }
-
-  /** The largest message any group can hold. */
-  get maxMessageBytes(): number {
-    return Math.max(...this.#groups.map((g) => g.partitionSize * g.partitions - LENGTH_PREFIX));
-  }
-
-  /**
-   * Choose a group and a run of free partitions for `length` bytes: the group of the largest
-   * partition size not above the length (claim 1), if its segment is large enough — partition size
-   * × the span it has free (claims 2, 7, 9) — else the next larger partition size (claim 2).
-   * Returns the group's index in the table and the run's first partition, or null.
-   */
-  select(length: number): { group: number; first: number; span: number } | null {
-    const groups = this.#groups;
-    let start = 0;
-    for (let i = 0; i < groups.length; i++) if (groups[i].partitionSize <= length) start = i;
-    for (let i = start; i < groups.length; i++) {
-      const g = groups[i];
-      const span = Math.max(1, Math.ceil((length + LENGTH_PREFIX) / g.partitionSize));
-      if (span > g.partitions) continue; // claim 9: partition size × span factor too small
-      const first = this.#freeRun(g, span);
-      if (first >= 0) return { group: i, first, span };
-    }
-    return null;
-  }
-
-  /** Claim 7: the first run of `span` contiguous free partitions, from the directory. */
-  #freeRun(g: SourceGroup, span: number): number {
-    const n = g.partitions;
-    let scanned = 0;
-    let at = g.cursor + span > n ? 0 : g.cursor;
-    while (scanned < n) {
-      let run = 0;
-      while (run < span && g.image.load(g.dir + (at + run) * DIR_ENTRY + DE_STATE) === PART_FREE) run++;
-      if (run === span) return at;
-      scanned += run + 1;
-      at += run + 1;
-      if (at + span > n) {
-        scanned += n - at;
-        at = 0;
-      }
-    }
-    return -1;
-  }
-
-  /**
-   * Copy `data` into contiguous partitions and send them as one message. Returns 0 when sent, -1
-   * when no group has a free run now (back-pressure), -3 when no group could ever hold it.
-   */
-  trySend(data: Uint8Array): number {
-    if (this.#closed) throw new ClosedError(`segment sender ${JSON.stringify(this.name)}`);
-    if (!(data instanceof Uint8Array)) throw new UsageError('a message must be a Uint8Array');
-    const status = this.#groups[0].image.load(SG_STATUS);
-    if (status !== STATUS_FINE) throw this.#refused(status);
-    // A receiver that died without close() leaves its status FINE: ask the process table, at
-    // most every RECEIVER_CHECK_MS (one clock read per call otherwise).
-    const now = Date.now();
-    if (now - this.#receiverCheckedAt >= RECEIVER_CHECK_MS) {
-      if (!this.#transport.isAlive(this.#receiverProcess, this.#groups[0].image.descriptor.node)) {
-        throw new PeerGoneError(this.receiver, `it died (pid ${this.#receiverProcess.pid})`);
-      }
-      this.#receiverCheckedAt = now;
-    }
-    if (data.length > this.maxMessageBytes) return -3;
-    const choice = this.select(data.length);
-    if (!choice) return -1;
-    const g = this.#groups[choice.group];
-    const { first, span } = choice;
-    const source = g.image.source;
-    const w = g.words;
-    const at = g.data + first * g.partitionSize;
-    // Claim 1: the message into the contiguous partitions of the source segment.
-    w[at >> 2] = data.length;
-    source.set(data, at + LENGTH_PREFIX);
-    // Claim 6: a directory entry per partition — first-of-message flag, next partition, span.
-    const seq = this.#seq;
-    for (let k = 0; k < span; k++) {
-      const e = (g.dir + (first + k) * DIR_ENTRY) >> 2;
-      w[e + (DE_NEXT >> 2)] = k + 1 < span ? first + k + 1 : -1;
-      w[e + (DE_SPAN >> 2)] = k === 0 ? span : 0;
-      w[e + (DE_SEQ >> 2)] = k === 0 ? seq : 0;
-      w[e + (DE_STATE >> 2)] = k === 0 ? PART_FIRST : PART_NEXT;
-    }
-    g.image.write(g.dir + first * DIR_ENTRY, span * DIR_ENTRY);
-    // The content of the contiguous partitions, as one message (one write; one RDMA write later).
-    g.image.write(at, LENGTH_PREFIX + data.length);
-    const q = SG_QUEUE + (g.published % g.partitions) * 4;
-    w[q >> 2] = first;
-    g.image.write(q, 4);
-    g.published = (g.published + 1) | 0;
-    // Ordering point: partitions, directory and queue entry are written before `published`.
-    g.image.publish(SG_PUBLISHED, g.published);
-    g.cursor = first + span >= g.partitions ? 0 : first + span;
-    this.#seq = (seq + 1) | 0;
-    if (this.#manager.load(MG_SLEEPING) !== 0) {
-      this.#manager.add(MG_BELL, 1);
-      this.#manager.notify(MG_BELL);
-    }
-    return 0;
-  }
-
-  /** The receiver's word on this pair (SG_STATUS, the same in every group) as an error. */
-  #refused(status: number): Error {
-    const region = this.#groups[0].image.descriptor.name;
-    if (status === STATUS_RECEIVER_CLOSED) return new PeerGoneError(this.receiver, 'it closed');
-    if (status === STATUS_CORRUPT) return new CorruptionError(region, `receiver ${JSON.stringify(this.receiver)} found this sender's segments corrupt and dropped them`);
-    return new CorruptionError(region, `status word holds ${status}`);
-  }
-
-  /** trySend, waiting (briefly sleeping) while no run is free. UsageError if it can never fit. */
-  async send(data: Uint8Array, options: { timeoutMs?: number } = {}): Promise<void> {
-    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
-    for (;;) {
-      const status = this.trySend(data);
-      if (status === 0) return;
-      if (status === -3) throw new UsageError(`a message of ${data.length} bytes fits no segment group (largest: ${this.maxMessageBytes})`);
-      if (Date.now() > deadline) throw new TimeoutError(`no free partitions for ${data.length} bytes within ${options.timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const g of this.#groups) g.image.dispose();
-    this.#manager.dispose();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
+export type { GroupSpec, SegmentGroupInfo, SegmentInfo, SegmentOptions } from './common.js';
+export { RECEIVER_CHECK_MS, SegmentSender } from './sender.js';
 
 interface TargetGroup {
   readonly id: number;
@@ -343,6 +54,10 @@ interface Accepted {
   readonly sender: string;
   readonly groups: TargetGroup[];
   expected: number;
+  /** The sender's return segment (layout 3), once found: where we push consumed, sleeping, status. */
+  returns: Image | undefined;
+  /** An attach of a return segment on another node is under way. */
+  attaching: boolean;
   /** Set when its memory was found corrupt: it is not read any more. */
   broken: CorruptionError | null;
 }
@@ -446,7 +161,7 @@ export class SegmentReceiver {
       encodeDescriptor(g.target.descriptor, bytes.subarray(at + ME_DESCRIPTOR, at + ME_DESCRIPTOR + DESCRIPTOR_BYTES));
       Atomics.store(this.#manager.int32, (at + ME_STATE) >> 2, ENTRY_READY);
     }
-    this.#accepted.set(sender, { sender, groups, expected: 0, broken: null });
+    this.#accepted.set(sender, { sender, groups, expected: 0, broken: null, returns: undefined, attaching: false });
   }
 
   /**
@@ -465,6 +180,7 @@ export class SegmentReceiver {
       if (delivered >= limit) break;
       if (a.broken) continue;
       try {
+        if (!a.returns && !a.attaching) this.#findReturns(a);
         delivered += this.#drainSender(a, handler, limit - delivered);
       } catch (error) {
         if (!(error instanceof SenderCorrupt)) throw error;
@@ -509,6 +225,7 @@ export class SegmentReceiver {
     a.broken = error;
     this.#errors.push(error);
     for (const each of a.groups) Atomics.store(each.target.int32, SG_STATUS >> 2, STATUS_CORRUPT);
+    this.#pushStatus(a, STATUS_CORRUPT);
     throw new SenderCorrupt();
   }
 
@@ -550,6 +267,8 @@ export class SegmentReceiver {
     } finally {
       for (let k = 0; k < span; k++) Atomics.store(w, (g.dir + (first + k) * DIR_ENTRY + DE_STATE) >> 2, PART_FREE);
       Atomics.store(w, SG_CONSUMED >> 2, g.consumed);
+      // The sender learns it in its own memory (its per-message path reads nothing of ours).
+      a.returns?.publish(RT_CONSUMED + g.id * 4, g.consumed);
     }
     return DELIVERED;
   }
@@ -567,14 +286,78 @@ export class SegmentReceiver {
       const left = deadline - Date.now();
       if (left <= 0) throw new TimeoutError(`no segment message for ${JSON.stringify(this.name)} within ${options.timeoutMs} ms`);
       const bell = Atomics.load(mw, MG_BELL >> 2);
-      Atomics.store(mw, MG_SLEEPING >> 2, 1);
+      // Say we sleep — in each sender's return segment, which its sends read — then look once more.
+      const landing = this.#announceSleep(1);
+      if (landing) await landing; // landed before our last look
       try {
         if (this.poll(copy, 1) > 0) return out!;
         await this.#manager.waitAsync(MG_BELL, bell, { timeoutMs: Math.min(left, 50) });
       } finally {
-        if (!this.#closed) Atomics.store(mw, MG_SLEEPING >> 2, 0);
+        if (!this.#closed) this.#announceSleep(0);
       }
     }
+  }
+
+  /**
+   * Find the sender's return segment, named in its group-0 target once it connected, and attach
+   * it (on another node: asynchronously; meanwhile the sender rings on every message). A forged
+   * descriptor — another name or size — is this sender's CorruptionError.
+   */
+  #findReturns(a: Accepted): void {
+    const g0 = a.groups[0];
+    if (Atomics.load(g0.target.int32, SG_RETURN_READY >> 2) !== 1) return;
+    const region = g0.target.descriptor.name;
+    let descriptor;
+    try {
+      descriptor = decodeDescriptor(g0.target.bytes.subarray(SG_RETURN, SG_RETURN + DESCRIPTOR_BYTES), region);
+    } catch (error) {
+      this.#corrupt(a, g0, (error as Error).message);
+    }
+    if (descriptor.name !== returnName(this.domain, this.name, a.sender) || descriptor.size !== returnBytes(a.groups.length) || descriptor.transport !== this.transport.kind) {
+      this.#corrupt(a, g0, `return segment ${descriptor.name} of ${descriptor.size} bytes is not this sender's`);
+    }
+    const ready = (returns: Image, late: boolean): void => {
+      a.attaching = false;
+      if (a.broken || (late && this.#closed)) {
+        returns.dispose();
+        return;
+      }
+      a.returns = returns;
+      for (const g of a.groups) returns.publish(RT_CONSUMED + g.id * 4, g.consumed);
+      returns.publish(RT_ATTACHED, 1);
+    };
+    if (descriptor.node === this.transport.node) {
+      let returns: Image;
+      try {
+        returns = this.transport.attach(descriptor);
+      } catch {
+        return; // not there (yet, or any more): look again on the next poll
+      }
+      ready(returns, false);
+    } else {
+      a.attaching = true;
+      this.transport.attachAsync(descriptor).then((returns) => ready(returns, true), () => {
+        a.attaching = false;
+      });
+    }
+  }
+
+  #pushStatus(a: Accepted, status: number): void {
+    try {
+      if (a.returns && !a.returns.closed && !a.returns.failed) a.returns.publish(RT_STATUS, status);
+    } catch {
+      // the sender's node or segment is gone: nothing to tell
+    }
+  }
+
+  /** Tell each sender whether we sleep; a promise of the posts still in flight (another node), if any. */
+  #announceSleep(sleeping: 0 | 1): Promise<unknown> | undefined {
+    let posted: Promise<unknown>[] | undefined;
+    for (const a of this.#accepted.values()) {
+      if (!a.returns || a.broken || a.returns.closed || a.returns.failed) continue;
+      if (a.returns.publish(RT_SLEEPING, sleeping) === PostStatus.POSTED) (posted ??= []).push(a.returns.settled().catch(() => undefined));
+    }
+    return posted && Promise.all(posted);
   }
 
   /** Release every target segment and the manager (their names go with them). Idempotent. */
@@ -585,8 +368,19 @@ export class SegmentReceiver {
       for (const g of a.groups) {
         // Tell the sender (its next trySend throws PeerGoneError), then remove the segment.
         if (!a.broken) Atomics.store(g.target.int32, SG_STATUS >> 2, STATUS_RECEIVER_CLOSED);
-        g.target.dispose();
       }
+      if (!a.broken) {
+        if (!a.returns && !a.attaching) {
+          try {
+            this.#findReturns(a);
+          } catch {
+            // nothing to tell a sender whose return segment is missing or broken
+          }
+        }
+        this.#pushStatus(a, STATUS_RECEIVER_CLOSED);
+      }
+      a.returns?.dispose();
+      for (const g of a.groups) g.target.dispose();
     }
     this.#accepted.clear();
     this.#manager.dispose();

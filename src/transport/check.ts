@@ -6,7 +6,10 @@
 import { UsageError } from '../errors.js';
 import type { Transport } from './types.js';
 
-const TRANSPORT_METHODS = ['expose', 'openLocal', 'attach', 'find', 'isAlive', 'remove'] as const;
+const TRANSPORT_METHODS = [
+  'expose', 'openLocal', 'attach', 'find', 'isAlive', 'remove',
+  'exposeAsync', 'attachAsync', 'findAsync', 'isAliveAsync', 'removeAsync',
+] as const;
 
 /** `transport` if it looks like a Transport (its methods, node and self), else a UsageError. */
 export function checkTransport(transport: unknown): Transport {

@@ -6,8 +6,14 @@
  * It deliberately does NOT share addresses the way shm does: an image's source is a separate
  * buffer, copied to the target on write() — the way an RDMA image behaves — so a mechanism that
  * fills its source and forgets write() loses its bytes here, and its tests fail. Targets may be
- * allocated on another node (expose({ node })), standing for the remote-allocation request an
- * RDMA transport makes through the remote node's manager.
+ * allocated on another node (exposeAsync({ node })), standing for the remote-allocation request an
+ * RDMA transport makes through the remote node's manager. As the contract says (types.ts), the
+ * synchronous calls serve this node only; the async forms reach any node, answering after a
+ * macrotask as a remote reply would.
+ *
+ * Counting: every load/add/compareExchange/read an image makes (sync or async) — each one a
+ * remote round trip under RDMA — is counted per target name (Fabric.operations), so tests can
+ * check that a mechanism's per-message path makes none (the transport contract, types.ts).
  *
  * Waiting: notify() resolves waitAsync() promises at once; a 1 ms timer re-checks the word too.
  * A synchronous wait() in a single thread can only time out (nobody else runs): it returns
@@ -16,7 +22,20 @@
 import { ClosedError, CorruptionError, UsageError } from '../errors.js';
 import type { WaitOptions, WaitResult } from '../shm/futex.js';
 import { validateName } from '../shm/names.js';
-import type { ExposeOptions, Image, ProcessIdentity, SegmentDescriptor, Target, Transport } from './types.js';
+import { type Exposed, type ExposeOptions, type Image, PostStatus, type ProcessIdentity, type SegmentDescriptor, type Target, type Transport } from './types.js';
+
+/** Alignment required of atomic words (types.ts, contract 4). */
+const ATOMIC_ALIGNMENT: 4 | 8 = 8;
+
+/** Remote operations images made on one target (each a round trip under RDMA). */
+export interface RemoteOperations {
+  load: number;
+  add: number;
+  compareExchange: number;
+  read: number;
+}
+
+export type RemoteOperation = keyof RemoteOperations;
 
 interface Slot {
   readonly descriptor: SegmentDescriptor;
@@ -36,9 +55,39 @@ export class Fabric {
   #nextPid = 1;
   #timer: ReturnType<typeof setInterval> | undefined;
   readonly #waiting = new Set<{ slot: Slot; waiter: Waiter }>();
+  readonly #operations = new Map<string, RemoteOperations>();
+
+  /** Count one remote operation an image made on the target `node`/`name`. */
+  count(node: string, name: string, operation: RemoteOperation): void {
+    const key = `${name}@${node}`;
+    let ops = this.#operations.get(key);
+    if (!ops) {
+      ops = { load: 0, add: 0, compareExchange: 0, read: 0 };
+      this.#operations.set(key, ops);
+    }
+    ops[operation]++;
+  }
+
+  /**
+   * Remote operations images made so far, per target ("name@node"), with their sum under
+   * "total". A copy: take one before and one after a workload and compare.
+   */
+  operations(): Map<string, RemoteOperations> & { total: number } {
+    const copy = new Map<string, RemoteOperations>() as Map<string, RemoteOperations> & { total: number };
+    let total = 0;
+    for (const [key, ops] of this.#operations) {
+      copy.set(key, { ...ops });
+      total += ops.load + ops.add + ops.compareExchange + ops.read;
+    }
+    copy.total = total;
+    return copy;
+  }
+
+  readonly #reachable = new Set<string>();
 
   /** A new transport: one simulated process on `node`. */
   transport(node = 'node0'): InProcessTransport {
+    this.#reachable.add(node);
     const pid = this.#nextPid++;
     this.#alive.set(pid, true);
     return new InProcessTransport(this, node, { pid, start: 0n });
@@ -47,6 +96,11 @@ export class Fabric {
   /** Simulate the death of a process (its targets stay, as a killed process's shm does). */
   kill(pid: number): void {
     this.#alive.set(pid, false);
+  }
+
+  /** A node some process of this fabric runs on (UsageError otherwise: nothing answers there). */
+  reach(node: string): void {
+    if (!this.#reachable.has(node)) throw new UsageError(`node ${JSON.stringify(node)} is not reachable: no process of this fabric runs there`);
   }
 
   isAlive(pid: number): boolean {
@@ -107,6 +161,13 @@ export class InProcessTransport implements Transport {
   }
 
   expose(name: string, size: number, options: ExposeOptions = {}): Target {
+    if (options.node !== undefined && options.node !== this.node) {
+      throw new UsageError(`expose on node ${JSON.stringify(options.node)} from ${this.node}: another node is reached with exposeAsync (transport contract 6)`);
+    }
+    return this.#expose(name, size, options);
+  }
+
+  #expose(name: string, size: number, options: ExposeOptions): Target {
     validateName(name);
     if (!Number.isSafeInteger(size) || size <= 0) throw new UsageError(`target size must be a positive whole number, got ${String(size)}`);
     const node = options.node ?? this.node;
@@ -122,6 +183,38 @@ export class InProcessTransport implements Transport {
     const slot: Slot = { descriptor, buffer: new SharedArrayBuffer(Math.ceil(size / 4) * 4), waiters: new Set() };
     table.set(name, slot);
     return new InProcessTarget(this, slot, true);
+  }
+
+  // The async forms serve any node — a simulated remote call: each answers after a macrotask, as
+  // a reply over a network would — while the synchronous ones refuse another node (contract 6).
+  async exposeAsync(name: string, size: number, options: ExposeOptions = {}): Promise<Exposed> {
+    await remoteHop();
+    this.fabric.reach(options.node ?? this.node);
+    return this.#expose(name, size, options);
+  }
+
+  async attachAsync(descriptor: SegmentDescriptor): Promise<Image> {
+    await remoteHop();
+    this.fabric.reach(descriptor.node);
+    return new InProcessImage(this, this.#slot(descriptor));
+  }
+
+  async findAsync(name: string, node?: string): Promise<SegmentDescriptor | undefined> {
+    await remoteHop();
+    this.fabric.reach(node ?? this.node);
+    return this.fabric.table(node ?? this.node).get(name)?.descriptor;
+  }
+
+  async isAliveAsync(who: ProcessIdentity, node?: string): Promise<boolean> {
+    await remoteHop();
+    this.fabric.reach(node ?? this.node);
+    return this.fabric.isAlive(who.pid);
+  }
+
+  async removeAsync(name: string, node?: string): Promise<void> {
+    await remoteHop();
+    this.fabric.reach(node ?? this.node);
+    this.fabric.table(node ?? this.node).delete(name);
   }
 
   #slot(descriptor: SegmentDescriptor): Slot {
@@ -142,19 +235,25 @@ export class InProcessTransport implements Transport {
   }
 
   attach(descriptor: SegmentDescriptor): Image {
+    if (descriptor.node !== this.node) {
+      throw new UsageError(`attach of ${JSON.stringify(descriptor.name)} on node ${JSON.stringify(descriptor.node)} from ${this.node}: another node is reached with attachAsync (transport contract 6)`);
+    }
     return new InProcessImage(this, this.#slot(descriptor));
   }
 
   find(name: string, node?: string): SegmentDescriptor | undefined {
-    return this.fabric.table(node ?? this.node).get(name)?.descriptor;
+    if (node !== undefined && node !== this.node) return undefined; // another node: findAsync
+    return this.fabric.table(this.node).get(name)?.descriptor;
   }
 
-  isAlive(who: ProcessIdentity): boolean {
+  isAlive(who: ProcessIdentity, node?: string): boolean {
+    if (node !== undefined && node !== this.node) return false; // another node: isAliveAsync
     return this.fabric.isAlive(who.pid);
   }
 
   remove(name: string, node?: string): void {
-    this.fabric.table(node ?? this.node).delete(name);
+    if (node !== undefined && node !== this.node) return; // another node: removeAsync
+    this.fabric.table(this.node).delete(name);
   }
 
   /** Wake async waiters of `slot`'s word at `byteOffset`. */
@@ -180,9 +279,15 @@ function checkRange(what: string, offset: number, length: number, size: number):
   }
 }
 
-function checkWord(byteOffset: number, size: number): number {
-  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0 || byteOffset + 4 > size) {
-    throw new UsageError(`word offset ${byteOffset} must be a multiple of 4 within the segment's ${size} bytes`);
+/** A simulated network hop: the answer of a remote call comes in a later macrotask. */
+function remoteHop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** A word's index for Int32Array Atomics; atomic words are 8-aligned and own 8 bytes (types.ts, contract 4). */
+function checkWord(byteOffset: number, size: number, alignment: 4 | 8 = 4): number {
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % alignment !== 0 || byteOffset + alignment > size) {
+    throw new UsageError(`word offset ${byteOffset} must be a multiple of ${alignment} within the segment's ${size} bytes`);
   }
   return byteOffset >> 2;
 }
@@ -300,49 +405,109 @@ class InProcessImage implements Image {
     if (this.#closed) throw new ClosedError(`image of ${JSON.stringify(this.descriptor.name)}`);
   }
 
-  write(offset: number, length: number): void {
+  get failed(): Error | undefined {
+    return undefined;
+  }
+
+  write(offset: number, length: number): PostStatus {
     this.#check();
     checkRange('write', offset, length, this.size);
     this.#target.set(this.source.subarray(offset, offset + length), offset);
+    return PostStatus.DONE;
   }
 
-  put(offset: number, data: Uint8Array): void {
+  put(offset: number, data: Uint8Array): PostStatus {
     this.#check();
     checkRange('put', offset, data.length, this.size);
     this.source.set(data, offset);
-    this.write(offset, data.length);
+    return this.write(offset, data.length);
   }
 
-  publish(byteOffset: number, value: number): void {
+  publish(byteOffset: number, value: number): PostStatus {
     this.#check();
     Atomics.store(this.#int32, checkWord(byteOffset, this.size), value);
+    return PostStatus.DONE;
   }
 
-  notify(byteOffset: number): number {
+  notify(byteOffset: number): PostStatus {
     this.#check();
     checkWord(byteOffset, this.size);
-    return this.#transport.notify(this.#slot, byteOffset);
+    this.#transport.notify(this.#slot, byteOffset);
+    return PostStatus.DONE;
+  }
+
+  progress(): number {
+    this.#check();
+    return 0;
+  }
+
+  async settled(): Promise<void> {
+    this.#check();
+  }
+
+  /** The synchronous atomics and read serve a target on this node only (contract 5). */
+  #local(what: string): void {
+    if (this.descriptor.node !== this.#transport.node) {
+      throw new UsageError(`${what} on ${JSON.stringify(this.descriptor.name)} of node ${this.descriptor.node} from ${this.#transport.node}: use ${what}Async (transport contract 5)`);
+    }
+  }
+
+  #atomic(byteOffset: number, operation: RemoteOperation): number {
+    this.#check();
+    this.#transport.fabric.count(this.descriptor.node, this.descriptor.name, operation);
+    return checkWord(byteOffset, this.size, ATOMIC_ALIGNMENT);
   }
 
   load(byteOffset: number): number {
-    this.#check();
-    return Atomics.load(this.#int32, checkWord(byteOffset, this.size));
+    this.#local('load');
+    return Atomics.load(this.#int32, this.#atomic(byteOffset, 'load'));
   }
 
   add(byteOffset: number, delta: number): number {
-    this.#check();
-    return Atomics.add(this.#int32, checkWord(byteOffset, this.size), delta);
+    this.#local('add');
+    return Atomics.add(this.#int32, this.#atomic(byteOffset, 'add'), delta);
   }
 
   compareExchange(byteOffset: number, expected: number, value: number): number {
-    this.#check();
-    return Atomics.compareExchange(this.#int32, checkWord(byteOffset, this.size), expected, value);
+    this.#local('compareExchange');
+    return Atomics.compareExchange(this.#int32, this.#atomic(byteOffset, 'compareExchange'), expected, value);
   }
 
   read(offset: number, into: Uint8Array): void {
+    this.#local('read');
+    this.#readAt(offset, into);
+  }
+
+  #readAt(offset: number, into: Uint8Array): void {
     this.#check();
     checkRange('read', offset, into.length, this.size);
+    this.#transport.fabric.count(this.descriptor.node, this.descriptor.name, 'read');
     into.set(this.#target.subarray(offset, offset + into.length));
+  }
+
+  async loadAsync(byteOffset: number): Promise<number> {
+    const index = this.#atomic(byteOffset, 'load');
+    await remoteHop();
+    return Atomics.load(this.#int32, index);
+  }
+
+  async addAsync(byteOffset: number, delta: number): Promise<number> {
+    const index = this.#atomic(byteOffset, 'add');
+    await remoteHop();
+    return Atomics.add(this.#int32, index, delta);
+  }
+
+  async compareExchangeAsync(byteOffset: number, expected: number, value: number): Promise<number> {
+    const index = this.#atomic(byteOffset, 'compareExchange');
+    await remoteHop();
+    return Atomics.compareExchange(this.#int32, index, expected, value);
+  }
+
+  async readAsync(offset: number, into: Uint8Array): Promise<void> {
+    this.#check();
+    checkRange('read', offset, into.length, this.size);
+    await remoteHop();
+    this.#readAt(offset, into);
   }
 
   dispose(): void {

@@ -1,11 +1,8 @@
 /**
- * The shapes the RDMA transport implements while the transport interface (types.ts) moves to the
- * asynchronous form issue 12 asks for. That change is made on another branch at the same time
- * (h4-iface: PostStatus, Exposed, progress()/settled(), `failed`, the *Async control calls and
- * loadAsync/addAsync/compareExchangeAsync/readAsync); the members below carry the same names and
- * values so that, once it is merged, these local copies go and RdmaImage / RdmaTransport declare
- * `implements Image` / the async half of `Transport`. Nothing outside src/transport/rdma-*.ts
- * depends on them.
+ * The asynchronous half of the transport interface (types.ts) that the RDMA transport implements.
+ * RdmaImage and RdmaTransport do not yet declare `implements Image` / `Transport`: those also ask
+ * for the synchronous this-node forms (expose, find, load, …), which the RDMA transport does not
+ * offer yet (issue 12). PostStatus and Exposed are types.ts's own.
  *
  *  - posts (write, put, publish, notify) never block and never fail for want of queue slots:
  *    DONE (nothing to move) or POSTED (queued in order behind the image's earlier posts; completes
@@ -16,25 +13,9 @@
  *    low half (the high half reserved);
  *  - remote reads and atomics are promises (they are for set-up and recovery, not per message).
  */
-import type { ProcessIdentity, SegmentDescriptor, Target } from './types.js';
+import type { Exposed, PostStatus, ProcessIdentity, SegmentDescriptor, Target } from './types.js';
 
-/** What a post did (the values of types.ts's PostStatus on h4-iface). */
-export const PostStatus = {
-  /** Nothing left to move (a zero-length write). */
-  DONE: 0,
-  /** Queued in order; completes by progress() / settled(). */
-  POSTED: 1,
-} as const;
-export type PostStatus = (typeof PostStatus)[keyof typeof PostStatus];
-
-/** The ownership of a name, possibly on another node (no bytes there). */
-export interface Exposed {
-  readonly descriptor: SegmentDescriptor;
-  readonly size: number;
-  readonly closed: boolean;
-  /** Release the name (remove it on its node). Idempotent; never throws for a vanished node. */
-  dispose(): void;
-}
+export { PostStatus, type Exposed } from './types.js';
 
 /** A writer's image of a target on any node (see the file comment). */
 export interface AsyncImage {

@@ -4,6 +4,9 @@
  * memory-mapped into the memory address space of the sending machine"). So write() moves nothing,
  * publish() is one Atomics.store, notify() one futex wake: no FFI call per message except a wake.
  *
+ * Every call completes at once (the node is this machine): posts return PostStatus.DONE, the
+ * async forms resolve with what the synchronous ones return, and another node is refused.
+ *
  * A target this ShmTransport exposed is mapped once and its handles are counted (a process that
  * both exposes and attaches a target maps it once); others' targets are mapped per handle. The handle returned by expose() owns the name:
  * its dispose() unlinks it; the mapping goes when the last handle is disposed.
@@ -16,7 +19,10 @@ import { SHM_DIRECTORY, userPrefix, validateName } from '../shm/names.js';
 import { isProcessAlive, selfPid, selfStartTime } from '../shm/process-identity.js';
 import { REGION_HEADER_SIZE } from '../shm/region-layout.js';
 import { SharedRegion } from '../shm/region.js';
-import type { ExposeOptions, Image, OpenTargetOptions, ProcessIdentity, SegmentDescriptor, Target, Transport } from './types.js';
+import { type Exposed, type ExposeOptions, type Image, type OpenTargetOptions, PostStatus, type ProcessIdentity, type SegmentDescriptor, type Target, type Transport } from './types.js';
+
+/** Alignment required of atomic words (types.ts, contract 4). */
+const ATOMIC_ALIGNMENT: 4 | 8 = 8;
 
 /** This machine's node name for descriptors: the hostname, reduced to descriptor characters. */
 export function localNodeName(): string {
@@ -77,6 +83,26 @@ export class ShmTransport implements Transport {
     const mapped: Mapped = { region, refs: 1, words: new Map() };
     this.#mapped.set(name, mapped);
     return new ShmTarget(this, mapped, this.#describe(region), true);
+  }
+
+  async exposeAsync(name: string, size: number, options: ExposeOptions = {}): Promise<Exposed> {
+    return this.expose(name, size, options);
+  }
+
+  async attachAsync(descriptor: SegmentDescriptor, options: OpenTargetOptions = {}): Promise<Image> {
+    return this.attach(descriptor, options);
+  }
+
+  async findAsync(name: string, node?: string): Promise<SegmentDescriptor | undefined> {
+    return this.find(name, node);
+  }
+
+  async isAliveAsync(who: ProcessIdentity, node?: string): Promise<boolean> {
+    return this.isAlive(who, node);
+  }
+
+  async removeAsync(name: string, node?: string): Promise<void> {
+    this.remove(name, node);
   }
 
   openLocal(descriptor: SegmentDescriptor, options: OpenTargetOptions = {}): Target {
@@ -233,38 +259,67 @@ class ShmImage implements Image {
     if (this.#closed) throw new ClosedError(`image of ${JSON.stringify(this.descriptor.name)}`);
   }
 
-  write(offset: number, length: number): void {
+  get failed(): Error | undefined {
+    return undefined; // nothing is ever in flight
+  }
+
+  write(offset: number, length: number): PostStatus {
     // The source is the target's memory: the bytes are there already.
     if (this.#closed) this.#check();
     if (!(offset >= 0 && offset + length <= this.size)) checkRange('write', offset, length, this.size);
+    return PostStatus.DONE;
   }
 
-  put(offset: number, data: Uint8Array): void {
+  put(offset: number, data: Uint8Array): PostStatus {
     if (this.#closed) this.#check();
     if (!(offset >= 0 && offset + data.length <= this.size)) checkRange('put', offset, data.length, this.size);
     this.source.set(data, offset);
+    return PostStatus.DONE;
   }
 
-  publish(byteOffset: number, value: number): void {
+  publish(byteOffset: number, value: number): PostStatus {
     // Ordering point: Atomics.store is sequentially consistent; every earlier plain store to the
     // mapping is visible to a reader that loads this word with Atomics.load and sees `value`.
+    if (this.#closed || (byteOffset & 3) !== 0 || !(byteOffset >= 0 && byteOffset + 4 <= this.size)) this.#checkWord(byteOffset, 4);
     Atomics.store(this.#int32, byteOffset >> 2, value);
+    return PostStatus.DONE;
   }
 
-  notify(byteOffset: number, count?: number): number {
+  notify(byteOffset: number, count?: number): PostStatus {
     this.#check();
-    return futexOf(this.#mapped, byteOffset).wake(count);
+    futexOf(this.#mapped, byteOffset).wake(count);
+    return PostStatus.DONE;
+  }
+
+  progress(): number {
+    this.#check();
+    return 0;
+  }
+
+  async settled(): Promise<void> {
+    this.#check();
+  }
+
+  /** Contract 4: atomic words are 8-aligned; publish words 4-aligned. */
+  #checkWord(byteOffset: number, alignment: 4 | 8): void {
+    this.#check();
+    if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % alignment !== 0 || byteOffset + alignment > this.size) {
+      throw new UsageError(`word offset ${byteOffset} must be a multiple of ${alignment} within the segment's ${this.size} bytes`);
+    }
   }
 
   load(byteOffset: number): number {
+    this.#checkWord(byteOffset, ATOMIC_ALIGNMENT);
     return Atomics.load(this.#int32, byteOffset >> 2);
   }
 
   add(byteOffset: number, delta: number): number {
+    this.#checkWord(byteOffset, ATOMIC_ALIGNMENT);
     return Atomics.add(this.#int32, byteOffset >> 2, delta);
   }
 
   compareExchange(byteOffset: number, expected: number, value: number): number {
+    this.#checkWord(byteOffset, ATOMIC_ALIGNMENT);
     return Atomics.compareExchange(this.#int32, byteOffset >> 2, expected, value);
   }
 
@@ -272,6 +327,22 @@ class ShmImage implements Image {
     this.#check();
     checkRange('read', offset, into.length, this.size);
     into.set(this.source.subarray(offset, offset + into.length));
+  }
+
+  async loadAsync(byteOffset: number): Promise<number> {
+    return this.load(byteOffset);
+  }
+
+  async addAsync(byteOffset: number, delta: number): Promise<number> {
+    return this.add(byteOffset, delta);
+  }
+
+  async compareExchangeAsync(byteOffset: number, expected: number, value: number): Promise<number> {
+    return this.compareExchange(byteOffset, expected, value);
+  }
+
+  async readAsync(offset: number, into: Uint8Array): Promise<void> {
+    this.read(offset, into);
   }
 
   dispose(): void {

@@ -245,9 +245,11 @@ describe('claims 31–39: acknowledgment segments of m × n blocks', () => {
     expect(w.fabric.names('n0').filter((n) => n.startsWith('pb.t.ack.a.'))).toHaveLength(2);
     expect(w.fabric.names('n1').filter((n) => n.startsWith('pb.t.ack.b.'))).toHaveLength(1);
     expect(w.fabric.names('n0')).toContain('pb.t.data.b');
-    expect(b.tryReceive()).toEqual({ from: 'a@n0', data: pattern(3, 1) });
-    expect(c.tryReceive()).toEqual({ from: 'a@n0', data: pattern(300, 2) });
-    expect(a.tryReceive()).toEqual({ from: 'b@n1', data: pattern(4, 3) });
+    // A receiver attaches a sender's ack segment on another node with remote calls (the async
+    // forms), so its first message from there arrives once that is done: receive(), not tryReceive().
+    expect(await b.receive({ timeoutMs: 5000 })).toEqual({ from: 'a@n0', data: pattern(3, 1) });
+    expect(await c.receive({ timeoutMs: 5000 })).toEqual({ from: 'a@n0', data: pattern(300, 2) });
+    expect(await a.receive({ timeoutMs: 5000 })).toEqual({ from: 'b@n1', data: pattern(4, 3) });
   });
 });
 

@@ -103,9 +103,13 @@ describe('item 6: one corrupt sender', () => {
   });
 
   it('a receiver that closes: its senders get PeerGoneError, and its segments are gone', () => {
-    const { d, rx, tx1 } = pair();
+    const { d, rx, tx1, tx2 } = pair();
     rx.close();
     expect(() => tx1.trySend(message(1, 0))).toThrow(PeerGoneError);
+    // What is left is the senders' own: their return segments, until they close.
+    expect(objectsOf(d).sort()).toEqual([`sg.${d}.ret.rx.tx1`, `sg.${d}.ret.rx.tx2`]);
+    tx1.close();
+    tx2.close();
     expect(objectsOf(d)).toEqual([]);
   });
 });

@@ -78,8 +78,8 @@ describe.each(impls)('segment groups on $name', (impl) => {
     const m = pattern(700, 1); // group 1 (256 B): 3 partitions
     expect(tx.trySend(m)).toBe(0);
     const seg = rt.find(tx.groups[1].target.name)!;
-    const view = rt.attach(seg);
-    const entry = (i: number, field: number) => view.load(directoryOffset(8) + i * DIR_ENTRY + field);
+    const view = rt.openLocal(seg); // the receiver's node: read in place
+    const entry = (i: number, field: number) => Atomics.load(view.int32, (directoryOffset(8) + i * DIR_ENTRY + field) >> 2);
     expect([entry(0, DE_STATE), entry(1, DE_STATE), entry(2, DE_STATE), entry(3, DE_STATE)]).toEqual([PART_FIRST, PART_NEXT, PART_NEXT, PART_FREE]);
     expect([entry(0, DE_NEXT), entry(1, DE_NEXT), entry(2, DE_NEXT)]).toEqual([1, 2, -1]);
     expect(entry(0, DE_SPAN)).toBe(3);

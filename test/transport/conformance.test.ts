@@ -8,7 +8,7 @@ import { REGION_HEADER_SIZE } from '../../src/shm/region-layout.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../../src/transport/descriptor.js';
 import { Fabric } from '../../src/transport/inproc.js';
 import { ShmTransport } from '../../src/transport/shm.js';
-import type { Target, Transport } from '../../src/transport/types.js';
+import { PostStatus, type Target, type Transport } from '../../src/transport/types.js';
 import { finished, uniqueName } from '../helpers.js';
 import { startPostboxChild } from '../postbox/helpers.js';
 
@@ -18,6 +18,8 @@ interface Impl {
   pair(): [Transport, Transport];
   /** A process identity that is certainly dead. */
   deadIdentity(): Promise<{ pid: number; start: bigint }>;
+  /** A process on another node of the last pair's world, where the implementation has one. */
+  farNode?(): { node: string; transport: Transport };
 }
 
 const impls: Impl[] = [
@@ -47,6 +49,10 @@ const impls: Impl[] = [
         fabric.kill(t.self.pid);
         void last;
         return t.self;
+      },
+      farNode: () => {
+        const transport = fabric.transport('far-node');
+        return { node: transport.node, transport };
       },
     };
   })(),
@@ -96,22 +102,76 @@ describe.each(impls)('transport conformance: $name', (impl) => {
     image.dispose();
   });
 
-  it('atomic operations act on the target word; read copies target bytes back', () => {
+  it('atomic operations act on the 8-aligned target word; read copies target bytes back', () => {
     const [a, b] = impl.pair();
     const target = expose(a, 'tx-atomics');
     const image = b.attach(target.descriptor);
-    Atomics.store(target.int32, 3, 5);
-    expect(image.load(12)).toBe(5);
-    expect(image.add(12, 2)).toBe(5);
-    expect(Atomics.load(target.int32, 3)).toBe(7);
-    expect(image.compareExchange(12, 7, 11)).toBe(7);
-    expect(image.compareExchange(12, 7, 13)).toBe(11);
-    expect(Atomics.load(target.int32, 3)).toBe(11);
+    Atomics.store(target.int32, 4, 5);
+    expect(image.load(16)).toBe(5);
+    expect(image.add(16, 2)).toBe(5);
+    expect(Atomics.load(target.int32, 4)).toBe(7);
+    expect(image.compareExchange(16, 7, 11)).toBe(7);
+    expect(image.compareExchange(16, 7, 13)).toBe(11);
+    expect(Atomics.load(target.int32, 4)).toBe(11);
     target.bytes.set([5, 6, 7], 100);
     const into = new Uint8Array(3);
     image.read(100, into);
     expect([...into]).toEqual([5, 6, 7]);
     image.dispose();
+  });
+
+  it('atomic words are 8-aligned (RDMA atomics are 64-bit): a 4-aligned one is a UsageError; publish takes 4-aligned words', () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-align');
+    const image = b.attach(target.descriptor);
+    expect(() => image.load(12)).toThrow(UsageError);
+    expect(() => image.add(4, 1)).toThrow(UsageError);
+    expect(() => image.compareExchange(20, 0, 1)).toThrow(UsageError);
+    expect(() => image.load(4096)).toThrow(UsageError);
+    expect(Atomics.load(target.int32, 3)).toBe(0); // nothing was done
+    expect(image.publish(12, 9)).toBeTypeOf('number');
+    expect(Atomics.load(target.int32, 3)).toBe(9);
+    expect(() => image.publish(6, 1)).toThrow(UsageError);
+    image.dispose();
+  });
+
+  it('posts return a PostStatus and complete by progress()/settled(); the async forms give the same answers', async () => {
+    const [a, b] = impl.pair();
+    const target = expose(a, 'tx-async');
+    const image = b.attach(target.descriptor);
+    const statuses = [image.put(64, new Uint8Array([1, 2, 3])), image.publish(128, 4), image.notify(128)];
+    for (const status of statuses) expect([PostStatus.DONE, PostStatus.POSTED]).toContain(status);
+    while (image.progress() > 0);
+    await image.settled();
+    expect(image.failed).toBeUndefined();
+    expect([...target.bytes.subarray(64, 67)]).toEqual([1, 2, 3]);
+    expect(await image.loadAsync(128)).toBe(4);
+    expect(await image.addAsync(128, 3)).toBe(4);
+    expect(await image.compareExchangeAsync(128, 7, 8)).toBe(7);
+    expect(Atomics.load(target.int32, 32)).toBe(8);
+    const into = new Uint8Array(3);
+    await image.readAsync(64, into);
+    expect([...into]).toEqual([1, 2, 3]);
+    await expect(image.loadAsync(3)).rejects.toThrow(UsageError);
+    expect(await b.findAsync(target.descriptor.name)).toEqual(b.find(target.descriptor.name));
+    expect(await b.findAsync(uniqueName('tx-none'))).toBeUndefined();
+    expect(await a.isAliveAsync(b.self)).toBe(true);
+    expect(await a.isAliveAsync(await impl.deadIdentity())).toBe(false);
+    const viaAsync = await b.attachAsync(target.descriptor);
+    viaAsync.put(200, new Uint8Array([42]));
+    await viaAsync.settled();
+    expect(target.bytes[200]).toBe(42);
+    viaAsync.dispose();
+    const exposed = await a.exposeAsync(uniqueName('tx-exposed'), 512);
+    expect(exposed.descriptor).toMatchObject({ transport: a.kind, node: a.node, size: 512 });
+    expect(await b.findAsync(exposed.descriptor.name)).toMatchObject({ size: 512 });
+    exposed.dispose();
+    exposed.dispose();
+    expect(await b.findAsync(exposed.descriptor.name)).toBeUndefined();
+    await b.removeAsync(exposed.descriptor.name); // missing: not an error
+    image.dispose();
+    expect(() => image.progress()).toThrow(ClosedError);
+    await expect(image.settled()).rejects.toThrow(ClosedError);
   });
 
   it('openLocal reads the same target in place', () => {
@@ -184,6 +244,38 @@ describe.each(impls)('transport conformance: $name', (impl) => {
     b.remove(target.descriptor.name);
     expect(b.find(target.descriptor.name)).toBeUndefined();
     b.remove(target.descriptor.name); // a missing name is not an error
+  });
+
+  it('another node: the synchronous calls refuse it (UsageError, undefined, false); the async forms reach it where the transport can', async () => {
+    const [a] = impl.pair();
+    const far = impl.farNode?.();
+    const other = far?.node ?? 'no-such-node';
+    await expect(a.exposeAsync(uniqueName('tx-far'), 64, { node: 'no-such-node' })).rejects.toThrow(MemwireError);
+    expect(() => a.expose(uniqueName('tx-far'), 64, { node: other })).toThrow(UsageError);
+    expect(a.isAlive(a.self, other)).toBe(false);
+    if (!far) return;
+    // A target on the other node, made and reached with the async forms only.
+    const exposed = await a.exposeAsync(uniqueName('tx-far'), 256, { node: far.node });
+    expect(exposed.descriptor.node).toBe(far.node);
+    expect(a.find(exposed.descriptor.name, far.node)).toBeUndefined();
+    expect(await a.findAsync(exposed.descriptor.name, far.node)).toEqual(exposed.descriptor);
+    expect(() => a.attach(exposed.descriptor)).toThrow(UsageError);
+    const image = await a.attachAsync(exposed.descriptor);
+    expect(() => image.load(0)).toThrow(UsageError);
+    expect(() => image.read(0, new Uint8Array(1))).toThrow(UsageError);
+    image.put(8, new Uint8Array([3, 4]));
+    image.publish(16, 77);
+    await image.settled();
+    expect(await image.addAsync(24, 5)).toBe(0);
+    expect(await image.loadAsync(24)).toBe(5);
+    const local = far.transport.openLocal(exposed.descriptor);
+    expect([...local.bytes.subarray(8, 10)]).toEqual([3, 4]);
+    expect(Atomics.load(local.int32, 4)).toBe(77);
+    local.dispose();
+    expect(await a.isAliveAsync(far.transport.self, far.node)).toBe(true);
+    image.dispose();
+    exposed.dispose();
+    expect(await a.findAsync(exposed.descriptor.name, far.node)).toBeUndefined();
   });
 
   it.runIf(impl.name === 'shm')('across processes (shm only: the in-process transport has no other process): a child attaches the descriptor, writes, publishes and notifies', async () => {
