@@ -210,6 +210,14 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     if (!flags.boolean.has('no-ucx')) targets.push({ case: '64B', metric: 'p50', anchorName: ANCHOR_UCX, maxRatio: 1.5, text: '64 B p50 within 1.5× of UCX over POSIX shared memory' });
     if (useUds) targets.push({ case: '64B', metric: 'p50', anchorName: ANCHOR_UDS, maxRatio: 0.1, text: `64 B p50 at least 10× faster than ${ANCHOR_UDS}` });
   }
+  if (!flags.boolean.has('no-ucx')) {
+    // Issue 12: the tails too, at every size.
+    for (const size of sizes) {
+      const label = sizeLabel(size);
+      targets.push({ case: label, metric: 'p50', anchorName: ANCHOR_UCX, maxRatio: 1.2, text: `${label} p50 within 1.2× of UCX (issue 12)` });
+      targets.push({ case: label, metric: 'p99', anchorName: ANCHOR_UCX, maxRatio: 2, text: `${label} p99 within 2× of UCX (issue 12)` });
+    }
+  }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
     `one-way latency = round trip / 2; p50/p99 over the measured round trips after warm-up (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,

@@ -7,7 +7,26 @@
  */
 import { UsageError } from '../errors.js';
 
-/** Contiguous runs of fixed-size blocks, allocated next-fit (frees come back roughly in order). */
+/**
+ * Set `count` entries from `first` to `value`. A short run is a plain loop: TypedArray.fill costs
+ * ~50 ns a call on Node (~35 on Bun) against ~2–4 ns for a one-entry loop, and it ran once per
+ * block message on send and once per message when a batch of acknowledged messages was released
+ * (a whole sent list, up to `slots` releases at once: a p99 spike of several µs every `slots` sends).
+ */
+function mark(used: Uint8Array, first: number, count: number, value: number): void {
+  if (count > 32) {
+    used.fill(value, first, first + count);
+    return;
+  }
+  for (let i = first, end = first + count; i < end; i++) used[i] = value;
+}
+
+/**
+ * Contiguous runs of fixed-size blocks, allocated next-fit from a cursor that a release moves back
+ * to the lowest block freed: memory that was just acknowledged is reused first, so a ping-pong or
+ * a steady stream keeps touching the same few blocks (hot in cache and TLB) instead of marching
+ * through the whole pool (a 4 MiB pool cycled this way cost ~250 ns per 256 B round trip).
+ */
 export class BlockAllocator {
   readonly blocks: number;
   readonly #used: Uint8Array;
@@ -41,7 +60,7 @@ export class BlockAllocator {
       let run = 0;
       while (run < count && used[start + run] === 0) run++;
       if (run === count) {
-        used.fill(1, start, start + count);
+        mark(used, start, count, 1);
         this.#free -= count;
         this.#cursor = start + count === n ? 0 : start + count;
         return start;
@@ -53,8 +72,9 @@ export class BlockAllocator {
   }
 
   release(first: number, count: number): void {
-    this.#used.fill(0, first, first + count);
+    mark(this.#used, first, count, 0);
     this.#free += count;
+    if (first < this.#cursor) this.#cursor = first;
   }
 
   isAllocated(block: number): boolean {

@@ -135,7 +135,8 @@ export class PostboxReceiver {
     const words = ch.words;
     const bytes = ch.bytes;
     const slots = ch.slots;
-    let next = ch.next;
+    const begin = ch.next;
+    let next = begin;
     let taken = 0;
     try {
       while (taken < limit) {
@@ -183,7 +184,9 @@ export class PostboxReceiver {
       }
     } finally {
       if (next !== ch.next) ch.next = next;
-      this.#acknowledge(ch);
+      // Only progress is acknowledged: a store per empty poll made a busy-polling receiver
+      // write the sender's ack line in a loop, pulling it away from the sender's core.
+      if (ch.next !== begin) this.#acknowledge(ch);
     }
     return taken;
   }

@@ -184,10 +184,23 @@ export class PostboxSender {
   /** `count` contiguous blocks for `ch`, reclaiming acknowledged space when short; -1 if none. */
   allocate(ch: OutChannel, count: number): number {
     const sp = ch.space;
+    // Claim 26 (and 24): first the memory of earlier messages — or pieces — to this receiver,
+    // taken back at every block send rather than only when the pool runs short, so the blocks
+    // just acknowledged are reused while hot in cache (the allocator's cursor returns to them)
+    // and no single send pays for releasing a whole backlog. Two local loads of its ack block.
+    // The receiver list is left alone here: the message about to be placed puts blocks back on
+    // this receiver (publish); deleting and re-adding it in the Set on every send cost a p99 of
+    // ~15 µs against ~0.9 µs in an in-process 256 B ping-pong. If allocation fails, reclaimFrom()
+    // below drops it (claim 20).
+    if (ch.list.length !== 0) {
+      this.refresh(ch);
+      if (ch.gone) return -1;
+      ch.list.reclaim(ch.consumed, sp.allocator);
+    }
     let first = sp.allocator.alloc(count);
     if (first >= 0) return first;
-    // Claim 26 (and 24): first the memory of earlier messages — or pieces — to this receiver.
     this.reclaimFrom(ch);
+    if (ch.gone) return -1;
     first = sp.allocator.alloc(count);
     if (first >= 0) return first;
     // Claims 10, 12, 13, 27, 28: then the receivers of this node, in order of use.

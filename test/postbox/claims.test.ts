@@ -114,7 +114,8 @@ describe('claims 7, 10–13, 16–21, 26–30: sent list, buffer counts, receive
     expect(a.inspect().nodes[0].receiverList).toEqual(['r2', 'r1']); // claim 27: order of use
     expect(a.inspect().peers.find((p) => p.peer === 'r1')).toMatchObject({ bufferCount: 4, messagesHoldingBlocks: 2 });
     for (const r of [r1, r2, r3]) drainAll(r);
-    // Reclamation is lazy (claim 10): acknowledged blocks stay counted until space runs short.
+    // Reclamation happens on sending (claims 10, 26): acknowledged blocks stay counted until the
+    // next block message to that receiver, or until space runs short.
     expect(a.inspect().nodes[0].freeBlocks).toBe(10);
   });
 
