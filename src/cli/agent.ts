@@ -62,7 +62,15 @@ export async function runAgent(argv: string[]): Promise<number> {
         },
       );
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    // `on`, not `once`: the handlers stay installed until the process exits, so a second signal
+    // during the stop is ignored instead of killing the agent halfway through its clean-up.
+    let stopping = false;
+    const onSignal = (signal: string) => {
+      if (stopping) return say(`${signal}: already stopping`);
+      stopping = true;
+      stop(signal);
+    };
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
   });
 }

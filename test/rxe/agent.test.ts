@@ -16,7 +16,7 @@ import { runtimeName } from '../../ffi/runtime.js';
 import { AgentClient, AgentError, ClosedError, deviceAddress, PeerGoneError, rdmaConnect, RdmaImage, SharedRegion, targetRegionName, WorkCompletionError } from '../../src/index.js';
 import { encode, HEADER_BYTES, MAX_MESSAGE_BYTES, W_TYPE } from '../../src/agent/wire.js';
 import { DEV0, DEV1, pattern, skipReason, suffix } from './helpers.js';
-import { twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
+import { asleepInFutex, twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
 
 const PORT = 7471;
 let A: TwoNodeNode;
@@ -67,6 +67,7 @@ describe.skipIf(!!skipReason)(`node agent across two nodes ${DEV0} → ${DEV1} (
       await writer.line(/^allocated /, 60_000);
       const reader = B.run(['wait-read', name, bytes, 7, 60_000]);
       await reader.line(/^waiting$/, 60_000);
+      await asleepInFutex(reader.child.pid!);
       mkdirSync(dirname(goFile), { recursive: true });
       writeFileSync(goFile, 'go');
       await writer.line(/^written /, 60_000);

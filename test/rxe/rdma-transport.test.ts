@@ -18,7 +18,7 @@ import { backend } from '../../ffi/backend.js';
 import { runtimeName } from '../../ffi/runtime.js';
 import { ClosedError, PeerGoneError, PostStatus, RdmaImage, RdmaTransport, RemoteAccessError, targetRegionName, UsageError, type SegmentDescriptor } from '../../src/index.js';
 import { DEV0, DEV1, pattern, skipReason, suffix } from './helpers.js';
-import { twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
+import { asleepInFutex, twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
 
 const PORT = 7481;
 const WATCHER = fileURLToPath(new URL('../../dist/test/fixtures/rdma-transport-process.js', import.meta.url));
@@ -183,6 +183,7 @@ describe.skipIf(!!skipReason)(`RdmaTransport ${DEV0} → ${DEV1} (${runtimeName}
     const image2 = await t.attachAsync(await onB(t, name2, 64 + bytes));
     const reader = B.run(['wait-read', name2, bytes, 11, 60_000]);
     await reader.line(/^waiting$/, 60_000);
+    await asleepInFutex(reader.child.pid!); // so 'ok' below can only come from the doorbell
     expect(image2.put(64, pattern(bytes, 11))).toBe(POSTED);
     expect(image2.publish(0, 1)).toBe(POSTED);
     expect(image2.notify(0)).toBe(POSTED);

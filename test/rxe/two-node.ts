@@ -7,7 +7,7 @@
  * override). Processes run the runtime under test (Node or Bun) on the built dist/.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { selfCommand } from '../../ffi/runtime.js';
 import { deviceAddress } from '../../src/index.js';
@@ -77,7 +77,16 @@ function start(argv: string[], label: string): Proc {
         check();
       }),
     kill: async (signal, timeoutMs = 15_000) => {
-      if (!exited) child.kill(signal);
+      // process.kill, not child.kill: Deno's node:child_process reports a child it sent SIGTERM
+      // as ended *by* SIGTERM (exit null, 'SIGTERM') even when it handled the signal and exited 0
+      // (checked on the host with a plain node child); with process.kill it reports the real status.
+      if (!exited) {
+        try {
+          process.kill(child.pid!, signal);
+        } catch {
+          // gone meanwhile: its exit event carries the status
+        }
+      }
       const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
       try {
         return await exit;
@@ -87,6 +96,30 @@ function start(argv: string[], label: string): Proc {
     },
   };
   return proc;
+}
+
+/**
+ * Resolves once process `pid` is blocked in futex(2) (x86_64 syscall 202, the first field of
+ * /proc/<pid>/syscall: its main thread, where the fixtures wait) in two looks 10 ms apart — so a
+ * doorbell sent afterwards is what wakes it, not a word already set before it slept. A process
+ * prints "waiting" just *before* it waits, and a writer that starts on that line can win the race
+ * when the guest is slow. Bounded.
+ */
+export async function asleepInFutex(pid: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = 0;
+  for (;;) {
+    let call = '';
+    try {
+      call = readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0].trim();
+    } catch {
+      // gone, or not readable: the deadline reports it
+    }
+    seen = call === '202' ? seen + 1 : 0;
+    if (seen >= 2) return;
+    if (Date.now() > deadline) throw new Error(`process ${pid} did not sleep in futex within ${timeoutMs} ms (/proc/${pid}/syscall: ${call || 'unreadable'})`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 export class TwoNodeNode {
