@@ -9,7 +9,8 @@
 # host's store, seen through 9p, as a read-only additional image store: nothing is copied or
 # loaded. What the container needs: the devices (--device /dev/infiniband), the host network (rdma_cm
 # resolves the devices' addresses there), IPC_LOCK and an unlimited memlock (registration pins
-# memory). Its exit status is this script's.
+# memory), and SYS_ADMIN: the two-node tests (test/rxe/two-node.ts) give each node its own mount
+# namespace and /dev/shm (unshare -m, mount -t tmpfs). Its exit status is this script's.
 set -Eeuo pipefail
 IMAGE=${1:?usage: guest.sh IMAGE HOST_STORE [COMMAND...]}
 HOST_STORE=${2:?usage: guest.sh IMAGE HOST_STORE [COMMAND...]}
@@ -26,5 +27,5 @@ P=/run/memwire-podman
 podman_configure "$P/conf" "$P/storage" "$P/run" "$HOST_STORE"
 
 exec podman run --rm --pull=never --network host \
-  --device /dev/infiniband --cap-add IPC_LOCK --ulimit memlock=-1:-1 --shm-size 1g \
+  --device /dev/infiniband --cap-add IPC_LOCK --cap-add SYS_ADMIN --ulimit memlock=-1:-1 --shm-size 1g \
   "$IMAGE" "$@"

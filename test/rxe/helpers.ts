@@ -87,14 +87,23 @@ export function disposePair(pair: [Side, Side] | undefined): void {
   pair[1].ctx.dispose();
 }
 
-export function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
+export { pattern } from '../fixtures/pattern.js';
+
+/**
+ * Runs a chain of `turns` macrotasks, each scheduled by the one before (setTimeout), and returns
+ * for each whether `pending()` still held when it ran. A call that held the event loop would let
+ * none of them run: proof by order, not by counting timer ticks in a window (a count depends on
+ * how fast the guest runs).
+ */
+export async function macrotaskTurns(pending: () => boolean, turns = 5): Promise<boolean[]> {
+  const seen: boolean[] = [];
+  await new Promise<void>((resolve) => {
+    const turn = () => {
+      seen.push(pending());
+      if (seen.length < turns) setTimeout(turn, 1);
+      else resolve();
+    };
+    setTimeout(turn, 1);
+  });
+  return seen;
 }

@@ -17,7 +17,7 @@ import {
   UsageError,
 } from '../../src/index.js';
 import { NativeBlock } from '../../src/verbs/native.js';
-import { connectedPair, DEV0, DEV1, disposePair, expectNothingLive, IP0, pattern, skipReason, suffix, type Side } from './helpers.js';
+import { connectedPair, DEV0, DEV1, disposePair, expectNothingLive, IP0, macrotaskTurns, pattern, skipReason, suffix, type Side } from './helpers.js';
 
 const C = { WC_SEND: 0, WC_RDMA_WRITE: 1, WC_RDMA_READ: 2, WC_COMP_SWAP: 3, WC_FETCH_ADD: 4, WC_RECV: 128, WC_RECV_RDMA_WITH_IMM: 129 };
 
@@ -405,19 +405,10 @@ describe.skipIf(!!skipReason)(`verbs on ${DEV0}/${DEV1} (${runtimeName}, ${backe
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
     const waiting = ctx.nextAsyncEvent({ timeoutMs: 10_000 });
     await expect(ctx.nextAsyncEvent()).rejects.toThrow(/still pending/);
-    // The event loop runs while the wait is pending: a chain of five macrotasks completes, each
-    // seeing the wait still pending (proof by order, not a count of timer ticks in a window).
+    // The event loop runs while the wait is pending: five chained macrotasks each see it pending.
     let settled = false;
     void waiting.catch(() => undefined).finally(() => (settled = true));
-    const turnsWhilePending: boolean[] = [];
-    await new Promise<void>((resolve) => {
-      const turn = () => {
-        turnsWhilePending.push(!settled);
-        if (turnsWhilePending.length < 5) setTimeout(turn, 1);
-        else resolve();
-      };
-      setTimeout(turn, 1);
-    });
+    const turnsWhilePending = await macrotaskTurns(() => !settled);
     expect(turnsWhilePending).toEqual([true, true, true, true, true]);
     ctx.dispose();
     await expect(waiting).rejects.toBeInstanceOf(ClosedError);
@@ -437,15 +428,7 @@ describe.skipIf(!!skipReason)(`verbs on ${DEV0}/${DEV1} (${runtimeName}, ${backe
     // would run, nothing would be sent, and the wait would end in its timeout with 0.
     let settled = false;
     const waiting = b.cq.wait({ timeoutMs: 20_000 }).finally(() => (settled = true));
-    const turnsWhilePending: boolean[] = [];
-    await new Promise<void>((resolve) => {
-      const turn = () => {
-        turnsWhilePending.push(!settled);
-        if (turnsWhilePending.length < 5) setTimeout(turn, 1);
-        else resolve();
-      };
-      setTimeout(turn, 1);
-    });
+    const turnsWhilePending = await macrotaskTurns(() => !settled);
     const t0 = performance.now();
     expect(a.qp.postSend({ wrId: 1, sge: { mr: smr } })).toBe(0);
     const n = await waiting;
