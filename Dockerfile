@@ -6,7 +6,7 @@
 # (scripts/container/test.sh) builds it with podman and runs it inside that guest.
 #
 #   docker build -t memwire-rxe .
-#   docker run --rm --network host --device /dev/infiniband --cap-add IPC_LOCK \
+#   docker run --rm --network host --device /dev/infiniband --cap-add IPC_LOCK --cap-add SYS_ADMIN \
 #     --ulimit memlock=-1:-1 memwire-rxe
 #
 # BASE: any Debian 12 image with Node >= 20 and npm in /usr/local (the official node image, or the
