@@ -275,17 +275,26 @@ function spaceOn(s: PostboxSender, node: string): NodeSpace {
   try {
     data = s.core.transport.expose(`pb.${s.core.domain}.data.${s.core.name}`, dataBytes(s.geometry), { replaceStale: true, node });
     image = s.core.transport.attach(data.descriptor);
-    initData(s, image, ack);
-    const space = new NodeSpace(node, data, image, ack, s.geometry);
-    s.spaces.set(node, space);
-    return space;
+    return recordSpace(s, node, data, image, ack);
   } catch (error) {
-    // Nothing half-made stays: the names go with the owner's handles.
-    image?.dispose();
-    data?.dispose();
-    ack.dispose();
+    disposeHalfMade(image, data, ack);
     throw error;
   }
+}
+
+/** Initialise a node space's data segment and record the space (both forms of making one). */
+function recordSpace(s: PostboxSender, node: string, data: Exposed, image: Image, ack: Target): NodeSpace {
+  initData(s, image, ack);
+  const space = new NodeSpace(node, data, image, ack, s.geometry);
+  s.spaces.set(node, space);
+  return space;
+}
+
+/** Nothing half-made stays: the names go with the owner's handles. */
+function disposeHalfMade(image: Image | undefined, data: Exposed | undefined, ack: Target): void {
+  image?.dispose();
+  data?.dispose();
+  ack.dispose();
 }
 
 /** The same on another node: the data segment is allocated there (exposeAsync) and attached remotely. */
@@ -302,14 +311,9 @@ function spaceOnRemote(s: PostboxSender, node: string): Promise<NodeSpace> {
         data = await s.core.transport.exposeAsync(`pb.${s.core.domain}.data.${s.core.name}`, dataBytes(s.geometry), { replaceStale: true, node });
         image = await s.core.transport.attachAsync(data.descriptor);
         s.core.live();
-        initData(s, image, ack);
-        const space = new NodeSpace(node, data, image, ack, s.geometry);
-        s.spaces.set(node, space);
-        return space;
+        return recordSpace(s, node, data, image, ack);
       } catch (error) {
-        image?.dispose();
-        data?.dispose();
-        ack.dispose();
+        disposeHalfMade(image, data, ack);
         throw error;
       } finally {
         s.spacesPending.delete(node);
