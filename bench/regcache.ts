@@ -41,6 +41,8 @@ export const FLAGS: FlagSpec = {
   rounds: { kind: 'count', help: 'churn: alternating rounds per mode, medians reported (default 3; --quick 1)' },
   device: { kind: 'boolean', help: 'run only the parts that need an RDMA device' },
   host: { kind: 'boolean', help: 'run only the lookup part (no RDMA device needed)' },
+  modes: { kind: 'count', help: 'churn modes to run, a bit mask: 1 one WRITE at a time, 2 16 in flight, 4 no WRITE (default 7)' },
+  'skip-regmr': { kind: 'boolean', help: 'skip the ibv_reg_mr µs-per-MiB part' },
 };
 
 let sink = 0;
@@ -114,6 +116,22 @@ interface Rig {
   completed: number;
   /** Each device's hw_counters when the rig was opened. */
   counters: Map<string, number>[];
+  /** Who posts now (for the error report). */
+  side: string;
+  /** What each WRITE still in flight was posted with, by wrId (for the error report). */
+  posted: Map<number, PostRecord>;
+}
+
+/** One posted WRITE as the error report shows it: the local MR's range and the remote range. */
+interface PostRecord {
+  side: string;
+  mr: MemoryRegion;
+  mrAddr: number;
+  mrLength: number;
+  lkey: number;
+  offset: number;
+  length: number;
+  remoteAddr: number;
 }
 
 function openRig(maxSize: number): Rig | string {
@@ -138,7 +156,7 @@ function openRig(maxSize: number): Rig | string {
     if (peer === qp) connectQueuePairs(qp, qp);
     else connectQueuePairs(qp, peer);
     const target = pdB.registerMemory(new Uint8Array(maxSize * WINDOW), { remoteWrite: true });
-    return { ctxs, qp, cq, target, sourceCtx: a, completed: 0, counters: ctxs.map((c) => readCounters(c.device.name)) };
+    return { ctxs, qp, cq, target, sourceCtx: a, completed: 0, counters: ctxs.map((c) => readCounters(c.device.name)), side: '', posted: new Map() };
   } catch (error) {
     for (const c of ctxs) c.dispose();
     throw error;
@@ -170,8 +188,21 @@ function completionFailure(rig: Rig, first: { wrId: number; status: number; vend
     state = `unknown (${(error as Error).message})`;
   }
   return new Error(
-    `RDMA WRITE wr ${first.wrId} failed after ${rig.completed} good completions: ${first.message} (status ${first.status}, vendor ${first.vendorErr}); ` +
-      `QP state ${state}; then: ${more.join('; ') || 'nothing more'}; device counters since the start: ${counterDelta(rig)}`,
+    `RDMA WRITE wr ${first.wrId} (${rig.side}) failed after ${rig.completed} good completions: ${first.message} (status ${first.status}, vendor ${first.vendorErr}); ` +
+      `QP state ${state}; then: ${more.join('; ') || 'nothing more'}; device counters since the start: ${counterDelta(rig)}; ` +
+      `the WRITEs in flight as posted: ${[...rig.posted].map(([id, p]) => describePost(rig, id, p)).join('; ')}`,
+  );
+}
+
+/** A posted WRITE, and whether its ranges were valid when posted and its MR is still alive now. */
+function describePost(rig: Rig, wrId: number, p: PostRecord): string {
+  const localOk = p.offset >= 0 && p.offset + p.length <= p.mrLength;
+  const t = rig.target;
+  const remoteOk = p.remoteAddr >= t.addr && p.remoteAddr + p.length <= t.addr + t.length;
+  return (
+    `wr ${wrId} ${p.side}: local lkey ${p.lkey} mr [0x${p.mrAddr.toString(16)}+${p.mrLength}] offset ${p.offset} length ${p.length} ` +
+    `(${localOk ? 'in range' : 'OUT OF RANGE'}, mr ${p.mr.disposed ? 'DISPOSED' : 'alive'}), remote 0x${p.remoteAddr.toString(16)} rkey ${t.rkey} ` +
+    `(${remoteOk ? 'in range' : 'OUT OF RANGE'})`
   );
 }
 
@@ -208,6 +239,7 @@ function reapCompletions(rig: Rig, done: (wrId: number) => void): void {
       const c = rig.cq.completions[k];
       if (!c.ok) throw completionFailure(rig, { wrId: c.wrId, status: c.status, vendorErr: c.vendorErr, message: c.error()!.message });
       rig.completed++;
+      rig.posted.delete(c.wrId);
       done(c.wrId);
     }
     if (n > 0) return;
@@ -217,7 +249,9 @@ function reapCompletions(rig: Rig, done: (wrId: number) => void): void {
 
 /** Post one signaled WRITE of `length` bytes from `mr` at `offset` into target slot `slot`. */
 function postWrite(rig: Rig, wrId: number, mr: MemoryRegion, offset: number, length: number, slot: number): void {
-  const rc = rig.qp.postSend({ wrId, opcode: 'write', sge: { mr, offset, length }, remoteAddr: rig.target.addr + slot * length, rkey: rig.target.rkey });
+  const remoteAddr = rig.target.addr + slot * length;
+  rig.posted.set(wrId, { side: rig.side, mr, mrAddr: mr.addr, mrLength: mr.length, lkey: mr.lkey, offset, length, remoteAddr });
+  const rc = rig.qp.postSend({ wrId, opcode: 'write', sge: { mr, offset, length }, remoteAddr, rkey: rig.target.rkey });
   if (rc !== 0) throw new Error(`postSend failed: errno ${rc}`);
 }
 
@@ -225,6 +259,7 @@ function postWrite(rig: Rig, wrId: number, mr: MemoryRegion, offset: number, len
 
 /** One side of the churn: take an allocation ready to post from, and give it back after its WRITE. */
 interface Side {
+  name: string;
   begin(i: number): { mr: MemoryRegion | undefined; offset: number; finish: () => void };
   trim(): void;
 }
@@ -235,6 +270,8 @@ interface Side {
  * anchor) when its completion arrives. Returns operations per second.
  */
 function churnLoop(rig: Rig, side: Side, size: number, count: number, window: number, releaseEvery: number): number {
+  rig.side = side.name;
+  rig.posted.clear();
   const pending = new Map<number, () => void>();
   const finish = (wrId: number) => {
     pending.get(wrId)!();
@@ -274,7 +311,7 @@ export const CHURN_MODES: readonly ChurnMode[] = [
  * same blocks, ibv_reg_mr + ibv_dereg_mr each time), for each mode; the same WRITEs on both sides.
  * `rounds` alternating rounds (ours, theirs, ours, …); the rows carry the medians.
  */
-function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds: number, releaseEvery: number, blockBytes: number | undefined): void {
+function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds: number, releaseEvery: number, blockBytes: number | undefined, modes: number): void {
   const pd = rig.qp.pd;
   // One allocation or a window of them live at a time: a block of 4 × the size holds one with room to spare.
   const block = blockBytes ?? Math.max(65536, Math.ceil((4 * size) / 4096) * 4096);
@@ -286,6 +323,7 @@ function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds:
   const plain = RegisteredHeap.create(benchName('plain'), shape);
   let released = 0;
   const ours: Side = {
+    name: 'memwire',
     begin(i) {
       const buf = heap.malloc(size)!;
       buf.view[0] = i;
@@ -295,6 +333,7 @@ function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds:
     trim: () => (released += heap.trim()),
   };
   const theirs: Side = {
+    name: 'reg-per-alloc',
     begin(i) {
       const buf = plain.malloc(size)!;
       buf.view[0] = i;
@@ -312,7 +351,8 @@ function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds:
     trim: () => plain.trim(),
   };
   try {
-    for (const mode of CHURN_MODES) {
+    for (const [m, mode] of CHURN_MODES.entries()) {
+      if ((modes & (1 << m)) === 0) continue;
       progress(`regcache churn ${sizeLabel(size)} ${mode.metric}: ${rounds} rounds of ${ops} operations each way`);
       churnLoop(rig, ours, size, Math.min(50, ops), mode.window, releaseEvery); // warm-up
       churnLoop(rig, theirs, size, Math.min(50, ops), mode.window, releaseEvery);
@@ -347,6 +387,8 @@ function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds:
 function regime(report: BenchReport, rig: Rig, size: number, reps: number): void {
   progress(`regcache regime ${sizeLabel(size)}: ${reps} × (reg+dereg, WRITE)`);
   const pd = rig.qp.pd;
+  rig.side = 'regime';
+  rig.posted.clear();
   const region = SharedRegion.create(benchName('regime'), size);
   try {
     for (let i = 0; i < size; i += 4096) region.bytes[i] = 1; // pages present, as a heap block's are
@@ -445,14 +487,14 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         const releaseEvery = flags.count.get('release-every') ?? 64;
         for (const size of sizes) {
           regime(report, rig, size, flags.count.get('reps') ?? (quick ? 9 : 31));
-          churn(report, rig, size, ops, rounds, releaseEvery, flags.sizes.get('block-bytes')?.[0]);
+          churn(report, rig, size, ops, rounds, releaseEvery, flags.sizes.get('block-bytes')?.[0], flags.count.get('modes') ?? 7);
         }
         report.notes.push(
           'churn modes: the same allocations and the same WRITEs on both sides. Where the regime row says the WRITE dominates ' +
             '(emulated rxe copies every byte in software), the WRITE rows are bounded by its ceiling whatever registration costs; ' +
             'the no-write row is the registration question itself (identical work but for the registration path)',
         );
-        regCost(report, rig, regSizes, flags.count.get('reps') ?? (quick ? 3 : 5));
+        if (!flags.boolean.has('skip-regmr')) regCost(report, rig, regSizes, flags.count.get('reps') ?? (quick ? 3 : 5));
         report.notes.push(`RDMA on ${rig.ctxs.map((c) => c.device.name).join(' → ')}${rig.ctxs.length === 1 ? ' (loopback)' : ''}; device counters over the run: ${counterDelta(rig)}`);
         targets.push(
           { case: 'churn 64KiB', metric: CHURN_MODES[0].metric, anchorName: 'reg-per-alloc', maxRatio: Infinity, minRatio: 20, text: 'churn at 64 KiB ≥ 20× register-per-allocation (WRITE waited for: bounded by the regime row)' },
