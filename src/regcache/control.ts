@@ -10,6 +10,7 @@ import {
   C_BLOCK_BYTES, C_CREATOR_PID, C_DESCRIPTOR_OFFSET, C_INIT, C_KEEP_FREE, C_LOCK_TABLE, C_MAGIC, C_MAX_BLOCKS, C_MAX_MEMBERS,
   C_NEXT_ID_LO, C_VERSION, controlGeometry, MAX_BLOCK_BYTES, MAX_BLOCKS, MIN_BLOCK_BYTES, PAGE, RC_LAYOUT_VERSION, RC_MAGIC, READY,
 } from './layout.js';
+import { Occupancy } from './occupancy.js';
 import type { RegisteredHeapOptions } from './types.js';
 
 const DEFAULTS = { blockBytes: 4 << 20, maxBlocks: 256, maxMembers: 16, keepFreeBlocks: 1 };
@@ -40,7 +41,7 @@ export function heapParameters(options: RegisteredHeapOptions): HeapParameters {
 
 /** Write a new heap's control header; READY is stored last. */
 export function formatControl(w: Int32Array, p: HeapParameters): void {
-  const { lockTableOffset, descriptorOffset } = controlGeometry(p.maxMembers, p.maxBlocks);
+  const { lockTableOffset, occupancyOffset, descriptorOffset } = controlGeometry(p.maxMembers, p.maxBlocks);
   w[C_MAGIC / 4] = RC_MAGIC;
   w[C_VERSION / 4] = RC_LAYOUT_VERSION;
   w[C_MAX_BLOCKS / 4] = p.maxBlocks;
@@ -51,6 +52,7 @@ export function formatControl(w: Int32Array, p: HeapParameters): void {
   w[C_LOCK_TABLE / 4] = lockTableOffset;
   w[C_CREATOR_PID / 4] = selfPid;
   w[C_NEXT_ID_LO / 4] = 1; // blockIds start at 1: 0 in a private table means "none" ([0039])
+  new Occupancy(w, occupancyOffset, p.maxBlocks).rebuild(() => false); // every slot free (its summary bits set)
   // Ordering point: every field above is visible before initState says READY.
   Atomics.store(w, C_INIT / 4, READY);
 }

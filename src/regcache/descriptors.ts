@@ -6,10 +6,18 @@
  * Changes happen only under the heap's lock; reads may happen without it (the lookup hit path
  * reads state and blockId). Every value is checked before it is trusted (checkedLive): the table
  * is writable by every process of the heap, so a bad one is a CorruptionError naming the heap.
+ *
+ * Two derived things are kept beside the states so that malloc and free cost the same whatever
+ * the table's size: the occupancy bitmap (occupancy.ts: which slots hold a block) and the count
+ * of wholly free LIVE blocks (the release policy's question). Each is updated right beside the
+ * state or count it mirrors, under the lock; a process killed in between leaves the lock
+ * 'owner-died', and the repair rebuilds both from the states and counts (rebuildDerived).
  */
 import { CorruptionError } from '../errors.js';
+import { crashPoint } from '../shmem/crash-points.js';
+import { Occupancy } from './occupancy.js';
 import {
-  C_GROWN, C_NEXT_ID_HI, C_NEXT_ID_LO, C_RELEASED, C_REPAIRS, D_ALLOCS, D_CHECK, D_EMPTY, D_GROWING, D_ID_HI, D_ID_LO, D_LIVE,
+  C_GROWN, C_NEXT_ID_HI, C_NEXT_ID_LO, C_RELEASED, C_REPAIRS, C_WHOLLY_FREE, D_ALLOCS, D_CHECK, D_EMPTY, D_GROWING, D_ID_HI, D_ID_LO, D_LIVE,
   D_RELEASING, D_SIZE_HI, D_SIZE_LO, D_STATE, D_USED_GRANULES, descriptorCheck, DESCRIPTOR_SIZE, joinId, MAX_BLOCK_BYTES,
   MIN_BLOCK_BYTES, PAGE,
 } from './layout.js';
@@ -31,12 +39,15 @@ export class DescriptorTable {
   /** Word index of entry 0. */
   readonly base: number;
   readonly maxBlocks: number;
+  /** Which slots hold a block (derived from the states). */
+  readonly occupancy: Occupancy;
 
-  constructor(heapName: string, w: Int32Array, descriptorOffset: number, maxBlocks: number) {
+  constructor(heapName: string, w: Int32Array, occupancyOffset: number, descriptorOffset: number, maxBlocks: number) {
     this.heapName = heapName;
     this.w = w;
     this.base = descriptorOffset >>> 2;
     this.maxBlocks = maxBlocks;
+    this.occupancy = new Occupancy(w, occupancyOffset, maxBlocks);
   }
 
   /** Word index of field `field` (a byte offset) of entry `slot`. */
@@ -85,10 +96,20 @@ export class DescriptorTable {
     return this.w[this.at(slot, D_USED_GRANULES)];
   }
 
-  /** Under the lock: an allocation of `granules` was made (+1) or freed (−1) in the block. */
+  /** Under the lock: an allocation of `granules` was made (+1) or freed (−1) in the (LIVE) block. */
   count(slot: number, sign: 1 | -1, granules: number): void {
-    this.w[this.at(slot, D_ALLOCS)] += sign;
+    const allocs = this.w[this.at(slot, D_ALLOCS)] + sign;
+    this.w[this.at(slot, D_ALLOCS)] = allocs;
+    // The block stopped (0 → 1) or started (1 → 0) being wholly free.
+    if (sign === -1 && allocs === 0) this.#whollyFreeBy(1);
+    else if (sign === 1 && allocs === 1) this.#whollyFreeBy(-1);
+    crashPoint();
     this.w[this.at(slot, D_USED_GRANULES)] += sign * granules;
+  }
+
+  #whollyFreeBy(delta: 1 | -1): void {
+    crashPoint();
+    this.w[C_WHOLLY_FREE / 4] += delta;
   }
 
   /** Under the lock, after a repair: the counts recomputed from the block. */
@@ -97,11 +118,35 @@ export class DescriptorTable {
     this.w[this.at(slot, D_USED_GRANULES)] = granules;
   }
 
-  /** LIVE entries with no allocation (under the lock). */
+  /** LIVE entries with no allocation (under the lock): the count kept beside every change, not a scan. */
   whollyFree(): number {
+    return this.w[C_WHOLLY_FREE / 4];
+  }
+
+  /**
+   * Under the lock, after a process died holding it: rebuild the occupancy bitmap and recount the
+   * wholly free blocks from the states and allocation counts (which the repair has just made right).
+   */
+  rebuildDerived(): void {
+    this.occupancy.rebuild((s) => this.stateLocked(s) !== D_EMPTY);
     let n = 0;
     for (let s = 0; s < this.maxBlocks; s++) if (this.stateLocked(s) === D_LIVE && this.allocs(s) === 0) n++;
-    return n;
+    crashPoint();
+    this.w[C_WHOLLY_FREE / 4] = n;
+  }
+
+  /** Where the derived words disagree with the states and counts (tests; [] when whole). */
+  audit(): string[] {
+    const out = this.occupancy.disagreements((s) => this.stateLocked(s) !== D_EMPTY);
+    let n = 0;
+    for (let s = 0; s < this.maxBlocks; s++) if (this.stateLocked(s) === D_LIVE && this.allocs(s) === 0) n++;
+    if (n !== this.whollyFree()) out.push(`whollyFree ${this.whollyFree()}, counted ${n}`);
+    return out;
+  }
+
+  /** The lowest occupied slot at or after `from`, or -1 (under the lock; check its state). */
+  nextUsed(from: number): number {
+    return this.occupancy.nextUsed(from);
   }
 
   /**
@@ -131,10 +176,11 @@ export class DescriptorTable {
     if (state !== D_EMPTY && state !== D_GROWING && state !== D_LIVE && state !== D_RELEASING) throw this.corrupt(`descriptor ${slot} has state ${state}`);
   }
 
-  /** An EMPTY slot, or -1 (under the lock). */
+  /** The lowest EMPTY slot, or -1 when the table is full (under the lock; from the bitmap, no scan). */
   emptySlot(): number {
-    for (let s = 0; s < this.maxBlocks; s++) if (this.stateLocked(s) === D_EMPTY) return s;
-    return -1;
+    const s = this.occupancy.firstFree();
+    if (s >= 0 && this.stateLocked(s) !== D_EMPTY) throw this.corrupt(`the occupancy bitmap says slot ${s} is empty, its descriptor's state is ${this.stateLocked(s)}`);
+    return s;
   }
 
   #nextId(): number {
@@ -155,6 +201,7 @@ export class DescriptorTable {
     w[this.at(slot, D_SIZE_LO)] = 0;
     w[this.at(slot, D_SIZE_HI)] = 0;
     this.#setState(slot, D_GROWING);
+    this.occupancy.set(slot, true);
     return { idLo: lo32(id), idHi: hi32(id) };
   }
 
@@ -166,12 +213,15 @@ export class DescriptorTable {
     this.setCounts(slot, 0, 0);
     w[this.at(slot, D_CHECK)] = descriptorCheck(slot, this.idLo(slot), this.idHi(slot), lo32(bytes), hi32(bytes), D_LIVE);
     this.#setState(slot, D_LIVE);
+    this.#whollyFreeBy(1); // LIVE with no allocation yet
     w[C_GROWN / 4]++;
   }
 
   /** Under the lock: the block is being given back (a releaser that dies leaves it to the repair). */
   beginRelease(slot: number): void {
+    const whollyFree = this.allocs(slot) === 0; // always, by the policy: a released block has none
     this.#setState(slot, D_RELEASING);
+    if (whollyFree) this.#whollyFreeBy(-1);
   }
 
   /**
@@ -180,11 +230,14 @@ export class DescriptorTable {
    */
   empty(slot: number, released: boolean): void {
     const w = this.w;
+    // Only GROWING or RELEASING entries are emptied; a LIVE one would leave the wholly free count.
+    if (this.stateLocked(slot) === D_LIVE && this.allocs(slot) === 0) this.#whollyFreeBy(-1);
     w[this.at(slot, D_SIZE_LO)] = 0;
     w[this.at(slot, D_SIZE_HI)] = 0;
     this.setCounts(slot, 0, 0);
     w[this.at(slot, D_CHECK)] = 0;
     this.#setState(slot, D_EMPTY);
+    this.occupancy.set(slot, false);
     if (released) w[C_RELEASED / 4]++;
   }
 

@@ -11,6 +11,9 @@
  *   MEMBER_TABLE_OFFSET  maxMembers × 128  member table: the same slots as a shmem pool's
  *                                          (src/shmem/members.ts: pid, start time, generation)
  *   lockTableOffset      64                one robust lock (src/shmem/locks.ts): the heap's
+ *   occupancyOffset      64 × ⌈…⌉          which slots hold a block: a two-level bitmap
+ *                                          (occupancy.ts): ⌈maxBlocks/32⌉ level-0 words, then two
+ *                                          summaries of ⌈level-0 words/32⌉ words each (used, free)
  *   descriptorOffset     maxBlocks × 64    the shared descriptor table (FIG. 2), one entry per slot
  *
  * Control header (64-byte lines; the shmem member and lock code never reads it):
@@ -22,6 +25,9 @@
  *   line 1  64 nextBlockIdLo  68 nextBlockIdHi   the next blockId to hand out (under the lock;
  *                                                 starts at 1, only ever grows: never reused)
  *           72 blocksGrown    76 blocksReleased   80 repairs (a lock holder died mid-change)
+ *           84 whollyFree     LIVE descriptors with no allocation, kept beside every change of a
+ *                             state or an allocation count (so the release policy reads one word
+ *                             instead of scanning the table); derived: a repair recounts it
  *
  * Descriptor entry (64 bytes, FIG. 2; written only under the lock, read by anyone):
  *
@@ -43,10 +49,12 @@
  *             pool (P_USED_BLOCKS … P_BINS + 32 words), so heap.ts runs unchanged inside a block
  *   BLOCK_HEAP_OFFSET … heapGranules × 16: the blocks heap.ts carves (32-byte headers)
  */
+import { occupancyWords } from './occupancy.js';
 import { LOCK_ENTRY_SIZE, MAX_MEMBERS, MEMBER_SLOT_SIZE, MEMBER_TABLE_OFFSET, POOL_HEADER_SIZE } from '../shmem/layout.js';
 
 export const RC_CONTENT_TAG = 0x4d575243; // "MWRC"
-export const RC_LAYOUT_VERSION = 1;
+/** 2: the occupancy bitmap and the whollyFree count (2026-12-07). */
+export const RC_LAYOUT_VERSION = 2;
 export const RC_MAGIC = 0x4d575243;
 export const BLOCK_CONTENT_TAG = 0x4d575242; // "MWRB"
 export const BLOCK_MAGIC = 0x4d575242;
@@ -69,6 +77,7 @@ export const C_NEXT_ID_HI = 68;
 export const C_GROWN = 72;
 export const C_RELEASED = 76;
 export const C_REPAIRS = 80;
+export const C_WHOLLY_FREE = 84;
 /** The member table starts where a shmem pool's does, so members.ts and locks.ts work on it. */
 export const CONTROL_HEADER_SIZE = POOL_HEADER_SIZE;
 
@@ -106,11 +115,13 @@ export const MAX_BLOCK_BYTES = 2 ** 30;
 export const PAGE = 4096;
 export { MAX_MEMBERS };
 
-/** Where the member table, the lock and the descriptor table sit. */
+/** Where the member table, the lock, the occupancy bitmap and the descriptor table sit. */
 export function controlGeometry(maxMembers: number, maxBlocks: number) {
   const lockTableOffset = MEMBER_TABLE_OFFSET + maxMembers * MEMBER_SLOT_SIZE;
-  const descriptorOffset = lockTableOffset + LOCK_ENTRY_SIZE;
-  return { lockTableOffset, descriptorOffset, controlBytes: descriptorOffset + maxBlocks * DESCRIPTOR_SIZE };
+  const occupancyOffset = lockTableOffset + LOCK_ENTRY_SIZE;
+  const { level0, summary } = occupancyWords(maxBlocks);
+  const descriptorOffset = occupancyOffset + Math.ceil(((level0 + 2 * summary) * 4) / 64) * 64;
+  return { lockTableOffset, occupancyOffset, descriptorOffset, controlBytes: descriptorOffset + maxBlocks * DESCRIPTOR_SIZE };
 }
 
 /** The check word of a LIVE descriptor: any torn or forged entry fails it. */

@@ -82,11 +82,11 @@ export class RegisteredHeap {
     this.maxBlocks = w[C_MAX_BLOCKS / 4];
     this.keepFreeBlocks = w[C_KEEP_FREE / 4];
     const maxMembers = w[C_MAX_MEMBERS / 4];
-    const { lockTableOffset, descriptorOffset } = controlGeometry(maxMembers, this.maxBlocks);
+    const { lockTableOffset, occupancyOffset, descriptorOffset } = controlGeometry(maxMembers, this.maxBlocks);
     this.#ctx = new PoolContext(control, { maxMembers, maxLocks: 1, lockTableOffset, heapOffset: descriptorOffset, heapGranules: 0 });
     this.#locks = new Locks(this.#ctx);
     this.#lockIndex = allocatorLockIndex(this.#ctx);
-    this.#table = new DescriptorTable(this.name, w, descriptorOffset, this.maxBlocks);
+    this.#table = new DescriptorTable(this.name, w, occupancyOffset, descriptorOffset, this.maxBlocks);
     this.#regs = new RegistrationTable(this.name, this.#table, registrar);
     this.#mine = this.#regs.entries;
     this.#counts = this.#regs.counts;
@@ -298,7 +298,7 @@ export class RegisteredHeap {
     this.#lock();
     try {
       let released = 0;
-      for (let slot = 0; slot < this.maxBlocks; slot++) {
+      for (let slot = this.#table.nextUsed(0); slot >= 0; slot = this.#table.nextUsed(slot + 1)) {
         if (this.#table.state(slot) === D_LIVE && this.#table.allocs(slot) === 0) {
           this.#releaseBlock(slot);
           released++;
@@ -364,6 +364,20 @@ export class RegisteredHeap {
   }
 
   /**
+   * @internal Tests: where the table's derived words (occupancy bitmap, wholly free count) disagree
+   * with its states and counts, read under the lock (so after any repair); [] when whole.
+   */
+  auditDerived(): string[] {
+    this.#check();
+    this.#lock();
+    try {
+      return this.#table.audit();
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /**
    * This process leaves: the allocations it made are freed, every registration it holds is given
    * back and every block unmapped (buffers' views then read zeros). The creator also removes the
    * names of the control region and of every block (processes still mapping them keep their pages
@@ -417,14 +431,19 @@ export class RegisteredHeap {
   #allocInExisting(size: number, lo: number, hi: number): [BlockMapping, number] | undefined {
     const need = Math.max(3, 2 + Math.ceil(size / GRANULE));
     const table = this.#table;
-    for (let k = 0; k < this.maxBlocks; k++) {
-      const slot = (this.#hint + k) % this.maxBlocks;
-      // The descriptor's counts let full blocks be skipped without mapping them.
-      if (table.stateLocked(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
-      const block = this.#regs.current(slot);
-      if (!block) continue;
-      const found = this.#allocIn(block, size, lo, hi);
-      if (found) return found;
+    // The occupied slots from the last block used on, then those before it: the first one tried
+    // is usually the answer, and empty slots are never visited (occupancy.ts).
+    const hint = this.#hint;
+    for (let pass = 0; pass < 2; pass++) {
+      const end = pass === 0 ? this.maxBlocks : hint;
+      for (let slot = table.nextUsed(pass === 0 ? hint : 0); slot >= 0 && slot < end; slot = table.nextUsed(slot + 1)) {
+        // The descriptor's counts let full blocks be skipped without mapping them.
+        if (table.stateLocked(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
+        const block = this.#regs.current(slot);
+        if (!block) continue;
+        const found = this.#allocIn(block, size, lo, hi);
+        if (found) return found;
+      }
     }
     return undefined;
   }
@@ -499,7 +518,7 @@ export class RegisteredHeap {
       if (s < 32) clearLo |= 1 << s;
       else clearHi |= 1 << (s - 32);
     }
-    for (let slot = 0; slot < this.maxBlocks; slot++) {
+    for (let slot = this.#table.nextUsed(0); slot >= 0; slot = this.#table.nextUsed(slot + 1)) {
       if (this.#table.state(slot) !== D_LIVE || this.#table.allocs(slot) === 0) continue;
       const block = this.#regs.current(slot);
       if (!block) continue;
@@ -571,6 +590,7 @@ export class RegisteredHeap {
       });
       table.setCounts(slot, allocs, granules);
     }
+    table.rebuildDerived(); // the occupancy bitmap and the wholly free count, from what is now right
   }
 }
 

@@ -32,6 +32,8 @@ export class RegistrationTable {
   readonly #heapName: string;
   readonly #table: DescriptorTable;
   readonly #registrar: Registrar;
+  /** Which row maps each blockId (so a miss checks for a duplicate without scanning the rows). */
+  readonly #slotOf = new Map<number, number>();
 
   constructor(heapName: string, table: DescriptorTable, registrar: Registrar) {
     this.#heapName = heapName;
@@ -57,22 +59,25 @@ export class RegistrationTable {
     }
     if (mine && mine.idLo === table.idLo(slot) && mine.idHi === table.idHi(slot)) return mine;
     const live = table.checkedLive(slot, mine?.blockId);
-    for (let other = 0; other < table.maxBlocks; other++) {
-      const entry = this.entries[other];
-      if (other !== slot && entry !== undefined && entry.blockId === live.blockId && table.state(other) === D_LIVE && table.blockId(other) === live.blockId) {
-        throw table.corrupt(`descriptors ${other} and ${slot} both name block ${live.blockId}`);
-      }
+    const other = this.#slotOf.get(live.blockId);
+    if (other !== undefined && other !== slot && table.state(other) === D_LIVE && table.blockId(other) === live.blockId) {
+      throw table.corrupt(`descriptors ${other} and ${slot} both name block ${live.blockId}`);
     }
     if (mine) this.purgeStale(slot);
     const block = BlockMapping.open(this.#heapName, slot, live.idLo, live.idHi, live.bytes);
-    this.entries[slot] = block;
+    this.#set(block);
     return block;
   }
 
   /** A block this process just obtained from the OS takes row `slot` (claim 3: a different row there is stale). */
   adopt(block: BlockMapping): void {
     if (this.entries[block.slot]) this.purgeStale(block.slot);
+    this.#set(block);
+  }
+
+  #set(block: BlockMapping): void {
     this.entries[block.slot] = block;
+    this.#slotOf.set(block.blockId, block.slot);
   }
 
   /** Register `block` in this process if it is not yet (a miss), else count a hit. */
@@ -93,6 +98,7 @@ export class RegistrationTable {
     const block = this.entries[slot];
     if (!block) return;
     this.entries[slot] = undefined;
+    if (this.#slotOf.get(block.blockId) === slot) this.#slotOf.delete(block.blockId);
     const registration = block.registration;
     block.registration = undefined;
     try {

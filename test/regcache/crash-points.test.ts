@@ -28,6 +28,9 @@ const blockObjects = (heap: string) => readdirSync('/dev/shm').filter((e) => e.i
 /** The heap after a death: repaired, reaped, only `mine` left, open to newcomers, nothing leaked. */
 function expectWhole(heap: RegisteredHeap): void {
   heap.reap();
+  // The derived words (occupancy bitmap, wholly free count) were rebuilt by the repair if the kill
+  // fell between one of them and the state or count it mirrors.
+  expect(heap.auditDerived()).toEqual([]);
   const stats = heap.stats();
   expect(stats.allocations).toBe(1); // the dead member's allocations were all freed, none leaked
   const newcomer = RegisteredHeap.open(heap.name);
@@ -65,6 +68,7 @@ async function everyStep(op: string, prepare: (heap: RegisteredHeap) => Promise<
       heap.free(mine);
       heap.trim();
       expect(heap.stats()).toMatchObject({ allocations: 0, liveBlocks: 0 });
+      expect(heap.auditDerived()).toEqual([]);
       expect(blockObjects(heap.name)).toEqual([]);
       if (!killed) {
         expect(points).toBe(k - 1); // every point before completion was a kill

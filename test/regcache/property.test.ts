@@ -35,10 +35,10 @@ interface Held {
   tag: number;
 }
 
-function run(processes: number, keepFreeBlocks: number, ops: Op[]): void {
+function run(processes: number, keepFreeBlocks: number, ops: Op[], maxBlocks = 16): void {
   const name = uniqueName('rcprop');
   const registrars = Array.from({ length: processes }, () => new CheckingRegistrar());
-  const heaps: RegisteredHeap[] = [RegisteredHeap.create(name, { blockBytes: 65536, maxBlocks: 16, keepFreeBlocks, registrar: registrars[0] })];
+  const heaps: RegisteredHeap[] = [RegisteredHeap.create(name, { blockBytes: 65536, maxBlocks, keepFreeBlocks, registrar: registrars[0] })];
   try {
     for (let p = 1; p < processes; p++) heaps.push(RegisteredHeap.open(name, { registrar: registrars[p] }));
     const held: Held[] = [];
@@ -77,6 +77,8 @@ function run(processes: number, keepFreeBlocks: number, ops: Op[]): void {
         heap.trim();
       }
       for (const r of registrars) expect(r.problems).toEqual([]);
+      // The occupancy bitmap and the wholly free count agree with the descriptors after every step.
+      expect(heaps[o.p].auditDerived()).toEqual([]);
     }
     for (const h of held.splice(0)) heaps[h.owner].free(h.buf);
     expect(heaps[0].stats().allocations).toBe(0);
@@ -93,8 +95,13 @@ function run(processes: number, keepFreeBlocks: number, ops: Op[]): void {
 describe('RegisteredHeap: random interleavings across simulated processes (fast-check)', () => {
   it('registrations always match the descriptor at use; every registered block mapped; nothing left after dispose', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 2, max: 4 }), fc.integer({ min: 0, max: 2 }), fc.array(op(4), { minLength: 1, maxLength: 60 }), (processes, keep, ops) =>
-        run(processes, keep, ops.map((o) => ({ ...o, p: o.p % processes }))),
+      fc.property(
+        fc.integer({ min: 2, max: 4 }),
+        fc.integer({ min: 0, max: 2 }),
+        fc.array(op(4), { minLength: 1, maxLength: 60 }),
+        // A table that fills up, one within a bitmap word, and ones spanning several words.
+        fc.constantFrom(3, 16, 33, 70),
+        (processes, keep, ops, maxBlocks) => run(processes, keep, ops.map((o) => ({ ...o, p: o.p % processes })), maxBlocks),
       ),
       { numRuns: 60 },
     );
