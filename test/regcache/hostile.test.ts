@@ -1,6 +1,7 @@
 // Seed 004, hostile shared memory: a descriptor table another process scribbled on (bad size,
 // two descriptors naming one block, a blockId going backwards or never handed out, a torn entry,
-// an impossible state, a block whose header disagrees) is a CorruptionError naming the heap —
+// an impossible state, a block whose header disagrees, an occupancy bitmap that calls a live slot
+// empty) is a CorruptionError naming the heap —
 // never a mapping or a registration of a bogus range — and the heap keeps working once repaired.
 import { afterEach, describe, expect, it } from 'vitest';
 import { CorruptionError, RegisteredHeap, SharedRegion } from '../../src/index.js';
@@ -34,7 +35,7 @@ function setup() {
   const control = SharedRegion.open(a.name);
   cleanups.push(() => control.close());
   const w = control.int32;
-  const { descriptorOffset } = controlGeometry(MAX_MEMBERS, MAX_BLOCKS);
+  const { descriptorOffset, occupancyOffset } = controlGeometry(MAX_MEMBERS, MAX_BLOCKS);
   const at = (slot: number, field: number) => ((descriptorOffset + slot * DESCRIPTOR_SIZE) >>> 2) + field / 4;
   const saved = (slot: number) => {
     const words = Array.from({ length: DESCRIPTOR_SIZE / 4 }, (_, i) => w[at(slot, 0) + i]);
@@ -62,7 +63,7 @@ function setup() {
     expect(registrar.byKey.size).toBe(before); // nothing registered
     expect(registrar.problems).toEqual([]);
   };
-  return { a, b, w, at, saved, forge, expectRefused, registrar };
+  return { a, b, w, at, saved, forge, expectRefused, registrar, occupancy: occupancyOffset >>> 2 };
 }
 
 describe('RegisteredHeap: a hostile descriptor table', () => {
@@ -129,5 +130,27 @@ describe('RegisteredHeap: a hostile descriptor table', () => {
     block.int32[K_SLOT / 4] = x.block;
     expect(b.at(x.block, x.offset).blockId).toBe(x.blockId);
     expect(registrar.live().map((r) => r.blockId)).toEqual([]); // at() maps; registering waits for a lookup
+  });
+
+  it('an occupancy bitmap that calls a live slot empty: growing into it is refused; other forged bits only hide or show slots', () => {
+    const { a, b, w, occupancy, expectRefused, registrar } = setup();
+    const x = a.malloc(100)!; // slot 0
+    expect(x.block).toBe(0);
+    const level0 = w[occupancy];
+    w[occupancy] = level0 & ~1; // slot 0 "empty" (the free summary already says word 0 has room)
+    // A malloc that needs a block of its own grows into the lowest "empty" slot: slot 0, LIVE.
+    expectRefused(() => b.malloc(100_000), /occupancy bitmap says slot 0 is empty/);
+    w[occupancy] = level0;
+    const y = b.malloc(100_000)!;
+    expect(y.block).toBe(1);
+    // Bits set for empty slots: walked over (their state is checked), never mapped or registered.
+    w[occupancy] = -1;
+    const z = b.malloc(200)!;
+    expect([x.blockId, y.blockId]).toContain(z.blockId); // in a real block
+    expect(b.lookup(z).blockId).toBe(z.blockId);
+    expect(registrar.problems).toEqual([]);
+    b.free(z);
+    b.free(y);
+    a.free(x);
   });
 });
