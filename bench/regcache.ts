@@ -17,7 +17,8 @@
  *      completion). Both sides post the same WRITEs. Three modes: one WRITE at a time; 16 in flight
  *      (the anchor keeps 16 MRs alive and deregisters each on its completion); no WRITE
  *      (malloc → lookup → free against malloc → ibv_reg_mr → ibv_dereg_mr → free: the registration
- *      path alone). Operations per second, medians of --rounds alternating rounds, ratio ours / anchor.
+ *      path alone). Operations per second, medians of --rounds alternating rounds; the ratio is the
+ *      median of the per-round ratios ours / anchor (each round's two loops back to back).
  *   4. ibv_reg_mr and ibv_dereg_mr µs per MiB of shared memory (1–256 MiB, pages touched first),
  *      median of --reps; no anchor (no published rxe figure; UCX's model for real NICs is in the notes).
  */
@@ -28,6 +29,7 @@ import {
 } from '../src/index.js';
 import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { judgeTargets, makeRow, newReport, type BenchReport, type Target } from './lib/report.js';
+import { pairedRow, roundRatios } from './lib/perftest.js';
 import { nowNs, percentiles, progress } from './lib/timing.js';
 
 export const FLAGS: FlagSpec = {
@@ -38,7 +40,7 @@ export const FLAGS: FlagSpec = {
   'block-bytes': { kind: 'sizes', help: 'churn: the heap\'s standard block (default 4 × the size, at least 64KiB)' },
   'reg-sizes': { kind: 'sizes', help: 'ibv_reg_mr sizes (default 1MiB,4MiB,16MiB,64MiB,256MiB; --quick up to 64MiB)' },
   reps: { kind: 'count', help: 'ibv_reg_mr repetitions per size (default 5; --quick 3) and regime repetitions (default 31; --quick 9)' },
-  rounds: { kind: 'count', help: 'churn: alternating rounds per mode, medians reported (default 3; --quick 1)' },
+  rounds: { kind: 'count', help: 'churn: alternating rounds per mode, medians reported (default 5; --quick 1)' },
   device: { kind: 'boolean', help: 'run only the parts that need an RDMA device' },
   host: { kind: 'boolean', help: 'run only the lookup part (no RDMA device needed)' },
   modes: { kind: 'count', help: 'churn modes to run, a bit mask: 1 one WRITE at a time, 2 16 in flight, 4 no WRITE (default 7)' },
@@ -362,11 +364,10 @@ function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds:
         a[r] = churnLoop(rig, ours, size, ops, mode.window, releaseEvery);
         b[r] = churnLoop(rig, theirs, size, ops, mode.window, releaseEvery);
       }
-      const [a50] = percentiles(a, [50]);
-      const [b50] = percentiles(b, [50]);
-      report.rows.push(makeRow(`churn ${sizeLabel(size)}`, mode.metric, 'ops/s', 'higher', a50, b50, 'reg-per-alloc'));
-      const ratios = Array.from(a, (x, r) => (x / b[r]).toFixed(2)).join(', ');
-      report.notes.push(`churn ${sizeLabel(size)} ${mode.metric}: ratio per round ${ratios}`);
+      // Each side's median ops/s; the ratio is the median of the per-round ratios (a round's two
+      // loops run back to back, so the guest's drift weighs on both alike).
+      report.rows.push(pairedRow(`churn ${sizeLabel(size)}`, mode.metric, 'ops/s', Array.from(a), Array.from(b), 'reg-per-alloc'));
+      report.notes.push(`churn ${sizeLabel(size)} ${mode.metric}: ${Array.from(a, (x) => x.toFixed(0)).join(', ')} vs ${Array.from(b, (x) => x.toFixed(0)).join(', ')} ops/s${roundRatios(Array.from(a), Array.from(b))}`);
     }
     const s = heap.stats();
     report.notes.push(
@@ -483,7 +484,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     } else {
       try {
         const ops = flags.count.get('iterations') ?? (quick ? 300 : 2000);
-        const rounds = flags.count.get('rounds') ?? (quick ? 1 : 3);
+        const rounds = flags.count.get('rounds') ?? (quick ? 1 : 5);
         const releaseEvery = flags.count.get('release-every') ?? 64;
         for (const size of sizes) {
           regime(report, rig, size, flags.count.get('reps') ?? (quick ? 9 : 31));
