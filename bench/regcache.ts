@@ -17,8 +17,10 @@
  *      completion). Both sides post the same WRITEs. Three modes: one WRITE at a time; 16 in flight
  *      (the anchor keeps 16 MRs alive and deregisters each on its completion); no WRITE
  *      (malloc → lookup → free against malloc → ibv_reg_mr → ibv_dereg_mr → free: the registration
- *      path alone). Operations per second, medians of --rounds alternating rounds; the ratio is the
- *      median of the per-round ratios ours / anchor (each round's two loops back to back).
+ *      path alone; in the same rounds the plain loop with no registration at all is timed too, and
+ *      its ratio to the anchor is that mode's ceiling). Operations per second, medians of --rounds
+ *      alternating rounds; the ratio is the median of the per-round ratios ours / anchor (each
+ *      round's loops back to back).
  *   4. ibv_reg_mr and ibv_dereg_mr µs per MiB of shared memory (1–256 MiB, pages touched first),
  *      median of --reps; no anchor (no published rxe figure; UCX's model for real NICs is in the notes).
  */
@@ -29,7 +31,7 @@ import {
 } from '../src/index.js';
 import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { judgeTargets, makeRow, newReport, type BenchReport, type Target } from './lib/report.js';
-import { pairedRow, roundRatios } from './lib/perftest.js';
+import { median, pairedRow, roundRatios } from './lib/perftest.js';
 import { nowNs, percentiles, progress } from './lib/timing.js';
 
 export const FLAGS: FlagSpec = {
@@ -43,6 +45,7 @@ export const FLAGS: FlagSpec = {
   rounds: { kind: 'count', help: 'churn: alternating rounds per mode, medians reported (default 5; --quick 1)' },
   device: { kind: 'boolean', help: 'run only the parts that need an RDMA device' },
   host: { kind: 'boolean', help: 'run only the lookup part (no RDMA device needed)' },
+  'keep-free': { kind: 'count', help: 'churn: wholly free blocks each heap keeps before giving one back on free (default 64 = all: blocks go back only by trim)' },
   modes: { kind: 'count', help: 'churn modes to run, a bit mask: 1 one WRITE at a time, 2 16 in flight, 4 no WRITE (default 7)' },
   'skip-regmr': { kind: 'boolean', help: 'skip the ibv_reg_mr µs-per-MiB part' },
 };
@@ -313,14 +316,16 @@ export const CHURN_MODES: readonly ChurnMode[] = [
  * same blocks, ibv_reg_mr + ibv_dereg_mr each time), for each mode; the same WRITEs on both sides.
  * `rounds` alternating rounds (ours, theirs, ours, …); the rows carry the medians.
  */
-function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds: number, releaseEvery: number, blockBytes: number | undefined, modes: number): void {
+function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds: number, releaseEvery: number, blockBytes: number | undefined, modes: number, keepFree = 64): void {
   const pd = rig.qp.pd;
   // One allocation or a window of them live at a time: a block of 4 × the size holds one with room to spare.
   const block = blockBytes ?? Math.max(65536, Math.ceil((4 * size) / 4096) * 4096);
   // Blocks go back to the OS only every K operations (trim), not whenever one falls free: with a
   // window of allocations in flight the default policy (keep 1 free block) would release and
   // re-register blocks continually. The same heap parameters on both sides.
-  const shape = { blockBytes: block, maxBlocks: 64, keepFreeBlocks: 64 };
+  // (--keep-free below 64 brings back the first version's continual release and re-registration
+  // of blocks while WRITEs from other blocks are in flight.)
+  const shape = { blockBytes: block, maxBlocks: 64, keepFreeBlocks: Math.min(keepFree, 64) };
   const heap = RegisteredHeap.create(benchName('churn'), { ...shape, registrar: new VerbsRegistrar(pd) });
   const plain = RegisteredHeap.create(benchName('plain'), shape);
   let released = 0;
@@ -333,6 +338,16 @@ function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds:
       return { mr: r.mr, offset: r.offset, finish: () => heap.free(buf) };
     },
     trim: () => (released += heap.trim()),
+  };
+  const floor: Side = {
+    name: 'no registration',
+    begin(i) {
+      const buf = plain.malloc(size)!;
+      buf.view[0] = i;
+      sink += plain.lookup(buf).address;
+      return { mr: undefined, offset: 0, finish: () => plain.free(buf) };
+    },
+    trim: () => plain.trim(),
   };
   const theirs: Side = {
     name: 'reg-per-alloc',
@@ -356,18 +371,29 @@ function churn(report: BenchReport, rig: Rig, size: number, ops: number, rounds:
     for (const [m, mode] of CHURN_MODES.entries()) {
       if ((modes & (1 << m)) === 0) continue;
       progress(`regcache churn ${sizeLabel(size)} ${mode.metric}: ${rounds} rounds of ${ops} operations each way`);
-      churnLoop(rig, ours, size, Math.min(50, ops), mode.window, releaseEvery); // warm-up
-      churnLoop(rig, theirs, size, Math.min(50, ops), mode.window, releaseEvery);
-      const a = new Float64Array(rounds);
-      const b = new Float64Array(rounds);
-      for (let r = 0; r < rounds; r++) {
-        a[r] = churnLoop(rig, ours, size, ops, mode.window, releaseEvery);
-        b[r] = churnLoop(rig, theirs, size, ops, mode.window, releaseEvery);
+      // Without a WRITE, a third side in the same rounds: the same loop with no registration at
+      // all (the plain heap's malloc → lookup → free and its block churn) — the floor both sides
+      // stand on, so (floor ops/s) / (register-per-allocation ops/s) is the most any registration
+      // cache could show here, as the regime row is for the loops with a WRITE.
+      const sides = mode.window === 0 ? [ours, theirs, floor] : [ours, theirs];
+      for (const side of sides) churnLoop(rig, side, size, Math.min(50, ops), mode.window, releaseEvery); // warm-up
+      const per = sides.map(() => new Array<number>(rounds));
+      for (let r = 0; r < rounds; r++) sides.forEach((side, k) => (per[k][r] = churnLoop(rig, side, size, ops, mode.window, releaseEvery)));
+      const [a, b] = per;
+      // Each side's median ops/s; the ratio is the median of the per-round ratios (a round's
+      // loops run back to back, so the guest's drift weighs on them alike).
+      report.rows.push(pairedRow(`churn ${sizeLabel(size)}`, mode.metric, 'ops/s', a, b, 'reg-per-alloc'));
+      report.notes.push(`churn ${sizeLabel(size)} ${mode.metric}: ${a.map((x) => x.toFixed(0)).join(', ')} vs ${b.map((x) => x.toFixed(0)).join(', ')} ops/s${roundRatios(a, b)}`);
+      if (per[2]) {
+        const f = per[2];
+        report.rows.push(pairedRow(`churn ${sizeLabel(size)}`, 'ceiling: no registration at all (no write)', 'ops/s', f, b, 'reg-per-alloc'));
+        const of = a.map((x, r) => (x / f[r]).toFixed(2)).join(', ');
+        const us = (v: number[]) => (1e6 / median(v)).toFixed(1);
+        report.notes.push(
+          `churn ${sizeLabel(size)} no write: per operation memwire ${us(a)} µs, no registration ${us(f)} µs, register-per-allocation ${us(b)} µs (medians); ` +
+            `memwire / no-registration per round ${of}; the ceiling (no registration / register-per-allocation) per round${roundRatios(f, b).replace('; per-round ratios', '')}`,
+        );
       }
-      // Each side's median ops/s; the ratio is the median of the per-round ratios (a round's two
-      // loops run back to back, so the guest's drift weighs on both alike).
-      report.rows.push(pairedRow(`churn ${sizeLabel(size)}`, mode.metric, 'ops/s', Array.from(a), Array.from(b), 'reg-per-alloc'));
-      report.notes.push(`churn ${sizeLabel(size)} ${mode.metric}: ${Array.from(a, (x) => x.toFixed(0)).join(', ')} vs ${Array.from(b, (x) => x.toFixed(0)).join(', ')} ops/s${roundRatios(Array.from(a), Array.from(b))}`);
     }
     const s = heap.stats();
     report.notes.push(
@@ -488,7 +514,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         const releaseEvery = flags.count.get('release-every') ?? 64;
         for (const size of sizes) {
           regime(report, rig, size, flags.count.get('reps') ?? (quick ? 9 : 31));
-          churn(report, rig, size, ops, rounds, releaseEvery, flags.sizes.get('block-bytes')?.[0], flags.count.get('modes') ?? 7);
+          churn(report, rig, size, ops, rounds, releaseEvery, flags.sizes.get('block-bytes')?.[0], flags.count.get('modes') ?? 7, flags.count.get('keep-free') ?? 64);
         }
         report.notes.push(
           'churn modes: the same allocations and the same WRITEs on both sides. Where the regime row says the WRITE dominates ' +
