@@ -363,10 +363,7 @@ export class RegisteredHeap {
     return { ...this.#counts, mappedBlocks, registeredBlocks, registeredBytes, liveBlocks, liveBytes, allocations, ...table.counters() };
   }
 
-  /**
-   * @internal Tests: where the table's derived words (occupancy bitmap, wholly free count) disagree
-   * with its states and counts, read under the lock (so after any repair); [] when whole.
-   */
+  /** @internal Tests: where the occupancy bitmap and wholly free count disagree with the table (under the lock, so after any repair). */
   auditDerived(): string[] {
     this.#check();
     this.#lock();
@@ -431,12 +428,10 @@ export class RegisteredHeap {
   #allocInExisting(size: number, lo: number, hi: number): [BlockMapping, number] | undefined {
     const need = Math.max(3, 2 + Math.ceil(size / GRANULE));
     const table = this.#table;
-    // The occupied slots from the last block used on, then those before it: the first one tried
-    // is usually the answer, and empty slots are never visited (occupancy.ts).
-    const hint = this.#hint;
-    for (let pass = 0; pass < 2; pass++) {
-      const end = pass === 0 ? this.maxBlocks : hint;
-      for (let slot = table.nextUsed(pass === 0 ? hint : 0); slot >= 0 && slot < end; slot = table.nextUsed(slot + 1)) {
+    // Occupied slots from the last block used on, then those before it (occupancy.ts): the first
+    // one tried is usually the answer, and empty slots are never visited.
+    for (let pass = 0, hint = this.#hint; pass < 2; pass++) {
+      for (let slot = table.nextUsed(pass === 0 ? hint : 0); slot >= 0 && slot < (pass === 0 ? this.maxBlocks : hint); slot = table.nextUsed(slot + 1)) {
         // The descriptor's counts let full blocks be skipped without mapping them.
         if (table.stateLocked(slot) !== D_LIVE || heapGranulesOf(table.bytes(slot)) - 1 - table.usedGranules(slot) < need) continue;
         const block = this.#regs.current(slot);
