@@ -25,7 +25,7 @@
  * case alternates its two sides `--rounds` times and compares the per-round ratios (their median).
  */
 import { RequestEngine, type RequestElement, platform } from '../src/index.js';
-import { allowedCpus, pinThread, yieldCpu } from './lib/cpu.js';
+import { allowedCpus, pinThread } from './lib/cpu.js';
 import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
 import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { progress } from './lib/timing.js';
@@ -44,7 +44,8 @@ export const FLAGS: FlagSpec = {
   sizes: { kind: 'sizes', help: 'post-list case: write sizes (default 4KiB,64KiB), passed on to rdma-write-bw' },
   'no-post-list': { kind: 'boolean', help: 'skip the post-list case (rdma-write-bw --post-list 16; its --sizes pass on)' },
   'no-cold': { kind: 'boolean', help: '32MiB: skip ib_write_bw without warm-up (reported beside, not judged)' },
-  'large-variants': { kind: 'boolean', help: "32MiB: also measure, in each round, memwire yielding the CPU (sched_yield) on empty polls, and memwire moving perftest's footprint (4 work requests of the same 8 MiB to the same 8 MiB remote)" },
+  spin: { kind: 'boolean', help: "memwire's engine spins on empty polls (idle 'spin') instead of yielding the CPU (idle 'yield', the default here)" },
+  'idle-variants': { kind: 'boolean', help: 'also measure, in each round of 32x64B and 32MiB, every memwire side with the other idle mode (diagnostic, not judged)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
@@ -72,7 +73,7 @@ interface Measured {
  * Start the server, connect a client with 32 SGEs, run `requests` requests of `elements` through
  * a RequestEngine (per-request `maxSge`), once unmeasured (a tenth, for the JIT), then measured.
  */
-async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, maxSge: number, cpus: [number, number] | null, timeoutMs: number, signalEvery = 32, idle: 'spin' | 'yield' = 'spin'): Promise<Measured> {
+async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, maxSge: number, cpus: [number, number] | null, timeoutMs: number, signalEvery: number, idle: 'spin' | 'yield'): Promise<Measured> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, bufferBytes, TX_DEPTH, false, ELEMENTS);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   try {
@@ -88,10 +89,9 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
     const chain = makeElements(client);
     // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
     // per ibv_post_send, as perftest's -l 16, on both sides of the comparison.
-    const engine = new RequestEngine(client.qp, { signalEvery, postList: 16, postOnSubmit: false });
+    const engine = new RequestEngine(client.qp, { signalEvery, postList: 16, postOnSubmit: false, idle });
     const options = { maxSge };
     let settledBytes = 0;
-    const yielding = idle === 'yield';
     const loop = (count: number): number => {
       let submitted = 0;
       let settled = 0;
@@ -109,10 +109,7 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
           settledBytes += engine.settled.bytes[i];
         }
         settled += n;
-        if (n === 0) {
-          if ((++polls & 0xffff) === 0) guard();
-          if (yielding) yieldCpu();
-        }
+        if (n === 0 && (++polls & 0xffff) === 0) guard();
       }
       return Number(process.hrtime.bigint() - t0);
     };
@@ -155,6 +152,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
+  // How the engine polls (RequestEngineOptions.idle): yielding the vCPU on empty polls, unless --spin.
+  const idle = flags.boolean.has('spin') ? 'spin' : 'yield';
+  const otherIdle = idle === 'spin' ? 'yield' : 'spin';
+  const variants = flags.boolean.has('idle-variants');
   progress(`rdma-coalesce on ${platform.runtime}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
 
   const rows: Row[] = [];
@@ -169,23 +170,34 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     if (!flags.boolean.has('no-small')) {
       const coalesced: number[] = [];
       const single: number[] = [];
+      const otherCoalesced: number[] = [];
+      const otherSingle: number[] = [];
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
         await runRound(
           round,
           async () => {
-            const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, ELEMENTS, cpus, timeoutMs);
+            const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, ELEMENTS, cpus, timeoutMs, 32, idle);
             coalesced.push(m.requestsPerSec * ELEMENTS);
             progress(`32x64B coalesced: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests for ${requests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
+            if (!variants) return;
+            const o = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, ELEMENTS, cpus, timeoutMs, 32, otherIdle);
+            otherCoalesced.push(o.requestsPerSec * ELEMENTS);
+            progress(`32x64B coalesced, idle ${otherIdle}: ${(o.requestsPerSec * ELEMENTS).toFixed(0)} elements/s${o.split ? ` (${o.split})` : ''}${tag}`);
           },
           async () => {
-            const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, 1, cpus, timeoutMs);
+            const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, 1, cpus, timeoutMs, 32, idle);
             single.push(m.requestsPerSec * ELEMENTS);
             progress(`32x64B one WR per element: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests${m.split ? `; ${m.split}` : ''})${tag}`);
+            if (!variants) return;
+            const o = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, 1, cpus, timeoutMs, 32, otherIdle);
+            otherSingle.push(o.requestsPerSec * ELEMENTS);
+            progress(`32x64B one WR per element, idle ${otherIdle}: ${(o.requestsPerSec * ELEMENTS).toFixed(0)} elements/s${o.split ? ` (${o.split})` : ''}${tag}`);
           },
         );
       }
       if (rounds > 1) report.notes.push(`32x64B rounds (elements/s): coalesced ${coalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${single.map((x) => x.toFixed(0)).join(', ')}${roundRatios(coalesced, single)}${bestRounds(coalesced, single, 'higher')}`);
+      if (variants) report.notes.push(`32x64B rounds with idle ${otherIdle} (elements/s): coalesced ${otherCoalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${otherSingle.map((x) => x.toFixed(0)).join(', ')}${roundRatios(otherCoalesced, otherSingle)}; coalesced ${otherIdle} / ${idle}${roundRatios(otherCoalesced, coalesced)}; one WR ${otherIdle} / ${idle}${roundRatios(otherSingle, single)}`);
       rows.push(pairedRow('32x64B', 'elements/s', 'elements/s', coalesced, single, 'memwire, one WR per element'));
       targets.push({ case: '32x64B', metric: 'elements/s', anchorName: 'memwire, one WR per element', maxRatio: Infinity, minRatio: 8, text: '32 elements of 64 B to contiguous remote memory: elements/s with coalescing at least 8× one work request per element' });
     }
@@ -194,9 +206,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const ours: number[] = [];
       const theirs: number[] = [];
       const cold: number[] = [];
-      const variants = flags.boolean.has('large-variants');
-      const yielded: number[] = [];
-      const sameFootprint: number[] = [];
+      const other: number[] = [];
       const probe = new BenchSide(pair.dev1, pair.gidIndex, 4096, 4);
       try {
         using engine = new RequestEngine(probe.qp);
@@ -212,20 +222,13 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
           round,
           async () => {
             // Every work request signaled: ib_write_bw at this size reports "CQ Moderation 1".
-            const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs, 1);
+            const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs, 1, idle);
             ours.push(m.bytesPerSec / MIB);
             progress(`32MiB: memwire ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
             if (!variants) return;
-            // Diagnostics, not judged: the same loop giving its vCPU to ksoftirqd on empty polls;
-            // and perftest's footprint (ib_write_bw above a page writes every message from the
-            // same local buffer to the same remote address): 4 elements of the same 8 MiB.
-            const y = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs, 1, 'yield');
-            yielded.push(y.bytesPerSec / MIB);
-            progress(`32MiB: memwire, sched_yield on empty polls ${(y.bytesPerSec / MIB).toFixed(2)} MB/s (${y.workRequests} work requests${y.split ? `; ${y.split}` : ''})${tag}`);
-            const same = (side: BenchSide): RequestElement[] => Array.from({ length: LARGE / perftestSize }, () => ({ mr: side.mr, offset: 0, length: perftestSize, remoteOffset: 0 }));
-            const f = await measureEngine(pair, LARGE, same, largeRequests, ELEMENTS, cpus, timeoutMs, 1);
-            sameFootprint.push(f.bytesPerSec / MIB);
-            progress(`32MiB: memwire, perftest's footprint (${LARGE / perftestSize} × the same ${perftestSize} B) ${(f.bytesPerSec / MIB).toFixed(2)} MB/s (${f.workRequests} work requests${f.split ? `; ${f.split}` : ''})${tag}`);
+            const o = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs, 1, otherIdle);
+            other.push(o.bytesPerSec / MIB);
+            progress(`32MiB: memwire, idle ${otherIdle} ${(o.bytesPerSec / MIB).toFixed(2)} MB/s${o.split ? ` (${o.split})` : ''}${tag}`);
           },
           usePerftest
             ? async () => {
@@ -254,10 +257,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       if (rounds > 1) {
         report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw --perform_warm_up ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, theirs)}${bestRounds(ours, theirs, 'higher')}`);
         report.notes.push(`32MiB rounds (MB/s): ib_write_bw without warm-up ${cold.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, cold)}`);
-        if (variants) {
-          report.notes.push(`32MiB rounds (MB/s): memwire yielding on empty polls ${yielded.map((x) => x.toFixed(1)).join(', ')}${roundRatios(yielded, theirs)}; against memwire spinning${roundRatios(yielded, ours)}`);
-          report.notes.push(`32MiB rounds (MB/s): memwire with perftest's footprint ${sameFootprint.map((x) => x.toFixed(1)).join(', ')}${roundRatios(sameFootprint, theirs)}; against memwire's 32 MiB${roundRatios(sameFootprint, ours)}`);
-        }
+        if (variants) report.notes.push(`32MiB rounds with idle ${otherIdle} (MB/s): memwire ${other.map((x) => x.toFixed(1)).join(', ')}${roundRatios(other, theirs)}; against idle ${idle}${roundRatios(other, ours)}`);
       }
       rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, theirs, 'ib_write_bw'));
       rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, cold, 'ib_write_bw, no warm-up'));
@@ -272,9 +272,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     const passOn: string[] = [];
     for (let i = 0; i < argv.length; i++) {
       if (/^--(requests|large-requests)$/.test(argv[i])) i++;
-      else if (!/^--(requests|large-requests)=|^--(no-post-list|json|no-small|no-large|no-cold|large-variants)$/.test(argv[i])) passOn.push(argv[i]);
+      else if (!/^--(requests|large-requests)=|^--(no-post-list|json|no-small|no-large|no-cold|spin|idle-variants)$/.test(argv[i])) passOn.push(argv[i]);
     }
     passOn.push('--post-list', '16');
+    if (idle === 'yield') passOn.push('--idle-yield'); // the same polling as the engine's sides
     const sub = await runWriteBw(passOn);
     for (const row of sub.report.rows) rows.push({ ...row, case: `post-list-16 ${row.case}` });
     for (const t of sub.report.targets) {
