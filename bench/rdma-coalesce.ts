@@ -299,7 +299,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.targets = judgeTargets(rows, usePerftest ? targets : targets.filter((t) => t.case === '32x64B'));
   report.notes.unshift(
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, up to ${IN_FLIGHT} requests submitted at once, chains of up to 16 work requests, a completion every 32 and at the end of each request`,
-    `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw`,
+    `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second${maxMsg ? `; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw` : ''}`,
     `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...); each figure is the median of its rounds, each ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };
