@@ -16,13 +16,15 @@
  *    per ibv_post_send) against `ib_write_bw -l 16`, the same work on both sides. Target: at least
  *    0.95× at both sizes. Run by rdma-write-bw itself; its rows and notes are carried over.
  *
- * The engine runs busy-polling (submit/progress, no allocation per request), as perftest does;
+ * The engine runs submit/progress (no allocation per request) with idle 'yield' (a poll that
+ * finds nothing yields the vCPU to rxe's ksoftirqd; --spin: spin as perftest does);
  * up to `IN_FLIGHT` requests are submitted at once and the engine posts them as send-queue slots
  * free up (tx depth 128, chains of up to 16 work requests, a completion every 32 work requests
  * and at the end of each request). MB/s counts 2^20 bytes, as perftest. The server is a process of
  * the same runtime on dev0 that keeps a buffer registered until told "done" (rdma-peer.ts, mode
  * bw); perftest runs as in rdma-write-bw. The guest's figures swing ±30 % between runs, so each
  * case alternates its two sides `--rounds` times and compares the per-round ratios (their median).
+ * The engine sides of a round share one server process and one queue pair (measureEngine).
  */
 import { RequestEngine, type RequestElement, platform } from '../src/index.js';
 import { allowedCpus, pinThread } from './lib/cpu.js';
@@ -39,7 +41,13 @@ export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
   requests: { kind: 'count', help: 'requests of 32×64 B per side (default 1000, --quick 250)' },
   'large-requests': { kind: 'count', help: 'requests of 32 MiB (default 4, --quick 2); ib_write_bw moves the same bytes' },
-  'no-post-list': { kind: 'boolean', help: 'skip the post-list case (rdma-write-bw --post-list 16)' },
+  'no-small': { kind: 'boolean', help: 'skip the 32x64B case' },
+  'no-large': { kind: 'boolean', help: 'skip the 32MiB case' },
+  sizes: { kind: 'sizes', help: 'post-list case: write sizes (default 4KiB,64KiB), passed on to rdma-write-bw' },
+  'no-post-list': { kind: 'boolean', help: 'skip the post-list case (rdma-write-bw --post-list 16; its --sizes pass on)' },
+  'no-cold': { kind: 'boolean', help: '32MiB: skip ib_write_bw without warm-up (reported beside, not judged)' },
+  spin: { kind: 'boolean', help: "memwire's engine spins on empty polls (idle 'spin') instead of yielding the CPU (idle 'yield', the default here)" },
+  'idle-variants': { kind: 'boolean', help: 'also measure, in each round of 32x64B and 32MiB, every memwire side with the other idle mode (diagnostic, not judged)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
@@ -63,71 +71,83 @@ interface Measured {
   split: string;
 }
 
+/** One engine side of a comparison: SGEs per work request (1: coalescing off) and how it polls. */
+interface EngineSide {
+  maxSge: number;
+  idle: 'spin' | 'yield';
+}
+
 /**
- * Start the server, connect a client with 32 SGEs, run `requests` requests of `elements` through
- * a RequestEngine (per-request `maxSge`), once unmeasured (a tenth, for the JIT), then measured.
+ * Start the server, connect a client with 32 SGEs, and for each of `sides` in order, on that one
+ * connection: a RequestEngine (per-request `maxSge`) runs `requests` requests of `elements` once
+ * unmeasured (a tenth, for the JIT), then measured. The sides of a round share the server
+ * process and the queue pair, so they differ in nothing but the engine's settings: with a new
+ * server and queue pair per side, the guest put one side of a round in its slow regime and the
+ * other in its fast one, alternately from measurement to measurement (docs/requests.md, "Results").
  */
-async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, maxSge: number, cpus: [number, number] | null, timeoutMs: number, signalEvery = 32): Promise<Measured> {
+async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, sides: readonly EngineSide[], cpus: [number, number] | null, timeoutMs: number, signalEvery: number): Promise<Measured[]> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, bufferBytes, TX_DEPTH, false, ELEMENTS);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   try {
     const started = await startServerPeer('bw', pair, bufferBytes, 1, client, cpus?.[0] ?? null);
     peer = started.peer;
     const p = peer;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + timeoutMs * sides.length;
     const guard = () => {
       if (!p.isRunningNow()) throw new Error(`${p.label} died${p.stderr ? `: ${p.stderr.trim()}` : ''}`);
-      if (Date.now() > deadline) throw new Error(`memwire requests did not finish within ${timeoutMs} ms`);
+      if (Date.now() > deadline) throw new Error(`memwire requests did not finish within ${timeoutMs} ms per side`);
     };
     const remote = { addr: started.remote.addr, rkey: started.remote.rkey, length: bufferBytes };
     const chain = makeElements(client);
-    // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
-    // per ibv_post_send, as perftest's -l 16, on both sides of the comparison.
-    const engine = new RequestEngine(client.qp, { signalEvery, postList: 16, postOnSubmit: false });
-    const options = { maxSge };
-    let settledBytes = 0;
-    const loop = (count: number): number => {
-      let submitted = 0;
-      let settled = 0;
-      let polls = 0;
-      settledBytes = 0;
-      const t0 = process.hrtime.bigint();
-      while (settled < count) {
-        while (submitted < count && submitted - settled < IN_FLIGHT) {
-          if (engine.submit('write', remote, chain, submitted, options) < 0) break;
-          submitted++;
+    const bytes = chain.reduce((s, e) => s + e.length, 0) * requests;
+    const results: Measured[] = [];
+    for (const side of sides) {
+      // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
+      // per ibv_post_send, as perftest's -l 16, on every side of the comparison.
+      const engine = new RequestEngine(client.qp, { signalEvery, postList: 16, postOnSubmit: false, idle: side.idle });
+      const options = { maxSge: side.maxSge };
+      let settledBytes = 0;
+      const loop = (count: number): number => {
+        let submitted = 0;
+        let settled = 0;
+        let polls = 0;
+        settledBytes = 0;
+        const t0 = process.hrtime.bigint();
+        while (settled < count) {
+          while (submitted < count && submitted - settled < IN_FLIGHT) {
+            if (engine.submit('write', remote, chain, submitted, options) < 0) break;
+            submitted++;
+          }
+          const n = engine.progress();
+          for (let i = 0; i < n; i++) {
+            if (engine.settled.error[i]) throw engine.settled.error[i];
+            settledBytes += engine.settled.bytes[i];
+          }
+          settled += n;
+          if (n === 0 && (++polls & 0xffff) === 0) guard();
         }
-        const n = engine.progress();
-        for (let i = 0; i < n; i++) {
-          if (engine.settled.error[i]) throw engine.settled.error[i];
-          settledBytes += engine.settled.bytes[i];
-        }
-        settled += n;
-        if (n === 0 && (++polls & 0xffff) === 0) guard();
+        return Number(process.hrtime.bigint() - t0);
+      };
+      try {
+        loop(Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
+        await settle(p.pid);
+        const wrsBefore = engine.postedWorkRequests;
+        const before = cpuSample(cpus?.[1] ?? null);
+        const ns = loop(requests);
+        const split = cpuSplit(before, cpuSample(cpus?.[1] ?? null), requests).replace(/per write$/, 'per request');
+        // The bytes the engine reports moved (its completion accounting), not only the bytes asked for.
+        if (settledBytes !== bytes) throw new Error(`the engine settled ${settledBytes} bytes for ${bytes} submitted`);
+        results.push({ bytesPerSec: bytes / (ns / 1e9), requestsPerSec: requests / (ns / 1e9), workRequests: engine.postedWorkRequests - wrsBefore, split });
+      } finally {
+        engine.dispose(); // nothing in flight: the queue pair stays usable for the next side
       }
-      return Number(process.hrtime.bigint() - t0);
-    };
-    try {
-      loop(Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
-      await settle(p.pid);
-      const wrsBefore = engine.postedWorkRequests;
-      const before = cpuSample(cpus?.[1] ?? null);
-      const ns = loop(requests);
-      const split = cpuSplit(before, cpuSample(cpus?.[1] ?? null), requests).replace(/per write$/, 'per request');
-      const bytes = chain.reduce((s, e) => s + e.length, 0) * requests;
-      // The bytes the engine reports moved (its completion accounting), not only the bytes asked for.
-      if (settledBytes !== bytes) throw new Error(`the engine settled ${settledBytes} bytes for ${bytes} submitted`);
-      const measured = { bytesPerSec: bytes / (ns / 1e9), requestsPerSec: requests / (ns / 1e9), workRequests: engine.postedWorkRequests - wrsBefore, split };
-      engine.dispose();
-      // Tell the server it may leave: a zero-byte SEND into its one posted receive.
-      if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
-      let polls = 0;
-      while (client.sendCq.poll(1) === 0) if ((++polls & 0xffff) === 0) guard();
-      await peer.finish(10_000);
-      return measured;
-    } finally {
-      engine.dispose();
     }
+    // Tell the server it may leave: a zero-byte SEND into its one posted receive.
+    if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
+    let polls = 0;
+    while (client.sendCq.poll(1) === 0) if ((++polls & 0xffff) === 0) guard();
+    await peer.finish(10_000);
+    return results;
   } finally {
     await peer?.stop();
     client.dispose();
@@ -146,6 +166,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
+  // How the engine polls (RequestEngineOptions.idle): yielding the vCPU on empty polls, unless --spin.
+  const idle = flags.boolean.has('spin') ? 'spin' : 'yield';
+  const otherIdle = idle === 'spin' ? 'yield' : 'spin';
+  const variants = flags.boolean.has('idle-variants');
   progress(`rdma-coalesce on ${platform.runtime}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
 
   const rows: Row[] = [];
@@ -157,34 +181,40 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   if (cpus) pinThread(0, [cpus[1]]);
   try {
     // Case 1: coalesced vs one work request per element.
-    {
+    if (!flags.boolean.has('no-small')) {
       const coalesced: number[] = [];
       const single: number[] = [];
+      const otherCoalesced: number[] = [];
+      const otherSingle: number[] = [];
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
-        await runRound(
-          round,
-          async () => {
-            const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, ELEMENTS, cpus, timeoutMs);
-            coalesced.push(m.requestsPerSec * ELEMENTS);
-            progress(`32x64B coalesced: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests for ${requests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
-          },
-          async () => {
-            const m = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, 1, cpus, timeoutMs);
-            single.push(m.requestsPerSec * ELEMENTS);
-            progress(`32x64B one WR per element: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests${m.split ? `; ${m.split}` : ''})${tag}`);
-          },
-        );
+        // One connection per round, the sides in turn: coalesced first in odd rounds, one WR per
+        // element first in even ones (A B, B A, ...); with --idle-variants the same two again
+        // with the other idle mode.
+        const sides: (EngineSide & { name: string; into: number[] })[] = [
+          { maxSge: ELEMENTS, idle, name: 'coalesced', into: coalesced },
+          { maxSge: 1, idle, name: 'one WR per element', into: single },
+        ];
+        if (variants) sides.push({ maxSge: ELEMENTS, idle: otherIdle, name: `coalesced, idle ${otherIdle}`, into: otherCoalesced }, { maxSge: 1, idle: otherIdle, name: `one WR per element, idle ${otherIdle}`, into: otherSingle });
+        if (round % 2 === 0) for (let i = 0; i + 1 < sides.length; i += 2) [sides[i], sides[i + 1]] = [sides[i + 1], sides[i]];
+        const measured = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, sides, cpus, timeoutMs, 32);
+        sides.forEach((side, i) => {
+          const m = measured[i];
+          side.into.push(m.requestsPerSec * ELEMENTS);
+          progress(`32x64B ${side.name}: ${(m.requestsPerSec * ELEMENTS).toFixed(0)} elements/s (${m.workRequests} work requests for ${requests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
+        });
       }
       if (rounds > 1) report.notes.push(`32x64B rounds (elements/s): coalesced ${coalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${single.map((x) => x.toFixed(0)).join(', ')}${roundRatios(coalesced, single)}${bestRounds(coalesced, single, 'higher')}`);
+      if (variants) report.notes.push(`32x64B rounds with idle ${otherIdle} (elements/s): coalesced ${otherCoalesced.map((x) => x.toFixed(0)).join(', ')}; one WR per element ${otherSingle.map((x) => x.toFixed(0)).join(', ')}${roundRatios(otherCoalesced, otherSingle)}; coalesced ${otherIdle} / ${idle}${roundRatios(otherCoalesced, coalesced)}; one WR ${otherIdle} / ${idle}${roundRatios(otherSingle, single)}`);
       rows.push(pairedRow('32x64B', 'elements/s', 'elements/s', coalesced, single, 'memwire, one WR per element'));
       targets.push({ case: '32x64B', metric: 'elements/s', anchorName: 'memwire, one WR per element', maxRatio: Infinity, minRatio: 8, text: '32 elements of 64 B to contiguous remote memory: elements/s with coalescing at least 8× one work request per element' });
     }
     // Case 2: one 32 MiB request divided at max_msg_sz vs ib_write_bw at that message size.
-    {
+    if (!flags.boolean.has('no-large')) {
       const ours: number[] = [];
       const theirs: number[] = [];
       const cold: number[] = [];
+      const other: number[] = [];
       const probe = new BenchSide(pair.dev1, pair.gidIndex, 4096, 4);
       try {
         using engine = new RequestEngine(probe.qp);
@@ -200,14 +230,20 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
           round,
           async () => {
             // Every work request signaled: ib_write_bw at this size reports "CQ Moderation 1".
-            const m = await measureEngine(pair, LARGE, large, largeRequests, ELEMENTS, cpus, timeoutMs, 1);
-            ours.push(m.bytesPerSec / MIB);
-            progress(`32MiB: memwire ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
+            const sides: EngineSide[] = [{ maxSge: ELEMENTS, idle }];
+            if (variants) sides.push({ maxSge: ELEMENTS, idle: otherIdle });
+            if (round % 2 === 0) sides.reverse();
+            const measured = await measureEngine(pair, LARGE, large, largeRequests, sides, cpus, timeoutMs, 1);
+            sides.forEach((side, i) => {
+              const m = measured[i];
+              (side.idle === idle ? ours : other).push(m.bytesPerSec / MIB);
+              progress(`32MiB: memwire${side.idle === idle ? '' : `, idle ${side.idle}`} ${(m.bytesPerSec / MIB).toFixed(2)} MB/s (${m.workRequests} work requests for ${largeRequests} requests${m.split ? `; ${m.split}` : ''})${tag}`);
+            });
           },
           usePerftest
             ? async () => {
                 // Warmed up as memwire is (its unmeasured first request), then as perftest runs by default.
-                for (const warm of [true, false]) {
+                for (const warm of flags.boolean.has('no-cold') ? [true] : [true, false]) {
                   const args = ['-s', String(perftestSize), '-n', String(perftestIters), ...(warm ? ['--perform_warm_up'] : [])];
                   const into = warm ? theirs : cold;
                   try {
@@ -231,6 +267,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       if (rounds > 1) {
         report.notes.push(`32MiB rounds (MB/s): memwire ${ours.map((x) => x.toFixed(1)).join(', ')}; ib_write_bw --perform_warm_up ${theirs.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, theirs)}${bestRounds(ours, theirs, 'higher')}`);
         report.notes.push(`32MiB rounds (MB/s): ib_write_bw without warm-up ${cold.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(ours, cold)}`);
+        if (variants) report.notes.push(`32MiB rounds with idle ${otherIdle} (MB/s): memwire ${other.map((x) => x.toFixed(1)).join(', ')}${roundRatios(other, theirs)}; against idle ${idle}${roundRatios(other, ours)}`);
       }
       rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, theirs, 'ib_write_bw'));
       rows.push(pairedRow('32MiB', 'bandwidth', 'MB/s', ours, cold, 'ib_write_bw, no warm-up'));
@@ -245,9 +282,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     const passOn: string[] = [];
     for (let i = 0; i < argv.length; i++) {
       if (/^--(requests|large-requests)$/.test(argv[i])) i++;
-      else if (!/^--(requests|large-requests)=|^--(no-post-list|json)$/.test(argv[i])) passOn.push(argv[i]);
+      else if (!/^--(requests|large-requests)=|^--(no-post-list|json|no-small|no-large|no-cold|spin|idle-variants)$/.test(argv[i])) passOn.push(argv[i]);
     }
     passOn.push('--post-list', '16');
+    if (idle === 'yield') passOn.push('--idle-yield'); // the same polling as the engine's sides
     const sub = await runWriteBw(passOn);
     for (const row of sub.report.rows) rows.push({ ...row, case: `post-list-16 ${row.case}` });
     for (const t of sub.report.targets) {
@@ -261,7 +299,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.targets = judgeTargets(rows, usePerftest ? targets : targets.filter((t) => t.case === '32x64B'));
   report.notes.unshift(
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, up to ${IN_FLIGHT} requests submitted at once, chains of up to 16 work requests, a completion every 32 and at the end of each request`,
-    `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw`,
+    `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second${maxMsg ? `; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw` : ''}`,
     `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...); each figure is the median of its rounds, each ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };

@@ -58,6 +58,7 @@ export const FLAGS: FlagSpec = {
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
   'post-list': { kind: 'count', help: "work requests per ibv_post_send (perftest's -l N: a prepared chain, the last signaled; default 1); ib_write_bw gets the same -l" },
   'idle-wait': { kind: 'boolean', help: 'sleep 50 µs (futex) whenever a poll finds nothing, instead of spinning as perftest does' },
+  'idle-yield': { kind: 'boolean', help: "sched_yield whenever a poll finds nothing (RequestEngine's idle 'yield'), instead of spinning as perftest does" },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
 };
@@ -68,7 +69,7 @@ const MIB = 1 << 20;
 const IDLE_WAIT_MS = 0.05;
 const allowedCpusBefore = allowedCpus();
 
-async function measureMemwire(pair: DevicePair, size: number, iterations: number, cpus: [number, number] | null, timeoutMs: number, idle: number, postList: number): Promise<{ mbs: number; settledMs: number; split: string }> {
+async function measureMemwire(pair: DevicePair, size: number, iterations: number, cpus: [number, number] | null, timeoutMs: number, idle: number | 'yield', postList: number): Promise<{ mbs: number; settledMs: number; split: string }> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, size, TX_DEPTH, false, 1, Math.max(32, postList));
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   try {
@@ -116,6 +117,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 60 : 180)) * 1000;
   const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_ROUNDS));
   const idleWaitMs = flags.boolean.has('idle-wait') ? IDLE_WAIT_MS : 0;
+  const idle = flags.boolean.has('idle-yield') ? 'yield' : idleWaitMs;
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
@@ -134,7 +136,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
         const ours = async () => {
           const started = Date.now();
-          const one = await measureMemwire(pair, size, n, cpus, timeoutMs, idleWaitMs, postList);
+          const one = await measureMemwire(pair, size, n, cpus, timeoutMs, idle, postList);
           oursAll.push(one.mbs);
           progress(`${label}: memwire ${one.mbs.toFixed(2)} MB/s over ${n} writes (${Date.now() - started} ms, quiet after ${one.settledMs} ms${one.split ? `; ${one.split}` : ''})${tag}`);
         };
@@ -177,6 +179,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     'MB/s = 2^20 bytes per second (perftest\'s "BW average [MB/sec]"); ratio = memwire / ib_write_bw, higher is better',
     `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_bw alternating (A B, B A, ...); each figure is the median of its rounds, the ratio the median of the per-round ratios`,
     ...(idleWaitMs ? [`--idle-wait: memwire sleeps ${idleWaitMs * 1000} µs whenever a poll finds nothing (ib_write_bw spins)`] : []),
+    ...(idle === 'yield' ? ['--idle-yield: memwire calls sched_yield whenever a poll finds nothing (ib_write_bw spins)'] : []),
   );
   return { report, json: flags.boolean.has('json') };
 }

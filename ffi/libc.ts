@@ -38,6 +38,9 @@ export const LIBC = {
   // fcntl() is variadic, declared with its one integer argument (passed the same way on x86_64).
   poll: { name: 'poll', c: 'int poll(struct pollfd *fds, nfds_t nfds, int timeout)', returns: 'i32', args: ['ptr', 'u64', 'i32'] },
   fcntl: { name: 'fcntl', c: 'int fcntl(int fd, int cmd, long arg)', returns: 'i32', args: ['i32', 'i32', 'i64'] },
+  // Give the CPU to another runnable thread (benches: a busy-polling loop that shares its CPU
+  // with the kernel thread doing the transfer's work, e.g. ksoftirqd under rxe).
+  sched_yield: { name: 'sched_yield', c: 'int sched_yield(void)', returns: 'i32', args: [] },
 } as const satisfies Record<string, FnDecl>;
 
 // Linux x86_64 constants (asm-generic / glibc headers).

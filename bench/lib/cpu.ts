@@ -37,3 +37,12 @@ export function pinThread(tid: number, cpus: readonly number[]): boolean {
   for (const cpu of cpus) mask[cpu >> 3] |= 1 << (cpu & 7);
   return fns.set(tid, CPU_SET_BYTES, mask) === 0;
 }
+
+/**
+ * sched_yield(2): let another runnable thread of this CPU run now (for a busy-polling loop whose
+ * CPU also runs the kernel's share of the transfer, e.g. rxe's ksoftirqd). Cheap when nothing
+ * else is runnable: the caller goes straight back to polling.
+ */
+export function yieldCpu(): void {
+  libc.sched_yield();
+}

@@ -6,6 +6,7 @@
  */
 import type { CompletionQueue } from '../../src/index.js';
 import type { BenchEndpoint, BenchSide } from './rdma-side.js';
+import { yieldCpu } from './cpu.js';
 
 /**
  * perftest's run_iter_lat_write: each side RDMA-writes `size` bytes whose last byte is the
@@ -175,10 +176,12 @@ const IDLE = new Int32Array(new SharedArrayBuffer(4));
  * elapsed ns from the first post to the last completion. `postList` > 1 is perftest's `-l N`:
  * one ibv_post_send hands over a prepared chain of N writes, only the last signaled (perftest then
  * sets cq_mod to N), posted while N more fit under tx depth; `iterations` is a multiple of N.
- * `idleWaitMs` > 0 (not perftest's way): sleep that long (a futex wait) whenever a poll finds
- * nothing, leaving the vCPU to rxe's deferred work (ksoftirqd) instead of competing with it.
+ * `idle` > 0 (not perftest's way): sleep that many ms (a futex wait) whenever a poll finds
+ * nothing, leaving the vCPU to rxe's deferred work (ksoftirqd) instead of competing with it;
+ * 'yield': sched_yield instead (the CPU goes to ksoftirqd only if it is runnable; what
+ * RequestEngine's idle 'yield' does).
  */
-export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number, iterations: number, txDepth: number, cqMod: number, guard: () => void, idleWaitMs = 0, postList = 1): number {
+export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number, iterations: number, txDepth: number, cqMod: number, guard: () => void, idle: number | 'yield' = 0, postList = 1): number {
   const { qp, sendCq, mr } = side;
   const request = { opcode: 'write' as const, sge: { mr, offset: 0, length: size }, remoteAddr: remote.addr, rkey: remote.rkey };
   const list = postList > 1;
@@ -214,7 +217,8 @@ export function writeBwLoop(side: BenchSide, remote: BenchEndpoint, size: number
           ccnt = Math.min(iterations, ccnt + perCompletion);
         }
         if (n === 0) {
-          if (idleWaitMs > 0) Atomics.wait(IDLE, 0, 0, idleWaitMs);
+          if (idle === 'yield') yieldCpu();
+          else if (idle > 0) Atomics.wait(IDLE, 0, 0, idle);
           if ((++polls & 0xffff) === 0) guard();
         }
       }

@@ -7,6 +7,14 @@
  * before the work request was formatted, so a post the provider refuses part of can be undone.
  *
  * No allocation after construction; the engine checked every value it writes.
+ *
+ * The hot path writes through a Uint32Array over the block rather than DataView calls (no call
+ * and no Math.floor per u64 field). Measured on the host, the first 1 100 writes of 32 SGEs in a
+ * fresh process (median of 5 interleaved runs, host load 2–5): Node 34 µs either way, Bun 17.9 µs
+ * (DataView) / 16.7 µs (Uint32Array) — no measurable gain on its own; the engine's whole loop
+ * gained from formatNext (plan.ts). Every field written is 4-byte aligned (struct ibv_send_wr
+ * and ibv_sge on x86_64) and the block is page-aligned; a u64 is two little-endian words (the
+ * layouts are x86_64's).
  */
 import { C, IBV_SEND_WR, IBV_SGE } from '../../ffi/verbs-layout.js';
 import type { MemoryRegion } from '../verbs/memory-region.js';
@@ -16,6 +24,20 @@ import type { FormattedWr } from './plan.js';
 import type { RequestElement } from './types.js';
 
 const F = IBV_SEND_WR.fields;
+const TWO_32 = 2 ** 32;
+// Word indexes (4-byte units) of the fields written per work request and per SGE.
+const WR_WORDS = IBV_SEND_WR.size >> 2;
+const SGE_WORDS = IBV_SGE.size >> 2;
+const W_WR_ID = F.wr_id >> 2;
+const W_NEXT = F.next >> 2;
+const W_NUM_SGE = F.num_sge >> 2;
+const W_OPCODE = F.opcode >> 2;
+const W_SEND_FLAGS = F.send_flags >> 2;
+const W_REMOTE_ADDR = F['wr.rdma.remote_addr'] >> 2;
+const W_RKEY = F['wr.rdma.rkey'] >> 2;
+const W_SGE_ADDR = IBV_SGE.fields.addr >> 2;
+const W_SGE_LENGTH = IBV_SGE.fields.length >> 2;
+const W_SGE_LKEY = IBV_SGE.fields.lkey >> 2;
 
 export class WorkRequestChain {
   /** Work requests per post, at most. */
@@ -30,6 +52,7 @@ export class WorkRequestChain {
   readonly undoOffset: Float64Array;
 
   readonly #block: NativeBlock;
+  readonly #u32: Uint32Array;
   readonly #sgeAt: number;
   readonly #refs: (MemoryRegion | undefined)[];
   readonly #refCounts: Uint8Array;
@@ -40,6 +63,7 @@ export class WorkRequestChain {
     this.#sgeAt = capacity * IBV_SEND_WR.size;
     this.#block = new NativeBlock(this.#sgeAt + capacity * perWr * IBV_SGE.size, 'request engine work requests');
     const dv = this.#block.view;
+    this.#u32 = new Uint32Array(dv.buffer, dv.byteOffset, dv.byteLength >> 2);
     for (let i = 0; i < capacity; i++) setU64(dv, i * IBV_SEND_WR.size + F.sg_list, this.#block.address + this.#sgeAt + i * perWr * IBV_SGE.size);
     this.ids = new Float64Array(capacity);
     this.signaled = new Uint8Array(capacity);
@@ -56,26 +80,34 @@ export class WorkRequestChain {
    * ends the chain). Its signaled flag is set apart (signaled[k], written by seal()).
    */
   write(k: number, elements: readonly RequestElement[], out: FormattedWr, isRead: number, remoteAddr: number, rkey: number, wrId: number): void {
-    const dv = this.#block.view;
-    const at = k * IBV_SEND_WR.size;
-    const sgeAt = this.#sgeAt + k * this.perWr * IBV_SGE.size;
+    const u = this.#u32;
+    const at = k * WR_WORDS;
+    const sgeAt = (this.#sgeAt >> 2) + k * this.perWr * SGE_WORDS;
     const n = out.sgeCount;
     for (let j = 0; j < n; j++) {
       const mr = elements[out.sgeElement[j]].mr;
-      const o = sgeAt + j * IBV_SGE.size;
-      setU64(dv, o + IBV_SGE.fields.addr, mr.addr + out.sgeOffset[j]);
-      dv.setUint32(o + IBV_SGE.fields.length, out.sgeLength[j], true);
-      dv.setUint32(o + IBV_SGE.fields.lkey, mr.lkey, true);
+      const o = sgeAt + j * SGE_WORDS;
+      const addr = mr.addr + out.sgeOffset[j];
+      // A u64 below 2^53 as two words; `x / 2^32 >>> 0` is the high word (truncation = floor here).
+      u[o + W_SGE_ADDR] = addr >>> 0;
+      u[o + W_SGE_ADDR + 1] = (addr / TWO_32) >>> 0;
+      u[o + W_SGE_LENGTH] = out.sgeLength[j];
+      u[o + W_SGE_LKEY] = mr.lkey;
       this.#refs[k * this.perWr + j] = mr;
     }
     this.#refCounts[k] = n;
     this.ids[k] = wrId;
-    setU64(dv, at + F.wr_id, wrId);
-    setU64(dv, at + F.next, this.#block.address + at + IBV_SEND_WR.size);
-    dv.setInt32(at + F.num_sge, n, true);
-    dv.setUint32(at + F.opcode, isRead ? C.IBV_WR_RDMA_READ : C.IBV_WR_RDMA_WRITE, true);
-    setU64(dv, at + F['wr.rdma.remote_addr'], remoteAddr + out.remoteOffset);
-    dv.setUint32(at + F['wr.rdma.rkey'], rkey, true);
+    u[at + W_WR_ID] = wrId >>> 0;
+    u[at + W_WR_ID + 1] = (wrId / TWO_32) >>> 0;
+    const next = this.#block.address + (at + WR_WORDS) * 4;
+    u[at + W_NEXT] = next >>> 0;
+    u[at + W_NEXT + 1] = (next / TWO_32) >>> 0;
+    u[at + W_NUM_SGE] = n;
+    u[at + W_OPCODE] = isRead ? C.IBV_WR_RDMA_READ : C.IBV_WR_RDMA_WRITE;
+    const raddr = remoteAddr + out.remoteOffset;
+    u[at + W_REMOTE_ADDR] = raddr >>> 0;
+    u[at + W_REMOTE_ADDR + 1] = (raddr / TWO_32) >>> 0;
+    u[at + W_RKEY] = rkey;
   }
 
   /**
@@ -84,9 +116,10 @@ export class WorkRequestChain {
    * The region references pass to the queue pair either way (it keeps those of what it took).
    */
   post(qp: QueuePair, k: number): number {
-    const dv = this.#block.view;
-    for (let i = 0; i < k; i++) dv.setUint32(i * IBV_SEND_WR.size + F.send_flags, this.signaled[i] ? C.IBV_SEND_SIGNALED : 0, true);
-    setU64(dv, (k - 1) * IBV_SEND_WR.size + F.next, 0);
+    const u = this.#u32;
+    for (let i = 0; i < k; i++) u[i * WR_WORDS + W_SEND_FLAGS] = this.signaled[i] ? C.IBV_SEND_SIGNALED : 0;
+    u[(k - 1) * WR_WORDS + W_NEXT] = 0;
+    u[(k - 1) * WR_WORDS + W_NEXT + 1] = 0;
     const rc = qp.postSendChain(this.#block.address, k, this.ids, this.signaled, this.#refs, this.#refCounts, this.perWr);
     for (let i = 0; i < k * this.perWr; i++) this.#refs[i] = undefined;
     return rc;

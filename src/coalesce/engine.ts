@@ -11,6 +11,8 @@
  *  - hot loops: `submit()` returns a request id (or -EAGAIN when the request table is full) and
  *    `progress()` polls, posts what fits and reports the requests that settled in `settled`
  *    (reused arrays): no allocation per request or work request, no exception on the path.
+ *    With the option idle 'yield', a poll that finds nothing while work is in flight yields the
+ *    CPU (sched_yield) before returning.
  *  - applications: `write()` / `read()` return a promise of the bytes moved; the engine then
  *    drives the completion queue itself (a poll per turn of the event loop while completions
  *    come, then one a millisecond).
@@ -35,6 +37,7 @@
  * of every posted work request came (at most DISPOSE_FLUSH_MS), then settles every unsettled
  * request with ClosedError. The queue pair stays usable only if nothing was in flight.
  */
+import { libc } from '../../ffi/libc.js';
 import { C } from '../../ffi/verbs-layout.js';
 import { ClosedError, errnoError, type MemwireError, UsageError } from '../errors.js';
 import type { Completion } from '../verbs/completion-queue.js';
@@ -106,6 +109,7 @@ export class RequestEngine {
 
   #failure: MemwireError | undefined; // set once the queue pair failed: later requests flush
   readonly #postOnSubmit: boolean;
+  readonly #yieldIdle: boolean;
   #disposed = false;
   #closing = false; // dispose() is flushing the queue pair
   #promised = 0;
@@ -127,6 +131,8 @@ export class RequestEngine {
     this.limits = limits;
     this.#onOther = options.onOtherCompletion;
     this.#postOnSubmit = options.postOnSubmit !== false;
+    if (options.idle !== undefined && options.idle !== 'spin' && options.idle !== 'yield') throw new UsageError(`idle must be 'spin' or 'yield', got ${JSON.stringify(options.idle)}`);
+    this.#yieldIdle = options.idle === 'yield';
     const n = limits.maxRequests;
     this.#state = new Uint8Array(n);
     this.#isRead = new Uint8Array(n);
@@ -254,6 +260,9 @@ export class RequestEngine {
     }
     const cq = this.qp.sendCq;
     const n = cq.poll();
+    // Nothing came while work is in flight: with idle 'yield', let the thread doing the
+    // transfer's work (rxe: ksoftirqd on this CPU) run before the caller polls again.
+    if (n === 0 && this.#yieldIdle && this.#wrTail !== this.#wrHead) libc.sched_yield();
     for (let i = 0; i < n; i++) this.#take(cq.completions[i]);
     this.#pump();
     return this.settled.count;

@@ -71,6 +71,16 @@ export type RequestEngineOptions = Partial<RequestLimits> & {
    * when others post on the same queue pair, so their work requests always find a free slot.
    */
   readonly sendSlots?: number;
+  /**
+   * What progress() does when its poll finds nothing while work requests are in flight: 'spin'
+   * (default) returns at once; 'yield' first gives the CPU to any other runnable thread
+   * (sched_yield). Under a software RDMA device (rxe) the transfer's work runs in the kernel on
+   * the posting CPU, partly in ksoftirqd, which a spinning poller shares the CPU with; yielding
+   * hands it the CPU (docs/requests.md, "Results": 32 MiB requests 1.00–2.15× as fast as
+   * spinning in the same rounds, median 1.13×). With nothing else runnable sched_yield returns
+   * at once.
+   */
+  readonly idle?: 'spin' | 'yield';
 };
 
 /** Per-request limits: lower the largest message or the SGEs per work request for this request only. */

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { backend } from '../../ffi/backend.js';
 import { C, IBV_SEND_WR, IBV_SGE } from '../../ffi/verbs-layout.js';
 import { RequestEngine, type RequestElement } from '../../src/coalesce/engine.js';
-import { ClosedError } from '../../src/errors.js';
+import { ClosedError, UsageError } from '../../src/errors.js';
 import { Completion } from '../../src/verbs/completion-queue.js';
 import { FlushedError, RemoteAccessError } from '../../src/verbs/errors.js';
 import type { MemoryRegion } from '../../src/verbs/memory-region.js';
@@ -225,6 +225,26 @@ describe('request engine accounting (in-process fake queue pair)', () => {
       expect(engine.inFlight + 0).toBeGreaterThan(0);
       expect(calls).toBe(2); // 32 work requests, 16 per call
       expect(drain(engine).length).toBeGreaterThan(0);
+      engine.dispose();
+    } finally {
+      s.free();
+    }
+  });
+
+  it("idle 'yield': polls that find nothing yield and return; every request still settles byte-exact; a bad idle is a UsageError", () => {
+    const s = setup(4, 0); // the fake runs nothing on a poll until executedPerPoll is raised
+    try {
+      expect(() => new RequestEngine(s.qp, { idle: 'nap' as 'spin' })).toThrow(UsageError);
+      const engine = new RequestEngine(s.qp, { idle: 'yield', maxMessageSize: 64 });
+      for (let i = 0; i < 1024; i++) s.local.bytes[i] = (i * 13 + 1) & 0xff;
+      engine.submit('write', s.region, [{ mr: s.mr, offset: 0, length: 1024, remoteOffset: 2048 }], 7);
+      // Empty polls with work in flight: each yields, none settles anything.
+      for (let i = 0; i < 5; i++) expect(engine.progress()).toBe(0);
+      expect(engine.inFlight).toBe(4);
+      s.fake.executedPerPoll = 2;
+      const settled = drain(engine);
+      expect(settled).toEqual([{ id: 0, tag: 7, bytes: 1024, error: undefined }]);
+      expect(Array.from(s.remote.bytes.subarray(2048, 3072))).toEqual(Array.from(s.local.bytes.subarray(0, 1024)));
       engine.dispose();
     } finally {
       s.free();
