@@ -14,7 +14,7 @@
  *
  * argv: <domain> <name> <echo|sink> <parent pid> <options JSON> [<rdma transport JSON>]
  */
-import { Postbox, RdmaTransport, SendStatus, type PostboxOptions, type RdmaTransportOptions, type Transport } from '../src/index.js';
+import { Postbox, RdmaTransport, SendStatus, type PostboxOptions, type RdmaTransportOptions } from '../src/index.js';
 import { processRunning } from './lib/peer.js';
 
 const [domain, name, mode, parentText, optionsText, rdmaText] = process.argv.slice(2, 8);
@@ -24,15 +24,13 @@ if (!domain || !name || (mode !== 'echo' && mode !== 'sink') || !(parentPid > 0)
   process.exit(2);
 }
 
-const rdma = rdmaText ? new RdmaTransport(JSON.parse(rdmaText) as RdmaTransportOptions) : undefined;
-// TEMPORARY (until RdmaTransport implements Transport, issue 12 step 2 on branch h1-xnode): the cast.
-const transport = rdma as unknown as Transport | undefined;
+const transport = rdmaText ? new RdmaTransport(JSON.parse(rdmaText) as RdmaTransportOptions) : undefined;
 const box = Postbox.open(name, { ...(JSON.parse(optionsText ?? '{}') as PostboxOptions), domain, ...(transport ? { transport } : {}) });
 const IDLE_POLLS = 1 << 22;
 /** Across nodes: trySend attempts before a reply is left to send() (no room: not connected yet, or waiting for acks). */
 const REMOTE_TRIES = 1 << 10;
 /** Across nodes: empty polls between two turns of the event loop. */
-const YIELD_POLLS = 1 << 12;
+const YIELD_POLLS = 1 << 10;
 let stop = false;
 let sink = 0;
 /** A reply that found no room (RDMA only), sent with send() by the loop before it polls again. */
@@ -96,6 +94,6 @@ try {
   }
 } finally {
   box.close();
-  rdma?.dispose();
+  transport?.dispose();
 }
 if (sink < 0) process.stdout.write(`${sink}\n`); // keeps the reads from being optimised away

@@ -21,7 +21,7 @@
  * argv: <domain> <name> <peer name@node> <RdmaTransportOptions JSON> <PostboxOptions JSON>
  */
 import { createInterface } from 'node:readline';
-import { Postbox, RdmaTransport, SendStatus, type PostboxOptions, type RdmaTransportOptions, type Transport } from '../src/index.js';
+import { Postbox, RdmaTransport, SendStatus, type PostboxOptions, type RdmaTransportOptions } from '../src/index.js';
 import { percentiles } from './lib/timing.js';
 
 const [domain, name, peer, rdmaText, optionsText] = process.argv.slice(2, 7);
@@ -35,8 +35,7 @@ const YIELD_POLLS = 1 << 10;
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const transport = new RdmaTransport(JSON.parse(rdmaText) as RdmaTransportOptions);
-// TEMPORARY (until RdmaTransport implements Transport, issue 12 step 2 on branch h1-xnode): the cast.
-const box = Postbox.open(name, { ...(JSON.parse(optionsText ?? '{}') as PostboxOptions), domain, transport: transport as unknown as Transport });
+const box = Postbox.open(name, { ...(JSON.parse(optionsText ?? '{}') as PostboxOptions), domain, transport });
 
 function deadlineGuard(timeoutMs: number, what: string): () => void {
   const deadline = Date.now() + timeoutMs;
