@@ -28,7 +28,6 @@ import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.
 import { DEFAULT_ROUNDS, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound, column } from './lib/perftest.js';
 import { PostboxRdmaRig, takeTransport, TRANSPORT_FLAG } from './lib/postbox-rdma.js';
 import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames } from './lib/rdma-devices.js';
-import { ANCHOR_UCX_RC, UCX_RDMA_TLS, ucxRdmaLatency } from './lib/ucx-rdma.js';
 import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
@@ -41,7 +40,6 @@ const RDMA_FLAGS: FlagSpec = {
   warmup: { kind: 'count', help: 'warm-up round trips per size and round (default half the iterations)' },
   sizes: { kind: 'sizes', help: 'message sizes (default 64,4KiB,64KiB)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 60)' },
-  'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor (ucx_perftest -t tag_lat over rc_verbs)' },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
 };
@@ -274,8 +272,6 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
-  const useUcx = !flags.boolean.has('no-ucx') && findExecutable('ucx_perftest') !== null;
-  if (!flags.boolean.has('no-ucx') && !useUcx) report.notes.push(`ucx_perftest is not installed (Debian package ucx-utils): the ${ANCHOR_UCX_RC} anchor is absent`);
   const rows: Row[] = [];
   const targets: Target[] = [];
   progress(`postbox-pingpong --transport rdma on ${platform.runtime}: node A ${pair.dev0}, node B ${pair.dev1}, sizes ${sizes.map(sizeLabel).join(', ')}, ${rounds} round(s)`);
@@ -286,20 +282,8 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
       const n = iterations(size);
       const ours: { p50: number; p99: number }[] = [];
       const theirs: { p50: number; p99: number }[] = [];
-      const ucx: number[] = [];
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
-        const ucxRound = async () => {
-          const started = Date.now();
-          try {
-            const p50 = await ucxRdmaLatency(pair, size, n, warmup(size), cpus, timeoutMs);
-            ucx.push(p50);
-            progress(`${label}: ${ANCHOR_UCX_RC} p50 ${p50} µs (${Date.now() - started} ms)${tag}`);
-          } catch (error) {
-            ucx.push(NaN);
-            report.notes.push(`${ANCHOR_UCX_RC} ${label} failed${tag}: ${(error as Error).message.split('\n').slice(0, 4).join(' | ')}`);
-          }
-        };
         await runRound(
           round,
           async () => {
@@ -320,11 +304,8 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
                   theirs.push({ p50: NaN, p99: NaN }); // keeps the rounds paired
                   report.notes.push(`ib_write_lat ${label} failed${tag}: ${(error as Error).message}`);
                 }
-                if (useUcx) await ucxRound();
               }
-            : useUcx
-              ? ucxRound
-              : null,
+            : null,
         );
       }
       const anchor = usePerftest ? 'ib_write_lat' : 'none';
@@ -333,10 +314,6 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
       if (rounds > 1) report.notes.push(`${label} p50 rounds (µs): memwire ${p50s.map((x) => x.toFixed(1)).join(', ')}; ib_write_lat ${t50s.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(p50s, t50s)}`);
       rows.push(pairedRow(label, 'p50', 'us', p50s, t50s, anchor, 'lower'));
       rows.push(pairedRow(label, 'p99', 'us', ours.map((l) => l.p99), theirs.map((l) => l.p99), anchor, 'lower'));
-      if (useUcx) {
-        rows.push(pairedRow(label, 'p50', 'us', p50s, ucx, ANCHOR_UCX_RC, 'lower'));
-        if (rounds > 1) report.notes.push(`${label} p50 rounds (µs), ${ANCHOR_UCX_RC}: ${ucx.map((x) => x.toFixed(1)).join(', ')}${roundRatios(p50s, ucx)}`);
-      }
       const issue = size === 64;
       targets.push({ case: label, metric: 'p50', anchorName: 'ib_write_lat', maxRatio: 1.5, text: `${label} one-way p50 within 1.5× of ib_write_lat's typical latency${issue ? ' (issue 12)' : ' (the same bound at this size; not required)'}` });
     }
@@ -349,7 +326,6 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
     `transport rdma: ${rig.description}; each Postbox over an RdmaTransport (pool ${BENCH_OPTIONS.poolBytes >> 20} MiB); trySend + busy poll, a turn of the event loop every 1024 empty polls; the peer reads in place and trySends the bytes back`,
     `one-way latency = round trip / 2 over ${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')} round trips after ${sizes.map((s) => warmup(s)).join('/')} warm-up ones per round; p50 vs ib_write_lat's t_typical, p99 vs its 99% percentile`,
     `ib_write_lat: server -d ${pair.dev0}, client -d ${pair.dev1} ${pair.serverIp}, -x ${pair.gidIndex} -F -s <size> -n <iterations>${cpus ? `, under taskset on CPUs ${cpus.join(' and ')}` : ''}`,
-    ...(useUcx ? [`${ANCHOR_UCX_RC}: ucx_perftest -t tag_lat -R 50 between the same devices and CPUs, UCX_TLS=${UCX_RDMA_TLS}, UCX_NET_DEVICES=<device>:1,<its netdev> (TCP only for UCP's wire-up: UD does not work on rxe here; a run whose client device sent fewer RoCE packets than messages is rejected); p50 vs its 50.0%ile over its last min(n, 2048) iterations; it runs after ib_write_lat in each round`] : []),
     `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_lat alternating (A B, B A, ...); each figure is the median of its rounds, the ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };

@@ -36,7 +36,6 @@ import { nowNs, progress } from './lib/timing.js';
 import { column, DEFAULT_ROUNDS, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound } from './lib/perftest.js';
 import { PostboxRdmaRig, takeTransport, TRANSPORT_FLAG } from './lib/postbox-rdma.js';
 import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames } from './lib/rdma-devices.js';
-import { ANCHOR_UCX_RC, UCX_RDMA_TLS, ucxRdmaStream } from './lib/ucx-rdma.js';
 
 const SHM_FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
@@ -52,7 +51,6 @@ const RDMA_FLAGS: FlagSpec = {
   iterations: { kind: 'count', help: 'messages per size and round (default 64 B: 20000, 64 KiB: 2000; --quick a quarter); ib_write_bw gets the same -n' },
   sizes: { kind: 'sizes', help: 'message sizes (default 64,64KiB)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
-  'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor (ucx_perftest -t tag_bw over rc_verbs)' },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
 };
@@ -221,8 +219,6 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
-  const useUcx = !flags.boolean.has('no-ucx') && findExecutable('ucx_perftest') !== null;
-  if (!flags.boolean.has('no-ucx') && !useUcx) report.notes.push(`ucx_perftest is not installed (Debian package ucx-utils): the ${ANCHOR_UCX_RC} anchor is absent`);
   const rows: Row[] = [];
   const targets: Target[] = [];
   progress(`postbox-stream --transport rdma on ${platform.runtime}: node B ${pair.dev1} sends to node A ${pair.dev0}, sizes ${sizes.map(sizeLabel).join(', ')}, ${rounds} round(s)`);
@@ -233,22 +229,10 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
       const n = countFor(size);
       const ours: number[] = [];
       const theirs: number[] = [];
-      const ucx: number[] = [];
       // Warm-up, not measured: the JIT of both processes, and every block of the pool registered once.
       await rig.stream(size, Math.max(100, Math.round(n / 4)), timeoutMs);
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
-        const ucxRound = async () => {
-          const started = Date.now();
-          try {
-            const mbs = await ucxRdmaStream(pair, size, n, Math.max(10, Math.round(n / 10)), cpus, timeoutMs);
-            ucx.push(mbs);
-            progress(`${label}: ${ANCHOR_UCX_RC} ${mbs} MB/s (${Date.now() - started} ms)${tag}`);
-          } catch (error) {
-            ucx.push(NaN);
-            report.notes.push(`${ANCHOR_UCX_RC} ${label} failed${tag}: ${(error as Error).message.split('\n').slice(0, 4).join(' | ')}`);
-          }
-        };
         await runRound(
           round,
           async () => {
@@ -269,19 +253,12 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
                   theirs.push(NaN); // keeps the rounds paired
                   report.notes.push(`ib_write_bw ${label} failed${tag}: ${(error as Error).message}`);
                 }
-                if (useUcx) await ucxRound();
               }
-            : useUcx
-              ? ucxRound
-              : null,
+            : null,
         );
       }
       if (rounds > 1) report.notes.push(`${label} rounds (MB/s): memwire ${ours.map((x) => x.toFixed(2)).join(', ')}; ib_write_bw ${theirs.map((x) => x.toFixed(2)).join(', ') || 'none'}${roundRatios(ours, theirs)}`);
       rows.push(pairedRow(label, 'bandwidth', 'MB/s', ours, theirs, usePerftest ? 'ib_write_bw' : 'none', 'higher'));
-      if (useUcx) {
-        rows.push(pairedRow(label, 'bandwidth', 'MB/s', ours, ucx, ANCHOR_UCX_RC, 'higher'));
-        if (rounds > 1) report.notes.push(`${label} rounds (MB/s), ${ANCHOR_UCX_RC}: ${ucx.map((x) => x.toFixed(2)).join(', ')}${roundRatios(ours, ucx)}`);
-      }
       const issue = size === 65536;
       targets.push({ case: label, metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio: 0.8, text: `${label} stream at least 0.8× ib_write_bw's bandwidth${issue ? ' (issue 12)' : ' (the same bound at this size; not required)'}` });
     }
@@ -294,7 +271,6 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
     `transport rdma: ${rig.description}; each Postbox over an RdmaTransport (pool ${STREAM_OPTIONS.poolBytes >> 20} MiB, 64 slots); trySend as fast as the postbox takes messages (a turn of the event loop every 1024 refusals), clock stopped when the sink acknowledged the last (flush); the sink polls and reads each message in place`,
     `MB/s = 2^20 bytes per second (perftest's "BW average [MB/sec]") over ${sizes.map((s) => `${sizeLabel(s)}: ${countFor(s)}`).join(', ')} messages per round, after one unmeasured run of a quarter of that; ratio = memwire / ib_write_bw, higher is better`,
     `ib_write_bw: server -d ${pair.dev0}, client -d ${pair.dev1} ${pair.serverIp}, -x ${pair.gidIndex} -F -s <size> -n <messages> (tx depth 128, every 100th write signaled)${cpus ? `, under taskset on CPUs ${cpus.join(' and ')}` : ''}`,
-    ...(useUcx ? [`${ANCHOR_UCX_RC}: ucx_perftest -t tag_bw (client on ${pair.dev1} → server on ${pair.dev0}), same CPUs, UCX_TLS=${UCX_RDMA_TLS}, UCX_NET_DEVICES=<device>:1,<its netdev> (TCP only for UCP's wire-up: UD does not work on rxe here; a run whose client device sent fewer RoCE packets than messages is rejected); its overall MB/s read as MiB/s; it runs after ib_write_bw in each round`] : []),
     `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_bw alternating (A B, B A, ...); each figure is the median of its rounds, the ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };

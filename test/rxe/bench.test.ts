@@ -86,7 +86,7 @@ describe.skipIf(skipReason !== '')(`rdma benches through the CLI${suffix}`, () =
   });
 
   it('postbox-pingpong --transport rdma: 64 B between two nodes against ib_write_lat, the target judged', { timeout: 180_000 }, async () => {
-    const { rows, targets, notes } = await bench('postbox-pingpong', ['--transport', 'rdma', '--no-ucx', '--sizes', '64', '--iterations', '200', '--warmup', '100']);
+    const { rows, targets, notes } = await bench('postbox-pingpong', ['--transport', 'rdma', '--sizes', '64', '--iterations', '200', '--warmup', '100']);
     expect(rows.map((r) => `${r.case} ${r.metric}`)).toEqual(['64B p50', '64B p99']);
     for (const row of rows) expectMeasured(row, 'ib_write_lat');
     const target = targets.find((t) => t.case === '64B' && t.metric === 'p50');
@@ -96,7 +96,7 @@ describe.skipIf(skipReason !== '')(`rdma benches through the CLI${suffix}`, () =
   });
 
   it('postbox-stream --transport rdma: 64 KiB from node B to node A against ib_write_bw, the target judged', { timeout: 180_000 }, async () => {
-    const { rows, targets } = await bench('postbox-stream', ['--transport', 'rdma', '--no-ucx', '--sizes', '64KiB', '--iterations', '200']);
+    const { rows, targets } = await bench('postbox-stream', ['--transport', 'rdma', '--sizes', '64KiB', '--iterations', '200']);
     expect(rows.map((r) => `${r.case} ${r.metric}`)).toEqual(['64KiB bandwidth']);
     expectMeasured(rows[0], 'ib_write_bw');
     const target = targets.find((t) => t.case === '64KiB' && t.metric === 'bandwidth');
