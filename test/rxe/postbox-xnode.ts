@@ -79,6 +79,10 @@ export async function allToAll(A: TwoNodeNode, B: TwoNodeNode, port: number, pla
         const end = await p.proc.line(/^(done|failed .*)$/, bound);
         const out = p.proc.output();
         process.stdout.write(`--- ${p.name}\n${out.split('\n').filter((l) => /^(sent|recv|first-fault|failed)/.test(l)).join('\n')}\n`);
+        if (end[1] !== 'done') {
+          // What the agents saw (targets served, forgotten, connections lost) says why.
+          for (const n of [A, B]) for (const agent of n.agents) process.stdout.write(`--- agent of ${n.name}\n${agent.output()}\n`);
+        }
         expect(end[1], `${p.name}:\n${out}`).toBe('done');
         return { name: p.name, out };
       }),
