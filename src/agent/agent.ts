@@ -16,7 +16,11 @@
  *    maps that object and serves it like its own. It forgets a target (deregisters it everywhere,
  *    unmaps it, leaves the name) once the name no longer holds that object — removed or made anew
  *    by a process of this node — or, adopted, once its creator is dead: checked on each ALLOCATE
- *    and FIND of the name and every LIVENESS_CHECK_MS;
+ *    and FIND of the name and every LIVENESS_CHECK_MS. A forgotten target is no longer found,
+ *    but stays registered and mapped for FORGET_GRACE_MS: a remote writer that has not yet
+ *    noticed the creator's end (a receiver announcing "sleeping" to a sender that just closed)
+ *    writes into memory nobody reads, instead of failing its RC queue pair — and with it every
+ *    other image sharing that connection;
  *  - relays doorbells: a DOORBELL message becomes FUTEX_WAKE on that word of the target;
  *  - pushes GONE to every peer when a process of this node that said HELLO as a local process
  *    disconnects or dies; reclaims (deregisters, unlinks) the targets a lost peer owned;
@@ -51,6 +55,12 @@ const ACCEPT_SLICE_MS = 5000;
 const BYE_FLUSH_MS = 500;
 // How long a FIND waits for a process of this node to finish initialising a target it is making.
 const ADOPT_OPEN_MS = 50;
+/**
+ * How long a forgotten target stays registered (see the file comment). Writers learn that its
+ * creator is gone by their own liveness checks — a postbox's every LIVENESS_INTERVAL_MS through
+ * this agent's IS_ALIVE — so this is many such rounds even on a slow (TCG) guest.
+ */
+export const FORGET_GRACE_MS = 5000;
 
 /** The SharedRegion name under which a target called `name` lives on its node. */
 export function targetRegionName(name: string): string {
@@ -109,6 +119,8 @@ export class NodeAgent implements LinkOwner {
   readonly #log: (line: string) => void;
   readonly #peers = new Map<AgentLink, Peer>();
   readonly #targets = new Map<string, Target>();
+  /** Forgotten targets still registered until `until` (FORGET_GRACE_MS). */
+  readonly #retired = new Set<{ readonly target: Target; readonly until: number }>();
   readonly #liveness: ReturnType<typeof setInterval>;
   #stopping: Promise<void> | undefined;
 
@@ -352,7 +364,7 @@ export class NodeAgent implements LinkOwner {
   }
 
   #deregister(target: Target): void {
-    this.#targets.delete(target.name);
+    if (this.#targets.get(target.name) === target) this.#targets.delete(target.name);
     for (const reg of target.registrations.values()) {
       try {
         reg.dispose();
@@ -378,11 +390,28 @@ export class NodeAgent implements LinkOwner {
     this.#log(`removed target ${JSON.stringify(target.name)}: ${why}`);
   }
 
-  /** Stop serving a stale target: deregister and unmap; the name is left to whoever holds it now. */
-  #forget(target: Target, why: string): void {
-    this.#deregister(target);
-    target.region.close();
+  /**
+   * Stop serving a stale target: no longer found; deregistered and unmapped after
+   * FORGET_GRACE_MS (at once with `now`); the name is left to whoever holds it now.
+   */
+  #forget(target: Target, why: string, now = false): void {
+    this.#targets.delete(target.name);
+    if (now) {
+      this.#deregister(target);
+      target.region.close();
+    } else this.#retired.add({ target, until: Date.now() + FORGET_GRACE_MS });
     this.#log(`forgot target ${JSON.stringify(target.name)}: ${why}`);
+  }
+
+  /** Release the forgotten targets whose grace is over (all of them with `all`). */
+  #release(all: boolean): void {
+    const now = Date.now();
+    for (const r of this.#retired) {
+      if (!all && r.until > now) continue;
+      this.#retired.delete(r);
+      this.#deregister(r.target);
+      r.target.region.close();
+    }
   }
 
   onLost(link: AgentLink, reason: Error): void {
@@ -390,6 +419,10 @@ export class NodeAgent implements LinkOwner {
     this.#peers.delete(link);
     if (!peer || this.#stopping) return;
     this.#log(`lost ${link.label}: ${reason.message}`);
+    for (const r of this.#retired) {
+      r.target.registrations.get(peer)?.dispose();
+      r.target.registrations.delete(peer);
+    }
     for (const target of [...this.#targets.values()]) {
       if (target.owner === peer) this.#removeTarget(target, `its owner (${link.label}) is gone`);
       else {
@@ -410,6 +443,7 @@ export class NodeAgent implements LinkOwner {
       const why = this.#staleness(target);
       if (why !== undefined) this.#forget(target, why);
     }
+    this.#release(false);
     for (const peer of [...this.#peers.values()]) {
       const h = peer.hello;
       if (h?.role === Role.LOCAL_PROCESS && !isProcessAlive(h.pid, h.startTime)) {
@@ -432,8 +466,9 @@ export class NodeAgent implements LinkOwner {
       // Targets allocated for peers are removed; adopted ones stay their creators' (only unserved).
       for (const target of [...this.#targets.values()]) {
         if (target.owner) this.#removeTarget(target, 'the agent stops');
-        else this.#forget(target, 'the agent stops');
+        else this.#forget(target, 'the agent stops', true);
       }
+      this.#release(true);
       for (const peer of peers) peer.link.close();
       this.#peers.clear();
       this.#log(`agent of node ${this.node} stopped`);

@@ -49,6 +49,7 @@ export async function allToAll(A: TwoNodeNode, B: TwoNodeNode, port: number, pla
   ];
   // How `who` is named by a process of node `on` (the postbox adds "@node" across nodes).
   const named = (who: (typeof members)[number], on: TwoNodeNode) => (who.node === on ? who.name : `${who.name}@${who.node.name}`);
+  const ladders = Object.fromEntries(members.map((m) => [m.name, m.big && plan.bigLadder ? plan.bigLadder : plan.ladder]));
   const procs: { name: string; proc: Proc }[] = [];
   try {
     for (const m of members) {
@@ -60,7 +61,7 @@ export async function allToAll(A: TwoNodeNode, B: TwoNodeNode, port: number, pla
         agents,
         peers: others,
         senders: others,
-        ladder: m.big && plan.bigLadder ? plan.bigLadder : plan.ladder,
+        ladders,
         count: plan.count,
         durationMs: plan.durationMs,
         maxRandom: plan.maxRandom,
@@ -78,6 +79,10 @@ export async function allToAll(A: TwoNodeNode, B: TwoNodeNode, port: number, pla
         const end = await p.proc.line(/^(done|failed .*)$/, bound);
         const out = p.proc.output();
         process.stdout.write(`--- ${p.name}\n${out.split('\n').filter((l) => /^(sent|recv|first-fault|failed)/.test(l)).join('\n')}\n`);
+        if (end[1] !== 'done') {
+          // What the agents saw (targets served, forgotten, connections lost) says why.
+          for (const n of [A, B]) for (const agent of n.agents) process.stdout.write(`--- agent of ${n.name}\n${agent.output()}\n`);
+        }
         expect(end[1], `${p.name}:\n${out}`).toBe('done');
         return { name: p.name, out };
       }),
