@@ -11,19 +11,40 @@
  * memwire's side: this process trySend()s to the peer and poll()s for the echo; the peer polls,
  * reads the message in place and trySend()s the same bytes back. Both busy-poll (no FFI call per
  * message) on two different CPUs, as UCX does. Sizes are interleaved (memwire, UDS, UCX per size).
+ *
+ * `--transport rdma`: the same ping-pong between two nodes on two RDMA devices (lib/postbox-rdma.ts:
+ * node A on dev0 echoes, node B on dev1 measures; a mount namespace, a /dev/shm and an agent each),
+ * each Postbox over an RdmaTransport, against perftest's `ib_write_lat` on the same devices and
+ * CPUs (its typical latency against our p50, its 99% percentile against our p99), alternating in
+ * `--rounds` (default 5) as the other RDMA benches do; the ratio is the median of the per-round
+ * ratios. Target (issue 12): 64 B one-way p50 ≤ 1.5× ib_write_lat.
  */
 import { fileURLToPath } from 'node:url';
 import { findExecutable, selfCommand } from './lib/environment.js';
 import { Postbox, SendStatus, platform } from '../src/index.js';
 import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 import { allowedCpus, pinThread } from './lib/cpu.js';
-import { parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
+import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
+import { DEFAULT_ROUNDS, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound, column } from './lib/perftest.js';
+import { PostboxRdmaRig, takeTransport, TRANSPORT_FLAG } from './lib/postbox-rdma.js';
+import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames } from './lib/rdma-devices.js';
 import { Peer } from './lib/peer.js';
-import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
+import { judgeTargets, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
 import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
 
-export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
+const SHM_FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
+const RDMA_FLAGS: FlagSpec = {
+  ...COMMON_FLAGS,
+  iterations: { kind: 'count', help: 'measured round trips per size (default 2000, --quick 300; fewer above 4 KiB); ib_write_lat gets the same -n' },
+  warmup: { kind: 'count', help: 'warm-up round trips per size and round (default half the iterations)' },
+  sizes: { kind: 'sizes', help: 'message sizes (default 64,4KiB,64KiB)' },
+  timeout: { kind: 'seconds', help: 'limit for each measurement (default 120, --quick 60)' },
+  ...DEVICE_FLAGS,
+  ...ROUNDS_FLAG,
+};
+/** Every flag, for the help text: `--transport rdma` takes RDMA_FLAGS, shm (the default) SHM_FLAGS. */
+export const FLAGS: FlagSpec = { ...TRANSPORT_FLAG, ...SHM_FLAGS, ...RDMA_FLAGS, iterations: { kind: 'count', help: `${SHM_FLAGS.iterations.help}; rdma: ${RDMA_FLAGS.iterations.help}` }, sizes: { kind: 'sizes', help: `${SHM_FLAGS.sizes.help}; rdma: ${RDMA_FLAGS.sizes.help}` } };
 
 const DEFAULT_SIZES = [64, 256, 1024, 4096, 65536, 1 << 20];
 const ANCHOR_UCX = ANCHOR_UCX_LAT;
@@ -112,8 +133,13 @@ function toLatency(samplesNs: Float64Array): Latency {
 }
 
 export async function run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
+  const { rest, transport } = takeTransport(argv);
+  return transport === 'rdma' ? runRdma(rest) : runShm(rest);
+}
+
+async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
   const report = newReport('postbox-pingpong');
-  const flags = parseFlags(argv, FLAGS);
+  const flags = parseFlags(argv, SHM_FLAGS);
   const quick = flags.boolean.has('quick');
   const base = quick ? 20_000 : 200_000;
   const fixedIterations = flags.count.get('iterations');
@@ -226,6 +252,81 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     ...(ucxExe ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column, p99 vs its 99.0%ile column (its last ${UCX_TIMING_QUEUE} iterations)`] : []),
     ...(useUds ? [`${ANCHOR_UDS}: ${platform.runtime} net socket echo over a Unix domain socket with a ${platform.runtime} child process`] : []),
     `timer: one process.hrtime.bigint() per round trip costs ${timerNs.toFixed(0)} ns here (≈${(timerNs / 2).toFixed(0)} ns of each one-way number)`,
+  );
+  return { report, json: flags.boolean.has('json') };
+}
+
+/** `--transport rdma`: see the top of this file and lib/postbox-rdma.ts. */
+async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> {
+  const report = newReport('postbox-pingpong');
+  const names = takeDeviceNames(argv);
+  const flags = parseFlags(names.rest, RDMA_FLAGS);
+  const quick = flags.boolean.has('quick');
+  const base = flags.count.get('iterations') ?? (quick ? 300 : 2000);
+  const fixed = flags.count.has('iterations');
+  const iterations = (size: number) => Math.max(1, fixed ? base : Math.max(100, Math.round(base * Math.min(1, 4096 / size))));
+  const warmup = (size: number) => flags.count.get('warmup') ?? Math.max(50, Math.round(iterations(size) / 2));
+  const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 60 : 120)) * 1000;
+  const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_ROUNDS));
+  const sizes = [...new Set(flags.sizes.get('sizes') ?? [64, 4096, 65536])];
+  const pair = pickDevices(names, flags);
+  const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
+  const usePerftest = !flags.boolean.has('no-perftest');
+  const rows: Row[] = [];
+  const targets: Target[] = [];
+  progress(`postbox-pingpong --transport rdma on ${platform.runtime}: node A ${pair.dev0}, node B ${pair.dev1}, sizes ${sizes.map(sizeLabel).join(', ')}, ${rounds} round(s)`);
+  const rig = await PostboxRdmaRig.start('echo', BENCH_OPTIONS, pair, cpus);
+  try {
+    for (const size of sizes) {
+      const label = sizeLabel(size);
+      const n = iterations(size);
+      const ours: { p50: number; p99: number }[] = [];
+      const theirs: { p50: number; p99: number }[] = [];
+      for (let round = 1; round <= rounds; round++) {
+        const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
+        await runRound(
+          round,
+          async () => {
+            const started = Date.now();
+            const one = await rig.latency(size, n, warmup(size), timeoutMs);
+            ours.push(one);
+            progress(`${label}: memwire p50 ${one.p50.toFixed(2)} µs, p99 ${one.p99.toFixed(2)} µs over ${n} round trips (${Date.now() - started} ms)${tag}`);
+          },
+          usePerftest
+            ? async () => {
+                const started = Date.now();
+                try {
+                  const result = await runPerftest('ib_write_lat', ['-s', String(size), '-n', String(n)], pair, cpus, timeoutMs);
+                  const t = { p50: column(result.columns, 't_typical'), p99: column(result.columns, '99% percentile') };
+                  theirs.push(t);
+                  progress(`${label}: ib_write_lat typical ${t.p50} µs, 99% ${t.p99} µs (${Date.now() - started} ms)${tag}`);
+                } catch (error) {
+                  theirs.push({ p50: NaN, p99: NaN }); // keeps the rounds paired
+                  report.notes.push(`ib_write_lat ${label} failed${tag}: ${(error as Error).message}`);
+                }
+              }
+            : null,
+        );
+      }
+      const anchor = usePerftest ? 'ib_write_lat' : 'none';
+      const p50s = ours.map((l) => l.p50);
+      const t50s = theirs.map((l) => l.p50);
+      if (rounds > 1) report.notes.push(`${label} p50 rounds (µs): memwire ${p50s.map((x) => x.toFixed(1)).join(', ')}; ib_write_lat ${t50s.map((x) => x.toFixed(1)).join(', ') || 'none'}${roundRatios(p50s, t50s)}`);
+      rows.push(pairedRow(label, 'p50', 'us', p50s, t50s, anchor, 'lower'));
+      rows.push(pairedRow(label, 'p99', 'us', ours.map((l) => l.p99), theirs.map((l) => l.p99), anchor, 'lower'));
+      const issue = size === 64;
+      targets.push({ case: label, metric: 'p50', anchorName: 'ib_write_lat', maxRatio: 1.5, text: `${label} one-way p50 within 1.5× of ib_write_lat's typical latency${issue ? ' (issue 12)' : ' (the same bound at this size; not required)'}` });
+    }
+  } finally {
+    await rig.close();
+  }
+  report.rows = rows;
+  report.targets = judgeTargets(rows, usePerftest ? targets : []);
+  report.notes.unshift(
+    `transport rdma: ${rig.description}; each Postbox over an RdmaTransport (pool ${BENCH_OPTIONS.poolBytes >> 20} MiB); trySend + busy poll, a turn of the event loop every 1024 empty polls; the peer reads in place and trySends the bytes back`,
+    `one-way latency = round trip / 2 over ${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')} round trips after ${sizes.map((s) => warmup(s)).join('/')} warm-up ones per round; p50 vs ib_write_lat's t_typical, p99 vs its 99% percentile`,
+    `ib_write_lat: server -d ${pair.dev0}, client -d ${pair.dev1} ${pair.serverIp}, -x ${pair.gidIndex} -F -s <size> -n <iterations>${cpus ? `, under taskset on CPUs ${cpus.join(' and ')}` : ''}`,
+    `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_lat alternating (A B, B A, ...); each figure is the median of its rounds, the ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };
 }

@@ -96,4 +96,4 @@ export type { DeviceAddress } from './agent/discover.js';
 export { ProtocolError } from './agent/wire.js';
 export { PUBLISH_SLOTS, RdmaImage } from './transport/rdma-image.js';
 export { RdmaTransport, type RdmaTransportOptions } from './transport/rdma-transport.js';
-export type { AsyncImage, AsyncTransport } from './transport/rdma-types.js';
+export type { AsyncImage } from './transport/rdma-types.js';

@@ -5,7 +5,7 @@
  */
 import { findExecutable } from './environment.js';
 import type { FlagSpec } from './flags.js';
-import { makeRow, type Row } from './report.js';
+import { makeRow, type Better, type Row } from './report.js';
 import { freePort, isListening, Peer } from './peer.js';
 import type { DevicePair } from './rdma-devices.js';
 
@@ -56,11 +56,11 @@ export function bestRounds(ours: readonly number[], theirs: readonly number[], b
  * both alike; the median of those paired ratios is steadier than the ratio of two medians, which
  * can pair one side's fast rounds with the other's slow ones.
  */
-export function pairedRow(caseName: string, metric: string, unit: string, ours: readonly number[], theirs: readonly number[], anchorName: string): Row {
+export function pairedRow(caseName: string, metric: string, unit: string, ours: readonly number[], theirs: readonly number[], anchorName: string, better: Better = 'higher'): Row {
   const ratios: number[] = [];
   for (let i = 0; i < Math.min(ours.length, theirs.length); i++) if (Number.isFinite(ours[i]) && Number.isFinite(theirs[i]) && theirs[i] > 0) ratios.push(ours[i] / theirs[i]);
   const anchor = median(theirs);
-  const row = makeRow(caseName, metric, unit, 'higher', median(ours), Number.isFinite(anchor) ? anchor : null, anchorName);
+  const row = makeRow(caseName, metric, unit, better, median(ours), Number.isFinite(anchor) ? anchor : null, anchorName);
   row.ratio = ratios.length ? median(ratios) : null;
   return row;
 }

@@ -11,6 +11,16 @@
  *  - answers FIND with a descriptor holding no address (name, size, rkey, base; registering the target
  *    on the finder's own connection the first time), REMOVE, and IS_ALIVE (pid + start time of a
  *    process of this node);
+ *  - adopts the targets processes of this node made themselves (RdmaTransport.expose(): the shm
+ *    object `agent.<name>`, made without asking the agent): a FIND for a name it does not hold
+ *    maps that object and serves it like its own. It forgets a target (deregisters it everywhere,
+ *    unmaps it, leaves the name) once the name no longer holds that object — removed or made anew
+ *    by a process of this node — or, adopted, once its creator is dead: checked on each ALLOCATE
+ *    and FIND of the name and every LIVENESS_CHECK_MS. A forgotten target is no longer found,
+ *    but stays registered and mapped for FORGET_GRACE_MS: a remote writer that has not yet
+ *    noticed the creator's end (a receiver announcing "sleeping" to a sender that just closed)
+ *    writes into memory nobody reads, instead of failing its RC queue pair — and with it every
+ *    other image sharing that connection;
  *  - relays doorbells: a DOORBELL message becomes FUTEX_WAKE on that word of the target;
  *  - pushes GONE to every peer when a process of this node that said HELLO as a local process
  *    disconnects or dies; reclaims (deregisters, unlinks) the targets a lost peer owned;
@@ -22,9 +32,11 @@
  * docs/across-machines.md, "Security"); a peer can write only into targets registered on its own
  * connection, and only within them.
  */
+import { statSync } from 'node:fs';
 import { errnoName } from '../errno-names.js';
 import { ClosedError, SystemError, TimeoutError, UsageError } from '../errors.js';
 import { isProcessAlive, selfPid, selfStartTime } from '../shm/process-identity.js';
+import { SHM_DIRECTORY, shmNameFor } from '../shm/names.js';
 import { SharedRegion } from '../shm/region.js';
 import { CmListener, type CmConnection } from '../verbs/rdma-cm.js';
 import { deviceAddress } from './discover.js';
@@ -41,6 +53,14 @@ export const LIVENESS_CHECK_MS = 500;
 // Bounds one accept (request + establishment); a pending accept ends at once when stop() disposes the listener.
 const ACCEPT_SLICE_MS = 5000;
 const BYE_FLUSH_MS = 500;
+// How long a FIND waits for a process of this node to finish initialising a target it is making.
+const ADOPT_OPEN_MS = 50;
+/**
+ * How long a forgotten target stays registered (see the file comment). Writers learn that its
+ * creator is gone by their own liveness checks — a postbox's every LIVENESS_INTERVAL_MS through
+ * this agent's IS_ALIVE — so this is many such rounds even on a slow (TCG) guest.
+ */
+export const FORGET_GRACE_MS = 5000;
 
 /** The SharedRegion name under which a target called `name` lives on its node. */
 export function targetRegionName(name: string): string {
@@ -69,8 +89,20 @@ interface Peer {
 interface Target {
   readonly name: string;
   readonly region: SharedRegion;
-  readonly owner: Peer;
+  /** The peer it was allocated for; undefined: adopted (a process of this node made it). */
+  readonly owner: Peer | undefined;
+  /** The object's inode: the name still holds this target while the path has it. */
+  readonly ino: number;
   readonly registrations: Map<Peer, TargetRegistration>;
+}
+
+/** The inode the shm name of `region` holds now, or undefined if it holds nothing. */
+function inodeOf(region: SharedRegion): number | undefined {
+  try {
+    return statSync(`${SHM_DIRECTORY}${region.shmName}`).ino;
+  } catch {
+    return undefined;
+  }
 }
 
 const ROLE_NAMES: Record<number, string> = { [Role.LOCAL_PROCESS]: 'local process', [Role.REMOTE_PROCESS]: 'process', [Role.AGENT]: 'agent' };
@@ -87,6 +119,8 @@ export class NodeAgent implements LinkOwner {
   readonly #log: (line: string) => void;
   readonly #peers = new Map<AgentLink, Peer>();
   readonly #targets = new Map<string, Target>();
+  /** Forgotten targets still registered until `until` (FORGET_GRACE_MS). */
+  readonly #retired = new Set<{ readonly target: Target; readonly until: number }>();
   readonly #liveness: ReturnType<typeof setInterval>;
   #stopping: Promise<void> | undefined;
 
@@ -195,7 +229,12 @@ export class NodeAgent implements LinkOwner {
         this.#allocate(peer, m.requestId, m.name, m.size);
         return;
       case 'find': {
-        const target = this.#targets.get(m.name);
+        let target: Target | undefined;
+        try {
+          target = this.#current(m.name) ?? this.#adopt(m.name);
+        } catch (error) {
+          return this.#error(peer, m.requestId, ErrorCode.SYSTEM, `cannot serve target ${JSON.stringify(m.name)} of node ${this.node}: ${(error as Error).message}`);
+        }
         if (!target) return this.#error(peer, m.requestId, ErrorCode.NOT_FOUND, `no target ${JSON.stringify(m.name)} on node ${this.node}`);
         try {
           const reg = this.#registrationFor(target, peer);
@@ -206,9 +245,17 @@ export class NodeAgent implements LinkOwner {
         return;
       }
       case 'remove': {
-        const target = this.#targets.get(m.name);
-        if (!target) return this.#error(peer, m.requestId, ErrorCode.NOT_FOUND, `no target ${JSON.stringify(m.name)} on node ${this.node}`);
-        this.#removeTarget(target, `removed by ${link.label}`);
+        const target = this.#current(m.name);
+        if (target) this.#removeTarget(target, `removed by ${link.label}`);
+        else {
+          // A target of this node the agent never served: remove its name as a local process would.
+          try {
+            SharedRegion.unlink(targetRegionName(m.name));
+          } catch {
+            return this.#error(peer, m.requestId, ErrorCode.NOT_FOUND, `no target ${JSON.stringify(m.name)} on node ${this.node}`);
+          }
+          this.#log(`removed target ${JSON.stringify(m.name)} (not served): removed by ${link.label}`);
+        }
         this.#reply(peer, { type: 'done', requestId: m.requestId });
         return;
       }
@@ -234,11 +281,11 @@ export class NodeAgent implements LinkOwner {
   }
 
   #allocate(peer: Peer, requestId: number, name: string, size: number): void {
-    if (this.#targets.has(name)) return this.#error(peer, requestId, ErrorCode.EXISTS, `target ${JSON.stringify(name)} already exists on node ${this.node}`);
+    if (this.#current(name)) return this.#error(peer, requestId, ErrorCode.EXISTS, `target ${JSON.stringify(name)} already exists on node ${this.node}`);
     let region: SharedRegion | undefined;
     try {
       region = SharedRegion.create(targetRegionName(name), size);
-      const target: Target = { name, region, owner: peer, registrations: new Map() };
+      const target: Target = { name, region, owner: peer, ino: inodeOf(region) ?? -1, registrations: new Map() };
       const reg = this.#registrationFor(target, peer);
       this.#targets.set(name, target);
       this.#log(`allocated ${JSON.stringify(name)} (${size} bytes) for ${peer.link.label}`);
@@ -261,9 +308,63 @@ export class NodeAgent implements LinkOwner {
     return reg;
   }
 
-  /** Deregister everywhere first (no NIC writes into it any more), then unmap and unlink. */
-  #removeTarget(target: Target, why: string): void {
-    this.#targets.delete(target.name);
+  /**
+   * The target `name` if this agent holds it and it is still what the name holds (and, adopted,
+   * its creator runs); a stale one is forgotten here.
+   */
+  #current(name: string): Target | undefined {
+    const target = this.#targets.get(name);
+    if (!target) return undefined;
+    const why = this.#staleness(target);
+    if (why === undefined) return target;
+    this.#forget(target, why);
+    return undefined;
+  }
+
+  /** Why `target` is no longer served, or undefined while it is. */
+  #staleness(target: Target): string | undefined {
+    if (inodeOf(target.region) !== target.ino) return 'its name was removed or holds another object now';
+    if (!target.owner) {
+      const c = target.region.creator;
+      if (!isProcessAlive(c.pid, c.start)) return `its creator (pid ${c.pid}) is gone`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Serve the target a process of this node made as `agent.<name>` (RdmaTransport.expose), if
+   * there is one and its creator runs. SystemError/CorruptionError/TimeoutError from opening it.
+   */
+  #adopt(name: string): Target | undefined {
+    const regionName = targetRegionName(name);
+    let before: number;
+    try {
+      before = statSync(`${SHM_DIRECTORY}${shmNameFor(regionName)}`).ino;
+    } catch {
+      return undefined;
+    }
+    let region: SharedRegion;
+    try {
+      region = SharedRegion.open(regionName, { timeoutMs: ADOPT_OPEN_MS });
+    } catch (error) {
+      if (error instanceof SystemError && error.errno === 2) return undefined; // gone meanwhile
+      throw error;
+    }
+    // The same object before and after the open: the inode recorded is the one mapped.
+    const ino = inodeOf(region);
+    const c = region.creator;
+    if (ino !== before || !isProcessAlive(c.pid, c.start)) {
+      region.close();
+      return undefined;
+    }
+    const target: Target = { name, region, owner: undefined, ino, registrations: new Map() };
+    this.#targets.set(name, target);
+    this.#log(`serving ${JSON.stringify(name)} (${region.size} bytes) made by pid ${c.pid} of this node`);
+    return target;
+  }
+
+  #deregister(target: Target): void {
+    if (this.#targets.get(target.name) === target) this.#targets.delete(target.name);
     for (const reg of target.registrations.values()) {
       try {
         reg.dispose();
@@ -272,8 +373,45 @@ export class NodeAgent implements LinkOwner {
       }
     }
     target.registrations.clear();
-    target.region.dispose();
+  }
+
+  /** Deregister everywhere first (no NIC writes into it any more), then unmap and remove the name (if it still holds this target). */
+  #removeTarget(target: Target, why: string): void {
+    this.#deregister(target);
+    const ours = inodeOf(target.region) === target.ino;
+    target.region.close();
+    if (ours) {
+      try {
+        SharedRegion.unlink(target.region.name);
+      } catch {
+        /* removed meanwhile */
+      }
+    }
     this.#log(`removed target ${JSON.stringify(target.name)}: ${why}`);
+  }
+
+  /**
+   * Stop serving a stale target: no longer found; deregistered and unmapped after
+   * FORGET_GRACE_MS (at once with `now`); the name is left to whoever holds it now.
+   */
+  #forget(target: Target, why: string, now = false): void {
+    this.#targets.delete(target.name);
+    if (now) {
+      this.#deregister(target);
+      target.region.close();
+    } else this.#retired.add({ target, until: Date.now() + FORGET_GRACE_MS });
+    this.#log(`forgot target ${JSON.stringify(target.name)}: ${why}`);
+  }
+
+  /** Release the forgotten targets whose grace is over (all of them with `all`). */
+  #release(all: boolean): void {
+    const now = Date.now();
+    for (const r of this.#retired) {
+      if (!all && r.until > now) continue;
+      this.#retired.delete(r);
+      this.#deregister(r.target);
+      r.target.region.close();
+    }
   }
 
   onLost(link: AgentLink, reason: Error): void {
@@ -281,6 +419,10 @@ export class NodeAgent implements LinkOwner {
     this.#peers.delete(link);
     if (!peer || this.#stopping) return;
     this.#log(`lost ${link.label}: ${reason.message}`);
+    for (const r of this.#retired) {
+      r.target.registrations.get(peer)?.dispose();
+      r.target.registrations.delete(peer);
+    }
     for (const target of [...this.#targets.values()]) {
       if (target.owner === peer) this.#removeTarget(target, `its owner (${link.label}) is gone`);
       else {
@@ -297,6 +439,11 @@ export class NodeAgent implements LinkOwner {
   }
 
   #checkLiveness(): void {
+    for (const target of [...this.#targets.values()]) {
+      const why = this.#staleness(target);
+      if (why !== undefined) this.#forget(target, why);
+    }
+    this.#release(false);
     for (const peer of [...this.#peers.values()]) {
       const h = peer.hello;
       if (h?.role === Role.LOCAL_PROCESS && !isProcessAlive(h.pid, h.startTime)) {
@@ -316,7 +463,12 @@ export class NodeAgent implements LinkOwner {
       const peers = [...this.#peers.values()];
       for (const peer of peers) this.#reply(peer, { type: 'bye', requestId: 0, reason: 1 });
       await Promise.all(peers.map((p) => p.link.flush(BYE_FLUSH_MS)));
-      for (const target of [...this.#targets.values()]) this.#removeTarget(target, 'the agent stops');
+      // Targets allocated for peers are removed; adopted ones stay their creators' (only unserved).
+      for (const target of [...this.#targets.values()]) {
+        if (target.owner) this.#removeTarget(target, 'the agent stops');
+        else this.#forget(target, 'the agent stops', true);
+      }
+      this.#release(true);
       for (const peer of peers) peer.link.close();
       this.#peers.clear();
       this.#log(`agent of node ${this.node} stopped`);

@@ -5,7 +5,7 @@
  * learns of a death too). A dead peer's channel is failed with PeerGoneError and its memory
  * reclaimed; the names of a dead incarnation's segments are removed.
  */
-import { CorruptionError, PeerGoneError } from '../errors.js';
+import { CorruptionError, PeerGoneError, TimeoutError } from '../errors.js';
 import type { Transport } from '../transport/types.js';
 import { ChannelCorrupt, type InChannel, type OutChannel } from './channels.js';
 import { creatorOf, headerOf } from './common.js';
@@ -37,6 +37,11 @@ function checkRemoteReceiver(s: PostboxSender, ch: OutChannel): void {
       else if (!(await s.core.transport.isAliveAsync({ pid: ch.pid, start: ch.start }, ch.space.node))) markGone(s, ch, 'its process died');
       if (!ch.gone) await checkOwnWordsAsync(ch);
     } catch (error) {
+      // A late answer is no answer: the control messages and atomics share the connection's queue
+      // pair with the data in flight (measured in the TCG guest under an all-to-all with 64 MiB
+      // messages: IS_ALIVE unanswered for over 5 s while the agent was fine). Ask again next round;
+      // the connection's end (PeerGoneError) or an access error is what says the node is gone.
+      if (error instanceof TimeoutError) return;
       // The receiver's node or memory is unreachable: the channel is gone.
       if (!ch.gone && !s.core.closed) markGone(s, ch, `its node did not answer (${(error as Error).message})`);
     } finally {
@@ -232,8 +237,9 @@ function checkRemoteSender(r: PostboxReceiver, ch: InChannel): void {
         }
         return;
       }
-    } catch {
-      dead = true; // its node did not answer
+    } catch (error) {
+      if (error instanceof TimeoutError) return; // a late answer is no answer: ask again (see checkRemoteReceiver)
+      dead = true; // its node is unreachable
     } finally {
       ch.checking = false;
     }
@@ -259,7 +265,8 @@ async function senderClosedAsync(transport: Transport, domain: string, ch: InCha
     } finally {
       probe.dispose();
     }
-  } catch {
+  } catch (error) {
+    if (error instanceof TimeoutError) throw error; // no answer yet is not "closed"
     return true;
   }
 }

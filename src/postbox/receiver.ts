@@ -222,11 +222,20 @@ export class PostboxReceiver {
   #acknowledge(ch: InChannel): void {
     const ack = ch.ack;
     if (ack.closed) return;
-    ack.publish(ch.ackWord + AB_CONSUMED, ch.next);
-    // The sender's "waiting" flag is in its data segment, here on our node: a local read.
-    // Ordering point: read after the publication of `consumed` (the sender sets it before its
-    // last look at `consumed`).
-    if (Atomics.load(ch.words, DS_SENDER_WAITING >> 2) !== 0) this.#ringSender(ch);
+    try {
+      ack.publish(ch.ackWord + AB_CONSUMED, ch.next);
+      // The sender's "waiting" flag is in its data segment, here on our node: a local read.
+      // Ordering point: read after the publication of `consumed` (the sender sets it before its
+      // last look at `consumed`).
+      if (Atomics.load(ch.words, DS_SENDER_WAITING >> 2) !== 0) this.#ringSender(ch);
+    } catch (error) {
+      // The ack image failed (another node: its connection ended, or the sender's memory is
+      // gone): the sender can no longer learn what we took — its channel ends here as if the
+      // sender were gone; what is still in its postbox is delivered, the other channels go on.
+      if (!ack.failed) throw error;
+      ch.closing = true;
+      ch.deadSender = true;
+    }
   }
 
   #ringSender(ch: InChannel): void {

@@ -177,6 +177,12 @@ function attachRemoteAck(r: PostboxReceiver, e: number, data: Target, ackDescrip
     } catch (error) {
       ack?.dispose();
       data.dispose();
+      // No answer in time (the control call waited behind data on the shared queue pair) is not
+      // a corrupt entry: leave the entry to be attached again on a later poll.
+      if (error instanceof TimeoutError) {
+        if (!r.core.closed) r.notReady.set(e, Date.now()); // retryNotReady() tries it again
+        return;
+      }
       if (!r.core.closed) {
         r.ignored.add(e);
         r.errors.push(error instanceof CorruptionError ? error : new CorruptionError(data.descriptor.name, `entry ${e}: ${(error as Error).message}`));

@@ -301,6 +301,12 @@ export class SharedRegion {
     return this.#mapping;
   }
 
+  /** Who created the object, from its header (pid + start time): e.g. whether a region another process made is stale. */
+  get creator(): { pid: number; start: bigint } {
+    const header = new DataView(this.#live('creator').buffer, 0, REGION_HEADER_SIZE);
+    return { pid: header.getUint32(H_CREATOR_PID, true), start: header.getBigUint64(H_CREATOR_START, true) };
+  }
+
   /** The region's data as bytes (zero-copy). */
   get bytes(): Uint8Array {
     this.#live('bytes');

@@ -1,5 +1,6 @@
 /**
- * RdmaImage — a writer's image of a target that lives on another node (issue 12), reached
+ * RdmaImage — a writer's image of a target that lives on another node (issue 12: the transport
+ * interface's Image, plus rdma-types.ts's extras), reached
  * through that node's agent (src/agent/). Its source is a block of the connection's registered
  * heap (seed 004, rdma-channel.ts), laid out like the target: write() sends source ranges to the
  * same target offsets as RDMA WRITEs through seed 002's request engine (coalesced, divided,
@@ -8,8 +9,8 @@
  * agent's doorbell (a SEND, also after them → FUTEX_WAKE on the target's node); fetchAdd /
  * compareSwap / load64 are RDMA atomics on 8-aligned 64-bit words; read() is an RDMA READ.
  *
- * Posting returns a status (POSTED, or AGAIN: poll() and post again) and never blocks;
- * completions are reaped by poll() or, between turns of the event loop, by the agent link's
+ * Posting returns a status (POSTED; DONE for nothing to move) and never blocks nor is refused;
+ * completions are reaped by progress() or, between turns of the event loop, by the agent link's
  * pump. A failed completion (RemoteAccessError for a bad key or a range outside the target, the
  * agent gone: PeerGoneError …) becomes this image's error: every later call throws it.
  *
@@ -22,8 +23,8 @@ import type { RemoteRegion, RequestElement } from '../coalesce/types.js';
 import { ClosedError, UsageError } from '../errors.js';
 import type { HeapBuffer } from '../regcache/types.js';
 import { RdmaChannel, type RequestHandler } from './rdma-channel.js';
-import { PostStatus, type AsyncImage } from './rdma-types.js';
-import type { SegmentDescriptor } from './types.js';
+import type { AsyncImage } from './rdma-types.js';
+import { PostStatus, type SegmentDescriptor } from './types.js';
 
 /** publish() words are allocated this many at a time (each is its own 4 bytes of registered memory until its WRITE completed). */
 export const PUBLISH_SLOTS = 64;

@@ -4,30 +4,26 @@
  * use, made again after it was lost) and, on each, one data plane (rdma-channel.ts) that every
  * image of that node's targets shares.
  *
- *  - exposeAsync(name, size): a target on this node, allocated by this node's agent (so remote
- *    writers can reach it) and mapped here to be read in place (a Target). With `node` another
- *    node: allocated there by its agent for this process (a sender's memory space on a receiving
- *    node, seed 001), an Exposed (the name's ownership, no bytes). Either lives while this
- *    process's connection to that agent does; dispose() removes it.
- *  - attachAsync(descriptor) → RdmaImage; findAsync / isAliveAsync / removeAsync go through the
- *    node's agent.
+ *  - THIS node (the synchronous forms, and the async ones when the node is this one): a target is
+ *    the shm object `agent.<name>` of the node's /dev/shm, made and mapped here without the agent
+ *    (rdma-local.ts); the agent adopts it when a remote writer FINDs it. attach() gives an shm
+ *    image (the source is the target), find/isAlive/remove are local.
+ *  - ANOTHER node (the *Async forms): exposeAsync(name, size, { node }) allocates there through
+ *    its agent for this process (a sender's memory space on a receiving node, seed 001): an
+ *    Exposed (the name's ownership, no bytes) that lives while this process's connection to that
+ *    agent does; dispose() removes it. attachAsync → RdmaImage (RDMA WRITE/READ/atomics, the
+ *    agent's doorbell); findAsync / isAliveAsync / removeAsync ask that node's agent.
  *
  * Keys: the rkey in a descriptor is valid only on the connection that obtained it, so attachAsync
  * asks the node's agent again (FIND) on this transport's own connection and checks the size.
- *
- * The shape is the async half of the reworked Transport interface (rdma-types.ts's
- * AsyncTransport, a local copy until types.ts has it); the synchronous forms (this node only) are
- * not implemented here: every call of this transport may need its agent.
  */
 import { AgentClient, AgentError } from '../agent/client.js';
-import { targetRegionName } from '../agent/agent.js';
 import { ClosedError, CorruptionError, UsageError } from '../errors.js';
-import { isProcessAlive, selfPid, selfStartTime } from '../shm/process-identity.js';
+import { selfPid, selfStartTime } from '../shm/process-identity.js';
 import { RdmaChannel } from './rdma-channel.js';
 import { RdmaImage } from './rdma-image.js';
-import type { AsyncTransport, Exposed } from './rdma-types.js';
-import { ShmTransport } from './shm.js';
-import type { ProcessIdentity, SegmentDescriptor, Target, WaitOptions, WaitResult } from './types.js';
+import { RdmaLocalNode } from './rdma-local.js';
+import type { Exposed, ExposeOptions, Image, OpenTargetOptions, ProcessIdentity, SegmentDescriptor, Target, Transport } from './types.js';
 
 export interface RdmaTransportOptions {
   /** This process's node: its agent is `agents[node]`. */
@@ -43,47 +39,6 @@ export interface RdmaTransportOptions {
 
 function notFound(error: unknown): boolean {
   return error instanceof AgentError && error.reason === 'NOT_FOUND';
-}
-
-/** A target of this node allocated through its agent and mapped here (the shm object the agent made). */
-class RdmaLocalTarget implements Target {
-  readonly descriptor: SegmentDescriptor;
-  readonly size: number;
-  readonly isOwner = true;
-  readonly #inner: Target;
-  readonly #remove: () => void;
-
-  constructor(descriptor: SegmentDescriptor, inner: Target, remove: () => void) {
-    this.descriptor = descriptor;
-    this.size = inner.size;
-    this.#inner = inner;
-    this.#remove = remove;
-  }
-
-  get bytes(): Uint8Array {
-    return this.#inner.bytes;
-  }
-  get int32(): Int32Array {
-    return this.#inner.int32;
-  }
-  get closed(): boolean {
-    return this.#inner.closed;
-  }
-  wait(byteOffset: number, expected: number, options?: WaitOptions): WaitResult {
-    return this.#inner.wait(byteOffset, expected, options);
-  }
-  waitAsync(byteOffset: number, expected: number, options?: WaitOptions): Promise<WaitResult> {
-    return this.#inner.waitAsync(byteOffset, expected, options);
-  }
-  wake(byteOffset: number, count?: number): number {
-    return this.#inner.wake(byteOffset, count);
-  }
-  /** Unmap, and have the agent remove the target (deregistered everywhere). Idempotent. */
-  dispose(): void {
-    if (this.#inner.closed) return;
-    this.#inner.dispose();
-    this.#remove();
-  }
 }
 
 /** A target on another node, allocated there for this process: its name's ownership. */
@@ -109,15 +64,14 @@ class RdmaExposed implements Exposed {
   }
 }
 
-export class RdmaTransport implements AsyncTransport {
+export class RdmaTransport implements Transport {
   readonly kind = 'rdma';
   readonly node: string;
   readonly self: ProcessIdentity = { pid: selfPid, start: selfStartTime };
   readonly #options: RdmaTransportOptions;
   readonly #clients = new Map<string, Promise<AgentClient>>();
   readonly #images = new Set<RdmaImage>();
-  readonly #targets = new Set<Target>();
-  readonly #shm: ShmTransport;
+  readonly #local: RdmaLocalNode;
   #disposed = false;
 
   constructor(options: RdmaTransportOptions) {
@@ -125,7 +79,7 @@ export class RdmaTransport implements AsyncTransport {
     if (!options.agents || typeof options.agents !== 'object') throw new UsageError('RdmaTransport needs agents: { [node]: { address, port? } }');
     this.node = options.node;
     this.#options = options;
-    this.#shm = new ShmTransport({ node: options.node });
+    this.#local = new RdmaLocalNode(options.node);
   }
 
   /** The connection to `node`'s agent (made now if there is none or it was lost). */
@@ -165,41 +119,69 @@ export class RdmaTransport implements AsyncTransport {
   }
 
   /**
-   * A zero-filled target of `size` bytes named `name`: on this node (default) a Target mapped
-   * here; on `options.node` an Exposed. UsageError for a bad name/size or an unknown node;
-   * AgentError EXISTS if the name is taken there.
+   * A zero-filled target of `size` bytes named `name` on THIS node, mapped here (this handle owns
+   * the name; remote writers reach it through the node's agent). UsageError for a bad name or
+   * size, a name in use by a live process, or another node.
    */
-  async exposeAsync(name: string, size: number, options: { node?: string } = {}): Promise<Exposed | Target> {
-    const node = options.node ?? this.node;
-    const client = await this.client(node);
-    const d = await client.allocate(name, size);
-    const descriptor = this.#describe(node, d);
-    const remove = () => {
-      if (!client.lost) void client.remove(name).catch(() => undefined);
-    };
-    if (node !== this.node) return new RdmaExposed(descriptor, remove);
-    let inner: Target;
-    try {
-      inner = this.#shm.openLocal({ transport: 'shm', node: this.node, name: targetRegionName(name), size: d.size, key: 0 });
-    } catch (error) {
-      await client.remove(name).catch(() => undefined);
-      throw error;
-    }
-    const target = new RdmaLocalTarget(descriptor, inner, () => {
-      this.#targets.delete(target);
-      remove();
-    });
-    this.#targets.add(target);
-    return target;
+  expose(name: string, size: number, options: ExposeOptions = {}): Target {
+    this.#open();
+    return this.#local.expose(name, size, options);
+  }
+
+  /** Open a target of this node to read it in place (ShmTransport's openLocal errors). */
+  openLocal(descriptor: SegmentDescriptor, options?: OpenTargetOptions): Target {
+    this.#open();
+    return this.#local.openLocal(descriptor, options);
+  }
+
+  /** An image of a target of THIS node: the same object mapped here (UsageError for another node: attachAsync). */
+  attach(descriptor: SegmentDescriptor, options?: OpenTargetOptions): Image {
+    this.#open();
+    return this.#local.attach(descriptor, options);
+  }
+
+  find(name: string, node?: string): SegmentDescriptor | undefined {
+    if (node !== undefined && node !== this.node) return undefined;
+    return this.#local.find(name);
+  }
+
+  isAlive(who: ProcessIdentity, node?: string): boolean {
+    if (node !== undefined && node !== this.node) return false;
+    return this.#local.isAlive(who);
+  }
+
+  remove(name: string, node?: string): void {
+    if (node !== undefined && node !== this.node) return;
+    this.#local.remove(name);
+  }
+
+  #open(): void {
+    if (this.#disposed) throw new ClosedError('RdmaTransport');
   }
 
   /**
-   * An image of the target `descriptor` names. UsageError for another transport's descriptor or
-   * an unknown node; AgentError NOT_FOUND if the target is gone; CorruptionError if its size
-   * differs from the descriptor's.
+   * A zero-filled target of `size` bytes named `name`: on this node (default) expose()'s Target;
+   * on `options.node` an Exposed allocated there by its agent. UsageError for a bad name/size or
+   * an unknown node; AgentError EXISTS if the name is taken there.
    */
-  async attachAsync(descriptor: SegmentDescriptor): Promise<RdmaImage> {
+  async exposeAsync(name: string, size: number, options: ExposeOptions = {}): Promise<Exposed> {
+    const node = options.node ?? this.node;
+    if (node === this.node) return this.expose(name, size, options);
+    const client = await this.client(node);
+    const d = await client.allocate(name, size);
+    return new RdmaExposed(this.#describe(node, d), () => {
+      if (!client.lost) void client.remove(name).catch(() => undefined);
+    });
+  }
+
+  /**
+   * An image of the target `descriptor` names: attach()'s on this node, an RdmaImage on another.
+   * UsageError for another transport's descriptor or an unknown node; AgentError NOT_FOUND if the
+   * target is gone; CorruptionError if its size differs from the descriptor's.
+   */
+  async attachAsync(descriptor: SegmentDescriptor, options?: OpenTargetOptions): Promise<Image> {
     if (!descriptor || descriptor.transport !== this.kind) throw new UsageError(`descriptor of transport ${JSON.stringify(descriptor?.transport)} given to the rdma transport`);
+    if (descriptor.node === this.node) return this.attach(descriptor, options);
     const client = await this.client(descriptor.node);
     const target = await client.find(descriptor.name);
     if (target.size !== descriptor.size) throw new CorruptionError(descriptor.name, `descriptor says ${descriptor.size} bytes, the agent of ${descriptor.node} has ${target.size}`);
@@ -209,6 +191,7 @@ export class RdmaTransport implements AsyncTransport {
   }
 
   async findAsync(name: string, node = this.node): Promise<SegmentDescriptor | undefined> {
+    if (node === this.node) return this.find(name);
     const client = await this.client(node);
     try {
       return this.#describe(node, await client.find(name));
@@ -219,11 +202,12 @@ export class RdmaTransport implements AsyncTransport {
   }
 
   async isAliveAsync(who: ProcessIdentity, node = this.node): Promise<boolean> {
-    if (node === this.node) return isProcessAlive(who.pid, who.start);
+    if (node === this.node) return this.isAlive(who);
     return (await this.client(node)).isAlive(who.pid, who.start);
   }
 
   async removeAsync(name: string, node = this.node): Promise<void> {
+    if (node === this.node) return this.remove(name);
     const client = await this.client(node);
     try {
       await client.remove(name);
@@ -242,7 +226,7 @@ export class RdmaTransport implements AsyncTransport {
     this.#disposed = true;
     for (const image of this.#images) image.dispose();
     this.#images.clear();
-    for (const target of [...this.#targets]) target.dispose();
+    this.#local.dispose();
     for (const p of this.#clients.values()) {
       void p.then(
         (client) => {
