@@ -20,7 +20,7 @@ import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
 import type { Peer } from './lib/peer.js';
 import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
 import { nowNs, percentiles, progress } from './lib/timing.js';
-import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
+import { ORDER_CHECK_FLAG, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { CONTROL_ACK, CONTROL_BYTES, CONTROL_HELD, CONTROL_READY, CONTROL_STOP, CONTROL_WAITING } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
 
@@ -32,6 +32,7 @@ export const FLAGS: FlagSpec = {
   batches: { kind: 'count', help: 'uncontended batches (default 21; --quick 7)' },
   hold: { kind: 'count', help: 'µs the holder keeps the lock after the waiter announced itself (default 50)' },
   'no-pin': { kind: 'boolean', help: 'do not pin the two processes to two CPUs' },
+  ...ORDER_CHECK_FLAG,
 };
 
 const ANCHOR = 'c-robust-mutex';
@@ -97,6 +98,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const pool = ShmemPool.create(benchPoolName('shmem-lock'), { heapBytes: 64 << 10, maxMembers: 4, maxLocks: 4 });
   let ours: { uncontendedNs: number; p50: number; p99: number };
   let warm: WarmupResult = { p50s: [], stable: false };
+  let orderCheck: OrderCheck | null = null;
   let peer: Peer | undefined;
   try {
     if (cpus) pinThread(0, [cpus[0]]);
@@ -125,6 +127,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     Atomics.store(control, CONTROL_STOP, 1); // the peer, waiting for the next hand-off, leaves
     await peer.finish(15_000);
     ours = { uncontendedNs, p50, p99 };
+    if (!flags.boolean.has('no-order-check')) {
+      // The first case once more, the same way, after the contended one (bench/lib/warmup.ts).
+      orderCheck = { label: UNCONTENDED, first: uncontendedNs, again: uncontended(pool, id, pairs, batches), unit: 'ns' };
+    }
   } finally {
     await peer?.stop();
     pool.dispose();
@@ -161,6 +167,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     `${UNCONTENDED}: ShmemPool setLock + clearLock (one compareExchange, one exchange, no FFI call), ns per pair, p50 over ${batches} batches of ${pairs}`,
     `${CONTENDED}: release → the waiter (asleep in futex after its spin) running as the new holder, seen through an acknowledgment word; ${iterations} samples after warm-up (memwire: rounds of ${warmup} until p50 holds; C: ${warmup}), holder keeps the lock ${holdUs} µs after the waiter announced itself${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
     warmupNote('memwire contended', `${warmup} hand-offs`, new Map([[CONTENDED, warm]])),
+    ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
     `${ANCHOR}: pthread_mutex_t with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST in MAP_SHARED memory, two processes (fork), the same protocol (bench/c/robust-mutex.c, gcc -O2)`,
   );
   return { report, json: flags.boolean.has('json') };

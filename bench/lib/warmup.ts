@@ -8,6 +8,11 @@
  * at least `minRounds` and at most `maxRounds` of them. A size that never settles is measured
  * anyway, and the bench says so in its notes (`warmupNote`), so an unsettled figure is visible.
  *
+ * Order check: a bench with several cases measures its first case once more after all the others,
+ * the same way (warm-up rounds included), and prints both p50s and their ratio (`orderCheckNote`).
+ * Both figures come from one process run, so host noise that drifts slowly cancels as far as it
+ * can; a first figure that paid for warm-up shows as a ratio above 1.
+ *
  * Between rounds this process sleeps `pauseMs`: JIT compilers (JavaScriptCore's above all) build
  * the faster tiers on helper threads, and while both benchmark processes busy-poll on a 2-CPU
  * machine those threads hardly get a CPU; the pause gives them one, so the next round runs the
@@ -67,4 +72,35 @@ export function warmupNote(what: string, roundSize: string, cases: ReadonlyMap<s
     `warm-up: ${what} rounds of ${roundSize} until two consecutive rounds' p50 agree within ${WARMUP_TOLERANCE * 100} % ` +
     `(at most ${WARMUP_MAX_ROUNDS}); rounds per case: ${parts.join(', ')}`
   );
+}
+
+/** How far apart the first and the repeated measurement of the first case may be before the note says so. */
+export const ORDER_CHECK_TOLERANCE = 0.1;
+
+export const ORDER_CHECK_FLAG = {
+  'no-order-check': { kind: 'boolean' as const, help: 'do not measure the first case again after the others (see bench/README.md, Warm-up)' },
+};
+
+export interface OrderCheck {
+  /** The case measured first and again at the end, e.g. "64B". */
+  label: string;
+  /** Its p50 when measured first (the figure the report shows) and when measured again last. */
+  first: number;
+  again: number;
+  unit: string;
+}
+
+/**
+ * One line for a bench's notes: the first case's p50 measured first and again after the other
+ * cases, and first / again. Machine-readable too: `order check: <label> p50 first <x> <unit>,
+ * again <y> <unit>, first/again <r>`.
+ */
+export function orderCheckNote(check: OrderCheck): string {
+  const ratio = check.first / check.again;
+  const digits = (v: number) => (v < 10 ? v.toFixed(3) : v.toFixed(1));
+  const verdict =
+    Math.abs(ratio - 1) <= ORDER_CHECK_TOLERANCE
+      ? `within ${ORDER_CHECK_TOLERANCE * 100} %: the order of the cases did not matter`
+      : `more than ${ORDER_CHECK_TOLERANCE * 100} % apart: ${ratio > 1 ? 'the first figure may still carry warm-up' : 'the machine got slower during the run'} (or host noise)`;
+  return `order check: ${check.label} p50 first ${digits(check.first)} ${check.unit}, again ${digits(check.again)} ${check.unit} after every other case, first/again ${ratio.toFixed(3)} — ${verdict}`;
 }

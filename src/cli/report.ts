@@ -18,7 +18,8 @@
  * what is left) goes to stderr; each bench's own output goes to DIR/logs/.
  *
  * Exit status: 0 when every run that was attempted printed its report (missed targets are
- * reported, not failures), 1 when one failed, 2 for a bad flag.
+ * reported, not failures), 1 when one failed, 2 for a bad flag, 130/143 when SIGINT/SIGTERM
+ * stopped it (the report so far is written, the unfinished runs marked).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -43,7 +44,8 @@ JSON report, unchanged) and DIR/charts/*.svg. Progress goes to stderr.
   --runtimes a,b   only these runtimes (default: node,bun,deno — those found)
   --timeout SEC    per bench run (default: 300 with --quick, else 1800)
 
-exit status: 0 every attempted run reported; 1 a run failed; 2 a bad flag`;
+exit status: 0 every attempted run reported; 1 a run failed; 2 a bad flag;
+130/143 interrupted by SIGINT/SIGTERM (the report so far is written)`;
 
 /** The markers before the lines the guest part prints on stdout, so the host can pick them out of the guest's stream. */
 const GUEST_START_MARK = 'memwire-report-start ';
@@ -139,23 +141,22 @@ interface Spawned {
 /** The process groups of the commands running now, so an interrupted report takes them down with it. */
 const running = new Set<(signal: NodeJS.Signals) => void>();
 
+/** The signal that interrupted the report, if one did: what is left is not started. */
+let interrupted: NodeJS.Signals | null = null;
+
 /**
  * On SIGINT/SIGTERM: TERM every running command's group (run.sh's trap then stops QEMU and removes
- * its files: a KILL would leave them), then leave with 130/143 once they are gone (at most 10 s).
+ * its files: a KILL would leave them); the report then writes what it has, the runs it did not
+ * finish marked as such, and exits 130/143. If that takes more than 20 s, it exits anyway.
  */
 function onInterrupt(signal: NodeJS.Signals): void {
-  process.stderr.write(`memwire bench report: ${signal}, stopping the running bench\n`);
+  interrupted = signal;
+  process.stderr.write(`memwire bench report: ${signal}: stopping the running bench, then writing the report so far\n`);
   for (const kill of running) kill('SIGTERM');
-  const code = signal === 'SIGINT' ? 130 : 143;
-  const started = Date.now();
-  const poll = setInterval(() => {
-    if (running.size === 0 || Date.now() - started > 10_000) {
-      for (const kill of running) kill('SIGKILL');
-      process.exit(code);
-    }
-  }, 100);
-  poll.unref?.();
-  setTimeout(() => process.exit(code), 11_000);
+  setTimeout(() => {
+    for (const kill of running) kill('SIGKILL');
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  }, 20_000).unref();
 }
 
 /** Run a command with a time limit; on timeout its whole process group is killed (benches start peers). */
@@ -244,7 +245,9 @@ async function runOne(bench: string, runtime: Runtime, options: ReportOptions, p
   const spawned = await run(args, options.timeoutSeconds * 1000);
   const seconds = (Date.now() - started) / 1000;
   const report = spawned.code === 0 ? lastJsonReport(spawned.stdout) : null;
-  const error = spawned.timedOut
+  const error = interrupted && !report
+    ? `interrupted (${interrupted}) after ${seconds.toFixed(0)} s`
+    : spawned.timedOut
     ? `timed out after ${options.timeoutSeconds} s`
     : report
       ? null
@@ -332,6 +335,10 @@ export async function runReport(argv: readonly string[]): Promise<number> {
   const say = (line: string) => process.stderr.write(`${line}\n`);
   say(`memwire bench report: ${total} runs (${hostBenches.length} benches × ${runtimes.map((r) => r.name).join(', ')}${guestBenches.length ? `; ${guestBenches.join(', ')} in the rxe guest` : ''}) → ${outDir}`);
   for (const [index, { bench, runtime }] of plan.entries()) {
+    if (interrupted) {
+      runs.push(skipped(bench, runtime.name, 'host', `not started: the report was interrupted (${interrupted})`));
+      continue;
+    }
     const left = plan.slice(index + 1).map((p) => `${p.bench}/${p.runtime.name}`);
     say(`[${done + 1}/${total} · ${clock(Date.now() - startedAt.getTime())}] ${bench} on ${runtime.name} — left after it: ${left.length ? left.join(' ') : 'none'}${guestBenches.length ? ' + rxe guest' : ''}`);
     const { result, log } = await runOne(bench, runtime, options, 'host', []);
@@ -342,7 +349,12 @@ export async function runReport(argv: readonly string[]): Promise<number> {
     say(outcome(result));
   }
 
-  if (guestBenches.length) {
+  if (guestBenches.length && interrupted) {
+    for (const run of guestPlan) {
+      const [bench, runtime] = run.split('/');
+      runs.push(skipped(bench, runtime, 'rxe', `not started: the report was interrupted (${interrupted})`));
+    }
+  } else if (guestBenches.length) {
     const guestRunSeconds = options.timeoutSeconds * guestPlan.length;
     say(`[${done + 1}/${total} · ${clock(Date.now() - startedAt.getTime())}] booting the rxe guest for ${guestPlan.join(' ')} (at most ${clock(guestRunSeconds * 1000)} in the guest)`);
     const guestCommand = [
@@ -393,7 +405,7 @@ export async function runReport(argv: readonly string[]): Promise<number> {
     for (const bench of guestBenches) {
       for (const runtime of runtimes) {
         if (!got.some((r) => r.bench === bench && r.runtime === runtime.name)) {
-          const why = result.timedOut ? 'timed out' : result.code === 124 ? 'run.sh --timeout reached' : `exit ${result.code}`;
+          const why = interrupted ? `interrupted (${interrupted})` : result.timedOut ? 'timed out' : result.code === 124 ? 'run.sh --timeout reached' : `exit ${result.code}`;
           runs.push({ ...skipped(bench, runtime.name, 'rxe', ''), status: 'failed', exitCode: result.code, log: guestLog, error: `the guest did not report it (run.sh: ${why}; see ${guestLog})` });
         }
       }
@@ -419,5 +431,6 @@ export async function runReport(argv: readonly string[]): Promise<number> {
       `\n  ${join(outDir, 'report.md')}\n  ${join(outDir, 'report.json')}` +
       (failed.length ? `\n  failed: ${failed.map((r) => `${r.bench}/${r.runtime}${r.place === 'rxe' ? ' (rxe)' : ''}: ${r.error}`).join('\n          ')}` : ''),
   );
+  if (interrupted) return interrupted === 'SIGINT' ? 130 : 143;
   return failed.length ? 1 : 0;
 }
