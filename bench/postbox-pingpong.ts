@@ -21,7 +21,7 @@ import { parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
-import { orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
+import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 
 export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
 
@@ -162,7 +162,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const w = warmup(size);
       let started = Date.now();
       const live = pp;
-      const warm = w > 0 ? await warmUntilStable(() => toLatency(live.measure(size, w, 0, timeoutMs)).p50) : { p50s: [], stable: false };
+      const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(sizeLabel(size), warm);
       memwire.set(size, toLatency(pp.measure(size, n, 0, timeoutMs)));
       progress(`${sizeLabel(size)}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
@@ -195,7 +195,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const size = sizes[0];
       const live = pp;
       const started = Date.now();
-      const warm = warmup(size) > 0 ? await warmUntilStable(() => toLatency(live.measure(size, warmup(size), 0, timeoutMs)).p50) : null;
+      const warm = warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, warmup(size)) : null;
       const again = toLatency(pp.measure(size, iterations(size), 0, timeoutMs));
       orderCheck = { label: sizeLabel(size), first: memwire.get(size)!.p50, again: again.p50, unit: 'µs' };
       progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);

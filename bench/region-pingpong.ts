@@ -31,7 +31,7 @@ import { parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
-import { orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
+import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
 import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 
@@ -247,7 +247,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const label = sizeLabel(size);
       let started = Date.now();
       const live = region;
-      const warm = w > 0 ? await warmUntilStable(() => toLatency(live.measure(size, w, 0, plan.timeoutMs)).p50) : { p50s: [], stable: false };
+      const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(label, warm);
       memwire.set(size, toLatency(region.measure(size, n, 0, plan.timeoutMs)));
       progress(`${label}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
@@ -283,7 +283,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const size = plan.sizes[0];
       const live = region;
       const started = Date.now();
-      const warm = plan.warmup(size) > 0 ? await warmUntilStable(() => toLatency(live.measure(size, plan.warmup(size), 0, plan.timeoutMs)).p50) : null;
+      const warm = plan.warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, plan.warmup(size)) : null;
       const again = toLatency(region.measure(size, plan.iterations(size), 0, plan.timeoutMs));
       orderCheck = { label: sizeLabel(size), first: memwire.get(size)!.p50, again: again.p50, unit: 'µs' };
       progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);

@@ -23,7 +23,7 @@ import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
 import type { Peer } from './lib/peer.js';
 import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
 import { nowNs, percentiles, progress } from './lib/timing.js';
-import { ORDER_CHECK_FLAG, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
+import { NO_WARMUP, ORDER_CHECK_FLAG, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { CONTROL_BYTES, CONTROL_READY, CONTROL_STOP } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
 
@@ -69,7 +69,7 @@ async function measure(spin: number, iterations: number, warmup: number, cpus: [
       }
       return samples;
     };
-    const warm = warmup > 0 ? await warmUntilStable(async () => percentiles(await roundTrips(warmup), [50])[0]) : { p50s: [], stable: false };
+    const warm = warmup > 0 ? await warmUntilStable(async (count) => percentiles(await roundTrips(count), [50])[0], warmup) : NO_WARMUP;
     const [p50, p99] = percentiles(await roundTrips(iterations), [50, 99]);
     Atomics.store(control, CONTROL_STOP, 1);
     pool.signal(other.id); // wakes the peer, which sees the stop
