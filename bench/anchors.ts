@@ -21,6 +21,7 @@ import { COMMON_FLAGS, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { freePort, isListening, Peer } from './lib/peer.js';
 import { makeRow, type Row } from './lib/report.js';
 import { withTimeout } from './lib/timing.js';
+import { ORDER_CHECK_FLAG } from './lib/warmup.js';
 
 export const UCX_TLS = 'posix,self';
 /** UCX computes its percentiles over this many last iterations; ask it for more than that. */
@@ -64,6 +65,7 @@ export function latencyFlags(defaultSizes: string, quickTimeoutS: number): FlagS
     'no-ucx': { kind: 'boolean', help: 'skip the UCX anchor' },
     'no-uds': { kind: 'boolean', help: 'skip the Unix-domain-socket anchor' },
     'no-pin': { kind: 'boolean', help: 'do not pin the two sides to two CPUs' },
+    ...ORDER_CHECK_FLAG,
   };
 }
 

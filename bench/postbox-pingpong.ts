@@ -31,7 +31,7 @@ import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames } from './lib/rdma
 import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
-import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
+import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 
 const SHM_FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
 const RDMA_FLAGS: FlagSpec = {
@@ -163,6 +163,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   const uds = new Map<number, Latency | null>();
   const ucx = new Map<number, Latency | null>();
   const warmups = new Map<string, WarmupResult>();
+  let orderCheck: OrderCheck | null = null;
   if (cpus) pinThread(0, [cpus[0]]);
   let pp: PostboxPingPong | undefined;
   let socket: UdsPingPong | undefined;
@@ -187,7 +188,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
       const w = warmup(size);
       let started = Date.now();
       const live = pp;
-      const warm = w > 0 ? await warmUntilStable(() => toLatency(live.measure(size, w, 0, timeoutMs)).p50) : { p50s: [], stable: false };
+      const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(sizeLabel(size), warm);
       memwire.set(size, toLatency(pp.measure(size, n, 0, timeoutMs)));
       progress(`${sizeLabel(size)}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
@@ -214,6 +215,16 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
           ucx.set(size, null);
         }
       }
+    }
+    if (sizes.length > 1 && !flags.boolean.has('no-order-check')) {
+      // The first size once more, exactly as before, after every other size (bench/lib/warmup.ts).
+      const size = sizes[0];
+      const live = pp;
+      const started = Date.now();
+      const warm = warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, warmup(size)) : null;
+      const again = toLatency(pp.measure(size, iterations(size), 0, timeoutMs));
+      orderCheck = { label: sizeLabel(size), first: memwire.get(size)!.p50, again: again.p50, unit: 'µs' };
+      progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);
     }
   } finally {
     try {
@@ -248,6 +259,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   report.notes.unshift(
     `one-way latency = round trip / 2; p50/p99 over the measured round trips after warm-up (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
     warmupNote('memwire', `${sizes.map((s) => warmup(s)).join('/')} round trips`, warmups),
+    ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
     `memwire: two processes, a Postbox each (slots 64, inline ≤ 240 B, 4 KiB blocks, pool ${BENCH_OPTIONS.poolBytes >> 20} MiB, cyclic transaction size 1 MiB); trySend + busy poll; the peer reads in place and trySends the bytes back${cpus ? `; pinned to CPUs ${cpus.join(' and ')}` : ''}`,
     ...(ucxExe ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column, p99 vs its 99.0%ile column (its last ${UCX_TIMING_QUEUE} iterations)`] : []),
     ...(useUds ? [`${ANCHOR_UDS}: ${platform.runtime} net socket echo over a Unix domain socket with a ${platform.runtime} child process`] : []),

@@ -31,7 +31,7 @@ import { parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
-import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
+import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
 import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 
@@ -217,6 +217,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const uds = new Map<number, Latency | null>();
   const ucx = new Map<number, Latency | null>();
   const warmups = new Map<string, WarmupResult>();
+  let orderCheck: OrderCheck | null = null;
 
   if (plan.cpus) pinThread(0, [plan.cpus[0]]);
   let region: RegionPingPong | undefined;
@@ -246,7 +247,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const label = sizeLabel(size);
       let started = Date.now();
       const live = region;
-      const warm = w > 0 ? await warmUntilStable(() => toLatency(live.measure(size, w, 0, plan.timeoutMs)).p50) : { p50s: [], stable: false };
+      const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(label, warm);
       memwire.set(size, toLatency(region.measure(size, n, 0, plan.timeoutMs)));
       progress(`${label}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
@@ -275,6 +276,17 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
           ucx.set(size, null);
         }
       }
+    }
+    if (plan.sizes.length > 1 && !flags.boolean.has('no-order-check')) {
+      // The first size once more, exactly as before (warm-up rounds, then the measured ones), now
+      // that every other size ran: if its first figure paid for warm-up, the two differ.
+      const size = plan.sizes[0];
+      const live = region;
+      const started = Date.now();
+      const warm = plan.warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, plan.warmup(size)) : null;
+      const again = toLatency(region.measure(size, plan.iterations(size), 0, plan.timeoutMs));
+      orderCheck = { label: sizeLabel(size), first: memwire.get(size)!.p50, again: again.p50, unit: 'µs' };
+      progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);
     }
   } finally {
     // Each step runs even if one before it throws.
@@ -310,6 +322,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       .map((s) => `${sizeLabel(s)}: ${plan.iterations(s)}`)
       .join(', ')})`,
     warmupNote('memwire', `${plan.sizes.map((s) => plan.warmup(s)).join('/')} round trips`, warmups),
+    ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
     `memwire: two processes, one SharedRegion with a ping and a pong Mailbox, both busy-polling tryPut/tryTake${plan.cpus ? `, pinned to CPUs ${plan.cpus.join(' and ')}` : ''}`,
     ...(ucxExe
       ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column (-R 50, "typical"), p99 vs its 99.0%ile column (-R 99), both over its last ${UCX_TIMING_QUEUE} iterations`]

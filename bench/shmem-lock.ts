@@ -20,7 +20,7 @@ import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
 import type { Peer } from './lib/peer.js';
 import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
 import { nowNs, percentiles, progress } from './lib/timing.js';
-import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
+import { NO_WARMUP, ORDER_CHECK_FLAG, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { CONTROL_ACK, CONTROL_BYTES, CONTROL_HELD, CONTROL_READY, CONTROL_STOP, CONTROL_WAITING } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
 
@@ -28,27 +28,37 @@ export const FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
   iterations: { kind: 'count', help: 'contended hand-offs measured (default 20000; --quick 3000)' },
   warmup: { kind: 'count', help: 'contended hand-offs per warm-up round (default 2000; --quick 500); rounds repeat until p50 holds; 0: none' },
-  pairs: { kind: 'count', help: 'uncontended pairs per batch (default 1000000; --quick 200000)' },
+  pairs: { kind: 'count', help: 'uncontended pairs per batch (default 1000000; --quick 200000); warm-up rounds of a tenth, growing, until the figure holds' },
   batches: { kind: 'count', help: 'uncontended batches (default 21; --quick 7)' },
   hold: { kind: 'count', help: 'µs the holder keeps the lock after the waiter announced itself (default 50)' },
   'no-pin': { kind: 'boolean', help: 'do not pin the two processes to two CPUs' },
+  ...ORDER_CHECK_FLAG,
 };
 
 const ANCHOR = 'c-robust-mutex';
 const CONTENDED = 'contended hand-off (2 processes)';
 const UNCONTENDED = 'uncontended acquire+release';
 
-function uncontended(pool: ShmemPool, id: number, pairs: number, batches: number): number {
-  const perPair = new Float64Array(batches);
-  for (let b = -2; b < batches; b++) {
-    const start = nowNs();
-    for (let i = 0; i < pairs; i++) {
-      pool.setLock(id);
-      pool.clearLock(id);
-    }
-    if (b >= 0) perPair[b] = Number(nowNs() - start) / pairs;
+/** ns per setLock + clearLock pair over `pairs` pairs. */
+function pairBatch(pool: ShmemPool, id: number, pairs: number): number {
+  const start = nowNs();
+  for (let i = 0; i < pairs; i++) {
+    pool.setLock(id);
+    pool.clearLock(id);
   }
-  return percentiles(perPair, [50])[0];
+  return Number(nowNs() - start) / pairs;
+}
+
+/**
+ * Uncontended pairs: warm-up rounds (of a tenth of a batch, growing) until their figure holds
+ * (lib/warmup.ts; a fixed two batches left Bun's first figure 2× the later one), then the p50 of
+ * `batches` batches.
+ */
+async function uncontended(pool: ShmemPool, id: number, pairs: number, batches: number): Promise<{ ns: number; warm: WarmupResult }> {
+  const warm = await warmUntilStable((count) => pairBatch(pool, id, count), Math.max(1, Math.round(pairs / 10)));
+  const perPair = new Float64Array(batches);
+  for (let b = 0; b < batches; b++) perPair[b] = pairBatch(pool, id, pairs);
+  return { ns: percentiles(perPair, [50])[0], warm };
 }
 
 /**
@@ -96,13 +106,17 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   // memwire
   const pool = ShmemPool.create(benchPoolName('shmem-lock'), { heapBytes: 64 << 10, maxMembers: 4, maxLocks: 4 });
   let ours: { uncontendedNs: number; p50: number; p99: number };
-  let warm: WarmupResult = { p50s: [], stable: false };
+  let warm: WarmupResult = NO_WARMUP;
+  let orderCheck: OrderCheck | null = null;
+  let uncontendedWarm: WarmupResult = NO_WARMUP;
   let peer: Peer | undefined;
   try {
     if (cpus) pinThread(0, [cpus[0]]);
     const id = pool.reserveLock();
     progress(`shmem-lock: ${batches} batches of ${pairs} uncontended pairs`);
-    const uncontendedNs = uncontended(pool, id, pairs, batches);
+    const first = await uncontended(pool, id, pairs, batches);
+    const uncontendedNs = first.ns;
+    uncontendedWarm = first.warm;
     const controlOffset = pool.malloc(CONTROL_BYTES, { owners: [] });
     const control = pool.region.view('int32', controlOffset, CONTROL_BYTES / 4);
     control.fill(-1);
@@ -120,11 +134,15 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       next += count;
       return samples;
     };
-    warm = warmup > 0 ? await warmUntilStable(() => percentiles(handOffs(warmup), [50])[0]) : { p50s: [], stable: false };
+    warm = warmup > 0 ? await warmUntilStable((count) => percentiles(handOffs(count), [50])[0], warmup) : NO_WARMUP;
     const [p50, p99] = percentiles(handOffs(iterations), [50, 99]);
     Atomics.store(control, CONTROL_STOP, 1); // the peer, waiting for the next hand-off, leaves
     await peer.finish(15_000);
     ours = { uncontendedNs, p50, p99 };
+    if (!flags.boolean.has('no-order-check')) {
+      // The first case once more, the same way, after the contended one (bench/lib/warmup.ts).
+      orderCheck = { label: UNCONTENDED, first: uncontendedNs, again: (await uncontended(pool, id, pairs, batches)).ns, unit: 'ns' };
+    }
   } finally {
     await peer?.stop();
     pool.dispose();
@@ -160,7 +178,9 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.notes.unshift(
     `${UNCONTENDED}: ShmemPool setLock + clearLock (one compareExchange, one exchange, no FFI call), ns per pair, p50 over ${batches} batches of ${pairs}`,
     `${CONTENDED}: release → the waiter (asleep in futex after its spin) running as the new holder, seen through an acknowledgment word; ${iterations} samples after warm-up (memwire: rounds of ${warmup} until p50 holds; C: ${warmup}), holder keeps the lock ${holdUs} µs after the waiter announced itself${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
+    warmupNote('memwire uncontended', `${Math.max(1, Math.round(pairs / 10))} pairs`, new Map([[UNCONTENDED, uncontendedWarm]])),
     warmupNote('memwire contended', `${warmup} hand-offs`, new Map([[CONTENDED, warm]])),
+    ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
     `${ANCHOR}: pthread_mutex_t with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST in MAP_SHARED memory, two processes (fork), the same protocol (bench/c/robust-mutex.c, gcc -O2)`,
   );
   return { report, json: flags.boolean.has('json') };

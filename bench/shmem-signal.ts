@@ -23,7 +23,7 @@ import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
 import type { Peer } from './lib/peer.js';
 import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
 import { nowNs, percentiles, progress } from './lib/timing.js';
-import { warmUntilStable, warmupNote, type WarmupResult } from './lib/warmup.js';
+import { NO_WARMUP, ORDER_CHECK_FLAG, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { CONTROL_BYTES, CONTROL_READY, CONTROL_STOP } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
 
@@ -32,6 +32,7 @@ export const FLAGS: FlagSpec = {
   iterations: { kind: 'count', help: 'round trips measured per case (default 50000; --quick 5000)' },
   warmup: { kind: 'count', help: 'round trips per warm-up round (default 5000; --quick 1000); rounds repeat until p50 holds; 0: none' },
   'no-pin': { kind: 'boolean', help: 'do not pin the two processes to two CPUs' },
+  ...ORDER_CHECK_FLAG,
 };
 
 const ANCHOR = 'c-futex-pingpong';
@@ -68,7 +69,7 @@ async function measure(spin: number, iterations: number, warmup: number, cpus: [
       }
       return samples;
     };
-    const warm = warmup > 0 ? await warmUntilStable(async () => percentiles(await roundTrips(warmup), [50])[0]) : { p50s: [], stable: false };
+    const warm = warmup > 0 ? await warmUntilStable(async (count) => percentiles(await roundTrips(count), [50])[0], warmup) : NO_WARMUP;
     const [p50, p99] = percentiles(await roundTrips(iterations), [50, 99]);
     Atomics.store(control, CONTROL_STOP, 1);
     pool.signal(other.id); // wakes the peer, which sees the stop
@@ -95,6 +96,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   let sleeping: Awaited<ReturnType<typeof measure>>;
   let spinning: Awaited<ReturnType<typeof measure>>;
   let asynchronous: Awaited<ReturnType<typeof measure>>;
+  let orderCheck: OrderCheck | null = null;
   try {
     if (cpus) pinThread(0, [cpus[0]]);
     progress(`shmem-signal: ${iterations} round trips (after warm-up rounds of ${warmup}) with spin 0`);
@@ -103,6 +105,11 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     spinning = await measure(2000, iterations, warmup, cpus);
     progress(`shmem-signal: ${asyncIterations} round trips with async waits, spin 0`);
     asynchronous = await measure(0, asyncIterations, Math.min(warmup, asyncIterations), cpus, true);
+    if (!flags.boolean.has('no-order-check')) {
+      // The first case once more, the same way, after the other two (bench/lib/warmup.ts).
+      progress(`shmem-signal: spin 0 again, after the other cases`);
+      orderCheck = { label: SLEEPING, first: sleeping.p50, again: (await measure(0, iterations, warmup, cpus)).p50, unit: 'µs' };
+    }
   } finally {
     if (cpus) pinThread(0, before);
   }
@@ -135,6 +142,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.notes.unshift(
     `one-way = round trip / 2, ${iterations} round trips per case (${asyncIterations} async) after warm-up; signal() adds 1 to the receiver's counter and calls FUTEX_WAKE only if it sleeps${cpus ? `; CPUs ${cpus.join(' and ')}` : ''}`,
     warmupNote('memwire', `${warmup} round trips (async: ${Math.min(warmup, asyncIterations)})`, new Map([[SLEEPING, sleeping.warm], [DEFAULT, spinning.warm], [ASYNC, asynchronous.warm]])),
+    ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
     `${ANCHOR}: two processes (fork), atomic increment + FUTEX_WAKE, FUTEX_WAIT with no spin, words in MAP_SHARED memory (bench/c/futex-pingpong.c, gcc -O2), ${warmup} warm-up round trips`,
   );
   return { report, json: flags.boolean.has('json') };

@@ -5,12 +5,13 @@
  * charts, and says so in the report, instead of carrying a charting library at run time.
  *
  * Two kinds of chart:
- * - latency against message size, when every case of the bench is a size (region-pingpong,
- *   postbox-pingpong): a line with a point per measurement for memwire and for each anchor, per
- *   runtime, all on the same axes, one panel per metric (p50, p99), log scales;
- * - bars otherwise (throughput, lock and signal hand-off, FFI call cost, RDMA): one panel per
+ * - latency against message size, when every case of the bench is a size, alone or after an
+ *   operation (region-pingpong, postbox-pingpong: '64B'; rdma-lat: 'write-64B'): a line with a
+ *   point per measurement for memwire and for each anchor, per runtime, all on the same axes, one
+ *   panel per metric (p50, p99), log scales;
+ * - bars otherwise (throughput, RDMA bandwidth, lock and signal hand-off, FFI call cost): one panel per
  *   case and metric, one bar per series.
- * Either way each data point is exactly one mark (a point or a bar); test/unit checks it.
+ * Either way each data point is exactly one mark (a point or a bar); test/newcomer/report-charts.test.ts checks it.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -94,7 +95,9 @@ export function barsSpec(title: string, points: readonly Point[]): object {
         tooltip: [{ field: 'series' }, { field: 'value' }],
       },
     },
-    resolve: { scale: { y: 'independent' } },
+    // Each panel its own x too: a panel shows only the series measured for its case (rdma-lat's
+    // WRITE panels have no ib_send_lat bar), and every panel gets its own axis labels.
+    resolve: { scale: { x: 'independent', y: 'independent' } },
   };
 }
 

@@ -3,16 +3,23 @@
  * every benchmark on every runtime this checkout has (Node with koffi, Bun with bun:ffi, Deno with
  * its own FFI), each as
  * its own `memwire bench <name> --json` process, and writes DIR/report.md, DIR/report.json and
- * DIR/charts/*.svg. With --rxe the RDMA benchmarks run too, inside the Soft-RoCE guest
- * (scripts/rxe/run.sh, one boot for all of them); without it, on a host with no RDMA device,
- * they are listed as skipped.
+ * DIR/charts/*.svg. With --rxe the RDMA benchmarks run too (the rdma-* ones, and regcache's device
+ * part), inside the Soft-RoCE guest (scripts/rxe/run.sh, one boot for all of them); without it, on
+ * a host with no RDMA device, they are listed as skipped.
+ *
+ * The guest part is this same command with --guest-part: before each run it prints a
+ * GUEST_START_MARK line and after it a GUEST_RUN_MARK line (the run and the bench's log), each one
+ * JSON object, on its stdout, which run.sh streams to ours; the host picks them out of the stream
+ * for progress and writes each log under DIR/logs/ as for a host run. A run the guest never
+ * reported (it died, run.sh timed out) is a failed run naming the guest's log.
  *
  * Each run's JSON is kept as the bench printed it; report.json holds it unchanged, so the report
  * never shows a figure the bench did not print. Progress (which bench, which runtime, elapsed,
  * what is left) goes to stderr; each bench's own output goes to DIR/logs/.
  *
  * Exit status: 0 when every run that was attempted printed its report (missed targets are
- * reported, not failures), 1 when one failed, 2 for a bad flag.
+ * reported, not failures), 1 when one failed, 2 for a bad flag, 130/143 when SIGINT/SIGTERM
+ * stopped it (the report so far is written, the unfinished runs marked).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -20,7 +27,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadRenderer, writeCharts } from './report-charts.js';
 import { renderMarkdown } from './report-markdown.js';
-import { needsRdmaDevice, type BenchReport, type BenchRun, type FullReport, type Place } from './report-model.js';
+import { needsRdmaDevice, rxeFlags, type BenchReport, type BenchRun, type FullReport, type Place } from './report-model.js';
 import { CommandUsageError } from './usage.js';
 
 export const REPORT_USAGE = `usage: memwire bench report [--quick] [--rxe] [--out DIR] [--only NAME,…] [--runtimes node,bun,deno]
@@ -30,15 +37,18 @@ Runs every benchmark on Node, Bun and Deno, each against its anchor, and writes 
 JSON report, unchanged) and DIR/charts/*.svg. Progress goes to stderr.
 
   --quick          each bench with --quick (a few minutes in all)
-  --rxe            also the RDMA benches, in the Soft-RoCE guest (scripts/rxe/run.sh; slow)
+  --rxe            also the RDMA benches (rdma-*, regcache's device part) in the Soft-RoCE
+                   guest (scripts/rxe/run.sh; one boot; --quick on node and bun: see bench/README.md)
   --out DIR        where to write (default: ./memwire-report)
   --only a,b       only these benches (memwire bench list)
   --runtimes a,b   only these runtimes (default: node,bun,deno — those found)
   --timeout SEC    per bench run (default: 300 with --quick, else 1800)
 
-exit status: 0 every attempted run reported; 1 a run failed; 2 a bad flag`;
+exit status: 0 every attempted run reported; 1 a run failed; 2 a bad flag;
+130/143 interrupted by SIGINT/SIGTERM (the report so far is written)`;
 
-/** The marker before each run the guest part prints on stdout, so the host can pick them out of the guest's stream. */
+/** The markers before the lines the guest part prints on stdout, so the host can pick them out of the guest's stream. */
+const GUEST_START_MARK = 'memwire-report-start ';
 const GUEST_RUN_MARK = 'memwire-report-run ';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -128,23 +138,55 @@ interface Spawned {
   timedOut: boolean;
 }
 
+/** The process groups of the commands running now, so an interrupted report takes them down with it. */
+const running = new Set<(signal: NodeJS.Signals) => void>();
+
+/** The signal that interrupted the report, if one did: what is left is not started. */
+let interrupted: NodeJS.Signals | null = null;
+
+/**
+ * On SIGINT/SIGTERM: TERM every running command's group (run.sh's trap then stops QEMU and removes
+ * its files: a KILL would leave them); the report then writes what it has, the runs it did not
+ * finish marked as such, and exits 130/143. If that takes more than 20 s, it exits anyway.
+ */
+function onInterrupt(signal: NodeJS.Signals): void {
+  interrupted = signal;
+  process.stderr.write(`memwire bench report: ${signal}: stopping the running bench, then writing the report so far\n`);
+  for (const kill of running) kill('SIGTERM');
+  setTimeout(() => {
+    for (const kill of running) kill('SIGKILL');
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  }, 20_000).unref();
+}
+
 /** Run a command with a time limit; on timeout its whole process group is killed (benches start peers). */
-function run(command: readonly string[], timeoutMs: number, onStdoutLine?: (line: string) => void): Promise<Spawned> {
+function run(command: readonly string[], timeoutMs: number, onStdoutLine?: (line: string) => void, onStderrLine?: (line: string) => void): Promise<Spawned> {
   return new Promise((resolvePromise) => {
     const child = spawn(command[0], command.slice(1), { cwd: PROJECT_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    let pending = '';
     let timedOut = false;
+    /** Calls `each` with every whole line of a stream as it comes. */
+    const lines = (each?: (line: string) => void) => {
+      let pending = '';
+      return (chunk: string) => {
+        if (!each) return;
+        pending += chunk;
+        const whole = pending.split('\n');
+        pending = whole.pop() ?? '';
+        whole.forEach(each);
+      };
+    };
+    const outLines = lines(onStdoutLine);
+    const errLines = lines(onStderrLine);
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
-      if (!onStdoutLine) return;
-      pending += chunk;
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      lines.forEach(onStdoutLine);
+      outLines(chunk);
     });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+      errLines(chunk);
+    });
     const kill = (signal: NodeJS.Signals) => {
       try {
         process.kill(-child.pid!, signal);
@@ -157,15 +199,17 @@ function run(command: readonly string[], timeoutMs: number, onStdoutLine?: (line
       kill('SIGTERM');
       setTimeout(() => kill('SIGKILL'), 5000).unref();
     }, timeoutMs);
-    // If the report itself is interrupted, its bench goes with it.
+    // If the report itself ends or is interrupted, its bench goes with it.
     const onExit = () => kill('SIGKILL');
     process.once('exit', onExit);
+    running.add(kill);
     child.on('error', (error) => {
       stderr += `\n${error.message}`;
     });
     child.on('close', (code) => {
       clearTimeout(timer);
       process.off('exit', onExit);
+      running.delete(kill);
       resolvePromise({ code, stdout, stderr, timedOut });
     });
   });
@@ -188,25 +232,31 @@ export function failureLine(stderr: string): string {
   return lines.find((l) => / failed: /.test(l)) ?? lines.filter((l) => !l.startsWith('at ')).pop() ?? '';
 }
 
-async function runOne(bench: string, runtime: Runtime, options: ReportOptions, place: Place, logDir: string | null): Promise<BenchRun> {
+/** The log of one run: the command, the bench's stdout and its stderr. */
+function logText(args: readonly string[], result: Spawned): string {
+  return `$ ${args.join(' ')}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+}
+
+const logName = (bench: string, runtime: string, place: Place) => join('logs', `${bench}.${runtime}${place === 'rxe' ? '.rxe' : ''}.log`);
+
+async function runOne(bench: string, runtime: Runtime, options: ReportOptions, place: Place, flags: readonly string[]): Promise<{ result: BenchRun; log: string }> {
   const started = Date.now();
-  const args = [...runtime.command, CLI, 'bench', bench, '--json', ...(options.quick ? ['--quick'] : [])];
-  const result = await run(args, options.timeoutSeconds * 1000);
+  const args = [...runtime.command, CLI, 'bench', bench, '--json', ...(options.quick ? ['--quick'] : []), ...flags];
+  const spawned = await run(args, options.timeoutSeconds * 1000);
   const seconds = (Date.now() - started) / 1000;
-  let log: string | null = null;
-  if (logDir) {
-    log = join('logs', `${bench}.${runtime.name}${place === 'rxe' ? '.rxe' : ''}.log`);
-    writeFileSync(join(logDir, '..', log), `$ ${args.join(' ')}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
-  }
-  const report = result.code === 0 ? lastJsonReport(result.stdout) : null;
-  const error = result.timedOut
+  const report = spawned.code === 0 ? lastJsonReport(spawned.stdout) : null;
+  const error = interrupted && !report
+    ? `interrupted (${interrupted}) after ${seconds.toFixed(0)} s`
+    : spawned.timedOut
     ? `timed out after ${options.timeoutSeconds} s`
     : report
       ? null
-      : result.code === 0
+      : spawned.code === 0
         ? 'no JSON report on the last line of stdout'
-        : `exit ${result.code}: ${failureLine(result.stderr)}`.slice(0, 300);
-  return { bench, runtime: runtime.name, place, status: report ? 'ok' : 'failed', exitCode: result.code, seconds, report, error, log };
+        : `exit ${spawned.code}: ${failureLine(spawned.stderr)}`.slice(0, 300);
+  const result: BenchRun = { bench, runtime: runtime.name, place, status: report ? 'ok' : 'failed', exitCode: spawned.code, seconds, report, error, log: logName(bench, runtime.name, place) };
+  if (flags.length) result.flags = [...flags];
+  return { result, log: logText(args, spawned) };
 }
 
 const skipped = (bench: string, runtime: string, place: Place, error: string): BenchRun => ({
@@ -221,18 +271,27 @@ const skipped = (bench: string, runtime: string, place: Place, error: string): B
   log: null,
 });
 
-/** The guest side of --rxe: run the RDMA benches here and print each run as one marked JSON line. */
+/** The guest side of --rxe: run the RDMA benches here, announcing each and then printing it (with its log) as one marked JSON line. */
 async function guestPart(options: ReportOptions, benches: string[], runtimes: Runtime[]): Promise<number> {
   let failed = 0;
   for (const bench of benches) {
     for (const runtime of runtimes) {
-      process.stderr.write(`[guest] ${bench} on ${runtime.name}\n`);
-      const result = await runOne(bench, runtime, options, 'rxe', null);
+      process.stdout.write(`${GUEST_START_MARK}${JSON.stringify({ bench, runtime: runtime.name })}\n`);
+      const { result, log } = await runOne(bench, runtime, options, 'rxe', rxeFlags(bench) ?? []);
       if (result.status !== 'ok') failed++;
-      process.stdout.write(`${GUEST_RUN_MARK}${JSON.stringify(result)}\n`);
+      process.stdout.write(`${GUEST_RUN_MARK}${JSON.stringify({ run: result, log })}\n`);
     }
   }
   return failed ? 1 : 0;
+}
+
+/** The progress line after a run: its status, time, rows and targets, or why it failed. */
+function outcome(result: BenchRun): string {
+  const targets = result.report?.targets ?? [];
+  return (
+    `    ${result.status} in ${result.seconds.toFixed(1)} s` +
+    (result.report ? `: ${result.report.rows.length} rows, targets ${targets.filter((t) => t.pass).length} met / ${targets.filter((t) => t.pass === false).length} missed` : `: ${result.error}`)
+  );
 }
 
 export async function runReport(argv: readonly string[]): Promise<number> {
@@ -252,7 +311,9 @@ export async function runReport(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const { runtimes, missing } = found;
-  if (options.guestPart) return guestPart(options, benches.filter(needsRdmaDevice), runtimes);
+  if (options.guestPart) return guestPart(options, benches.filter((b) => rxeFlags(b) !== null), runtimes);
+  process.once('SIGINT', onInterrupt);
+  process.once('SIGTERM', onInterrupt);
 
   const outDir = resolve(options.out);
   const logDir = join(outDir, 'logs');
@@ -260,7 +321,7 @@ export async function runReport(argv: readonly string[]): Promise<number> {
   const startedAt = new Date();
   const deviceHere = hasRdmaDevice();
   const hostBenches = benches.filter((b) => !needsRdmaDevice(b) || deviceHere);
-  const guestBenches = options.rxe ? benches.filter(needsRdmaDevice) : [];
+  const guestBenches = options.rxe ? benches.filter((b) => rxeFlags(b) !== null) : [];
   const runs: BenchRun[] = [];
   for (const name of missing) for (const bench of benches) runs.push(skipped(bench, name, 'host', `${name} not found in this checkout`));
   for (const bench of benches.filter((b) => needsRdmaDevice(b) && !deviceHere && !options.rxe)) {
@@ -268,29 +329,38 @@ export async function runReport(argv: readonly string[]): Promise<number> {
   }
 
   const plan = hostBenches.flatMap((bench) => runtimes.map((runtime) => ({ bench, runtime })));
-  const total = plan.length + (guestBenches.length ? guestBenches.length * runtimes.length : 0);
+  const guestPlan = guestBenches.flatMap((bench) => runtimes.map((runtime) => `${bench}/${runtime.name}`));
+  const total = plan.length + guestPlan.length;
   let done = 0;
   const say = (line: string) => process.stderr.write(`${line}\n`);
   say(`memwire bench report: ${total} runs (${hostBenches.length} benches × ${runtimes.map((r) => r.name).join(', ')}${guestBenches.length ? `; ${guestBenches.join(', ')} in the rxe guest` : ''}) → ${outDir}`);
   for (const [index, { bench, runtime }] of plan.entries()) {
+    if (interrupted) {
+      runs.push(skipped(bench, runtime.name, 'host', `not started: the report was interrupted (${interrupted})`));
+      continue;
+    }
     const left = plan.slice(index + 1).map((p) => `${p.bench}/${p.runtime.name}`);
     say(`[${done + 1}/${total} · ${clock(Date.now() - startedAt.getTime())}] ${bench} on ${runtime.name} — left after it: ${left.length ? left.join(' ') : 'none'}${guestBenches.length ? ' + rxe guest' : ''}`);
-    const result = await runOne(bench, runtime, options, 'host', logDir);
+    const { result, log } = await runOne(bench, runtime, options, 'host', []);
+    writeFileSync(join(outDir, result.log!), log);
     runs.push(result);
     done++;
     const targets = result.report?.targets ?? [];
-    say(
-      `    ${result.status} in ${result.seconds.toFixed(1)} s` +
-        (result.report ? `: ${result.report.rows.length} rows, targets ${targets.filter((t) => t.pass).length} met / ${targets.filter((t) => t.pass === false).length} missed` : `: ${result.error}`),
-    );
+    say(outcome(result));
   }
 
-  if (guestBenches.length) {
-    say(`[${done + 1}/${total} · ${clock(Date.now() - startedAt.getTime())}] booting the rxe guest for ${guestBenches.join(', ')} on ${runtimes.map((r) => r.name).join(', ')}`);
+  if (guestBenches.length && interrupted) {
+    for (const run of guestPlan) {
+      const [bench, runtime] = run.split('/');
+      runs.push(skipped(bench, runtime, 'rxe', `not started: the report was interrupted (${interrupted})`));
+    }
+  } else if (guestBenches.length) {
+    const guestRunSeconds = options.timeoutSeconds * guestPlan.length;
+    say(`[${done + 1}/${total} · ${clock(Date.now() - startedAt.getTime())}] booting the rxe guest for ${guestPlan.join(' ')} (at most ${clock(guestRunSeconds * 1000)} in the guest)`);
     const guestCommand = [
       join(PROJECT_ROOT, 'scripts', 'rxe', 'run.sh'),
       '--timeout',
-      String(options.timeoutSeconds * guestBenches.length * runtimes.length),
+      String(guestRunSeconds),
       '--',
       'node',
       CLI,
@@ -306,20 +376,37 @@ export async function runReport(argv: readonly string[]): Promise<number> {
       ...(options.quick ? ['--quick'] : []),
     ];
     const got: BenchRun[] = [];
-    const result = await run(guestCommand, (options.timeoutSeconds * guestBenches.length * runtimes.length + 600) * 1000, (line) => {
-      if (!line.startsWith(GUEST_RUN_MARK)) return;
-      const guestRun = JSON.parse(line.slice(GUEST_RUN_MARK.length)) as BenchRun;
-      got.push(guestRun);
-      done++;
-      say(`[${done}/${total} · ${clock(Date.now() - startedAt.getTime())}] rxe guest: ${guestRun.bench} on ${guestRun.runtime} ${guestRun.status} in ${guestRun.seconds.toFixed(1)} s`);
-    });
-    const log = join('logs', 'rxe-guest.log');
-    writeFileSync(join(outDir, log), `$ ${guestCommand.join(' ')}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
-    runs.push(...got.map((r) => ({ ...r, log })));
+    const guestLog = join('logs', 'rxe-guest.log');
+    const onGuestLine = (line: string) => {
+      try {
+        if (line.startsWith(GUEST_START_MARK)) {
+          const { bench, runtime } = JSON.parse(line.slice(GUEST_START_MARK.length)) as { bench: string; runtime: string };
+          const left = guestPlan.slice(guestPlan.indexOf(`${bench}/${runtime}`) + 1);
+          say(`[${done + 1}/${total} · ${clock(Date.now() - startedAt.getTime())}] rxe guest: ${bench} on ${runtime} — left after it: ${left.length ? left.join(' ') : 'none'}`);
+        } else if (line.startsWith(GUEST_RUN_MARK)) {
+          const { run: guestRun, log } = JSON.parse(line.slice(GUEST_RUN_MARK.length)) as { run: BenchRun; log: string };
+          writeFileSync(join(outDir, guestRun.log ?? logName(guestRun.bench, guestRun.runtime, 'rxe')), log);
+          got.push(guestRun);
+          done++;
+          say(outcome(guestRun));
+        }
+      } catch (error) {
+        // A marked line cut or mangled on its way out of the guest: the run counts as not reported (below).
+        say(`    a line from the guest could not be read (${(error as Error).message}): ${line.slice(0, 120)}`);
+      }
+    };
+    // run.sh's own lines (boot, set-up, a timeout) are progress too.
+    const onGuestError = (line: string) => {
+      if (line.startsWith('rxe-vm:')) say(`    ${line}`);
+    };
+    const result = await run(guestCommand, (guestRunSeconds + 300) * 1000, onGuestLine, onGuestError);
+    writeFileSync(join(outDir, guestLog), logText(guestCommand, result));
+    runs.push(...got);
     for (const bench of guestBenches) {
       for (const runtime of runtimes) {
         if (!got.some((r) => r.bench === bench && r.runtime === runtime.name)) {
-          runs.push({ ...skipped(bench, runtime.name, 'rxe', ''), status: 'failed', exitCode: result.code, log, error: `the guest did not report it (run.sh exit ${result.code}${result.timedOut ? ', timed out' : ''}; see ${log})` });
+          const why = interrupted ? `interrupted (${interrupted})` : result.timedOut ? 'timed out' : result.code === 124 ? 'run.sh --timeout reached' : `exit ${result.code}`;
+          runs.push({ ...skipped(bench, runtime.name, 'rxe', ''), status: 'failed', exitCode: result.code, log: guestLog, error: `the guest did not report it (run.sh: ${why}; see ${guestLog})` });
         }
       }
     }
@@ -344,5 +431,6 @@ export async function runReport(argv: readonly string[]): Promise<number> {
       `\n  ${join(outDir, 'report.md')}\n  ${join(outDir, 'report.json')}` +
       (failed.length ? `\n  failed: ${failed.map((r) => `${r.bench}/${r.runtime}${r.place === 'rxe' ? ' (rxe)' : ''}: ${r.error}`).join('\n          ')}` : ''),
   );
+  if (interrupted) return interrupted === 'SIGINT' ? 130 : 143;
   return failed.length ? 1 : 0;
 }

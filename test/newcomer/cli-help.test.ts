@@ -55,10 +55,13 @@ describe.skipIf(hasRdma)(`bench report's guest part${hasRdma ? ' (skipped: this 
   it('reports each run as one marked line, failures included', () => {
     const run = memwire('bench', 'report', '--guest-part', '--only', 'rdma-lat', '--runtimes', 'node', '--quick');
     expect(run.status).toBe(1);
-    const lines = run.stdout.split('\n').filter((l) => l.startsWith('memwire-report-run '));
+    const marked = (mark: string) => run.stdout.split('\n').filter((l) => l.startsWith(mark)).map((l) => JSON.parse(l.slice(mark.length)) as unknown);
+    // Announced before it runs, then reported with its log.
+    expect(marked('memwire-report-start ')).toEqual([{ bench: 'rdma-lat', runtime: 'node' }]);
+    const lines = marked('memwire-report-run ') as { run: { bench: string; runtime: string; place: string; status: string; error: string; log: string }; log: string }[];
     expect(lines).toHaveLength(1);
-    const reported = JSON.parse(lines[0].slice('memwire-report-run '.length)) as { bench: string; runtime: string; place: string; status: string; error: string };
-    expect(reported).toMatchObject({ bench: 'rdma-lat', runtime: 'node', place: 'rxe', status: 'failed' });
-    expect(reported.error).toMatch(/no RDMA device/);
+    expect(lines[0].run).toMatchObject({ bench: 'rdma-lat', runtime: 'node', place: 'rxe', status: 'failed', log: 'logs/rdma-lat.node.rxe.log' });
+    expect(lines[0].run.error).toMatch(/no RDMA device/);
+    expect(lines[0].log).toMatch(/^\$ .*bench rdma-lat --json --quick\n--- stdout\n[^]*--- stderr\n[^]*no RDMA device/);
   });
 });

@@ -79,7 +79,8 @@ describe.skipIf(skipReason !== '')(`rdma benches through the CLI${suffix}`, () =
   });
 
   it('rdma-lat: one round of WRITE and SEND ping-pong against ib_write_lat and ib_send_lat', { timeout: 180_000 }, async () => {
-    const { rows } = await bench('rdma-lat', ['--iterations', '500', '--warmup', '200']);
+    const { rows } = await bench('rdma-lat', ['--sizes', '2', '--iterations', '500', '--warmup', '200']);
+    expect(rows.map((r) => `${r.case} ${r.metric}`)).toEqual(['write-2B p50', 'write-2B p99', 'send-2B p50', 'send-2B p99']);
     const p50 = (anchor: string) => rows.find((r) => r.anchorName === anchor && /p50/.test(r.metric));
     expectMeasured(p50('ib_write_lat'), 'ib_write_lat');
     expectMeasured(p50('ib_send_lat'), 'ib_send_lat');
