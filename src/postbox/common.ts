@@ -191,3 +191,13 @@ export function headerOf(image: Image): DataView {
 export function creatorOf(header: DataView): { pid: number; start: bigint } {
   return { pid: header.getInt32(H_PID, true), start: startOf(header.getUint32(H_START_LO, true), header.getUint32(H_START_HI, true)) };
 }
+
+/** Reap an image's completions and continue its queued posts; its error stays for its next post. */
+export function pumpImage(image: Image): void {
+  if (image.closed || image.failed) return;
+  try {
+    image.progress();
+  } catch {
+    // sticky on the image: thrown by its next post, seen by the liveness check
+  }
+}

@@ -10,7 +10,7 @@
 import { CorruptionError, TimeoutError } from '../errors.js';
 import { PostStatus } from '../transport/types.js';
 import { ChannelCorrupt, type InChannel } from './channels.js';
-import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, type Message, type MessageHandler, type ReceiveOptions, type PostboxState } from './common.js';
+import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, type Message, type MessageHandler, type ReceiveOptions, type PostboxState, pumpImage } from './common.js';
 import {
   AB_CONSUMED, AB_SLEEPING, AB_STATUS, AK_BELL, DS_SENDER_WAITING, ENTRY_BYTES, ENTRY_FREE, EN_STATE, EP_BELL, EP_ENTRIES, EP_REGISTRATIONS,
   EP_STATUS, F_BLOCKS, F_FIRST, F_INLINE, F_KNOWN, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_INLINE, SLOT_LENGTH,
@@ -80,6 +80,10 @@ export class PostboxReceiver {
     }
     // Channels whose sender left and that are now empty are dropped.
     for (let k = list.length - 1; k >= 0; k--) if (list[k].closing && this.isEmpty(list[k])) this.dropIncoming(list[k], list[k].deadSender);
+    // Nothing came: drive the acks posted across nodes (a loop that only polls never lets the
+    // transport reap them between event-loop turns, and an ack stuck in its image starves the
+    // sender). shm: a no-op.
+    if (delivered === 0) for (let k = 0; k < list.length; k++) pumpImage(list[k].ack);
     return delivered;
   }
 

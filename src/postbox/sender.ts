@@ -9,7 +9,7 @@
 import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError } from '../errors.js';
 import type { NodeSpace, OutChannel } from './channels.js';
 import { Claim } from './claim.js';
-import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, SendStatus, toBytes, WAIT_SLICE_MS, type PostboxState } from './common.js';
+import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, pumpImage, SendStatus, toBytes, WAIT_SLICE_MS, type PostboxState } from './common.js';
 import { channelFor, channelReady, reconnect } from './connect.js';
 import {
   AB_CONSUMED, AB_SLEEPING, AB_STATUS, AK_BELL, DIR_BYTES, DIR_CLOSED, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_SENDER_WAITING, DS_STATE,
@@ -242,6 +242,12 @@ export class PostboxSender {
    * too, so a loop that only calls trySend (the event loop never runs) still learns of a death.
    */
   full(ch: OutChannel): number {
+    // Across nodes a post may wait in its image for send-queue slots, and completions are reaped
+    // by progress() or by the transport between turns of the event loop: a loop that only calls
+    // trySend() must drive them itself, or the message that would free room never leaves (shm:
+    // progress() is a no-op). A failed image is left to its next post and to the liveness check.
+    pumpImage(ch.space.image);
+    pumpImage(ch.endpoint);
     if (!ch.gone) {
       const now = Date.now();
       if (now - ch.lastCheck >= LIVENESS_INTERVAL_MS) {
@@ -439,3 +445,4 @@ export class PostboxSender {
     return { nodes, peers };
   }
 }
+
