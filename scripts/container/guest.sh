@@ -26,6 +26,9 @@ source "$ROOT/scripts/container/podman-env.sh"
 P=/run/memwire-podman
 podman_configure "$P/conf" "$P/storage" "$P/run" "$HOST_STORE"
 
+# The 2-minute postbox soak across nodes runs in the QEMU tier (npm run test:rxe); here the same
+# test runs for MEMWIRE_CONTAINER_SOAK_MS (default 20 s): the image is what this tier proves.
 exec podman run --rm --pull=never --network host \
+  -e MEMWIRE_XNODE_SOAK_MS="${MEMWIRE_CONTAINER_SOAK_MS:-20000}" \
   --device /dev/infiniband --cap-add IPC_LOCK --cap-add SYS_ADMIN --ulimit memlock=-1:-1 --shm-size 1g \
   "$IMAGE" "$@"

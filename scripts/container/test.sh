@@ -25,7 +25,7 @@ IMAGE=localhost/memwire-rxe:test
 LAYERED=localhost/memwire-rxe:layers
 STANDIN=localhost/memwire/node:20-bookworm-slim
 OFFICIAL=docker.io/library/node:20-bookworm-slim
-TIMEOUT=${MEMWIRE_CONTAINER_TIMEOUT:-2400}
+TIMEOUT=${MEMWIRE_CONTAINER_TIMEOUT:-3600}
 BUILD_ONLY=0
 PACKAGES=(podman runc mmdebstrap)
 
