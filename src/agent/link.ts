@@ -133,6 +133,8 @@ export class AgentLink {
     return this.#writes.size;
   }
 
+  #servicing = false;
+
   /** Poll the completion queue now (non-blocking), for a caller that cannot wait for the pump. */
   progress(): void {
     this.#service(performance.now());
@@ -152,7 +154,18 @@ export class AgentLink {
   }
 
   #service(now: number): boolean {
-    if (this.#lost) return false;
+    // Not re-entered: cq.completions is one reused array, and progress() may be called by code a
+    // completion's handler runs (a post that reaps to make room, rdma-channel.ts).
+    if (this.#lost || this.#servicing) return false;
+    this.#servicing = true;
+    try {
+      return this.#serviceOnce(now);
+    } finally {
+      this.#servicing = false;
+    }
+  }
+
+  #serviceOnce(now: number): boolean {
     const cq = this.connection.cq;
     let worked = false;
     let n: number;

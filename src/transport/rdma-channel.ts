@@ -173,6 +173,11 @@ export class RdmaChannel implements DataPlane {
    */
   submit(op: RequestOp, remote: RemoteRegion, elements: readonly RequestElement[], handler: RequestHandler, tag: number): void {
     this.check();
+    // A writer that posts in a loop without yielding never lets the link's pump reap completions:
+    // once the engine's request table is full or its work waits for send slots, reap here first,
+    // or every later post would wait for the next turn of the event loop (milliseconds).
+    const engine = this.engine;
+    if (engine.queued > 0 || engine.pending >= engine.limits.maxRequests) this.poll();
     if (this.#ordered.length > 0 || !this.#submitNow(op, remote, elements, handler, tag)) {
       this.#ordered.push({ kind: 'request', op, remote, elements, handler, tag });
     }

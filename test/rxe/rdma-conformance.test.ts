@@ -20,7 +20,7 @@ import { processStartTime } from '../../src/shm/process-identity.js';
 import { afterAll, beforeAll } from 'vitest';
 import { conformanceCases, type Impl } from '../transport/conformance-cases.js';
 import { DEV0, DEV1, IP1, skipReason, suffix } from './helpers.js';
-import { TwoNodeNode, type Proc } from './two-node.js';
+import { createNode, type Proc, type TwoNodeNode } from './two-node.js';
 
 const PORT = 7491;
 let B: TwoNodeNode;
@@ -58,7 +58,7 @@ const impl: Impl = {
 
 describe.skipIf(!!skipReason)(`transport conformance: RdmaTransport, node A (${DEV0}, this process) and node B (${DEV1}) (${runtimeName}, ${backend.name})${suffix}`, () => {
   beforeAll(async () => {
-    B = await TwoNodeNode.create('B', DEV1, IP1);
+    B = await createNode('B', DEV1, IP1);
     agentB = await B.startAgent(PORT);
   }, 90_000);
 
