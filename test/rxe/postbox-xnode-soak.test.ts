@@ -7,12 +7,11 @@
  * on any lost, duplicated, corrupted or reordered message. 120 s on Node, 20 s on Bun and Deno
  * (MEMWIRE_XNODE_SOAK_MS overrides both).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { backend } from '../../ffi/backend.js';
 import { runtimeName } from '../../ffi/runtime.js';
 import { DEV0, DEV1, skipReason, suffix } from './helpers.js';
-import { allToAll, checkCounts } from './postbox-xnode.js';
-import { twoNodes, type TwoNodeNode } from './two-node.js';
+import { allToAll, checkCounts, nodesWithAgents } from './postbox-xnode.js';
 
 const PORT = 7483;
 const MiB = 1 << 20;
@@ -20,25 +19,14 @@ const MiB = 1 << 20;
 // postbox-xnode.test.ts covers their sizes), so the tier stays within CI's time.
 const DURATION_MS = Number(process.env.MEMWIRE_XNODE_SOAK_MS ?? (runtimeName === 'node' ? 120_000 : 20_000));
 const why = skipReason;
-let A: TwoNodeNode;
-let B: TwoNodeNode;
 
 describe.skipIf(!!why)(`postbox soak across two nodes ${DEV0} / ${DEV1}, ${DURATION_MS} ms (${runtimeName}, ${backend.name})${why ? ` (skipped: ${why})` : suffix}`, () => {
-  beforeAll(async () => {
-    [A, B] = await twoNodes();
-    await A.startAgent(PORT);
-    await B.startAgent(PORT);
-  }, 90_000);
-
-  afterAll(async () => {
-    await A?.dispose();
-    await B?.dispose();
-  }, 60_000);
+  const nodes = nodesWithAgents(PORT);
 
   it('all-to-all for the whole duration: counts printed, nothing lost, duplicated, corrupted or reordered', async () => {
     expect(Number.isFinite(DURATION_MS) && DURATION_MS > 0, `MEMWIRE_XNODE_SOAK_MS=${process.env.MEMWIRE_XNODE_SOAK_MS}`).toBe(true);
     const started = Date.now();
-    const results = await allToAll(A, B, PORT, { ladder: [0, 1, 8, 241, 4096, MiB + 1], durationMs: DURATION_MS, maxRandom: 4 * MiB, timeoutMs: DURATION_MS + 180_000 }, 'soak');
+    const results = await allToAll(...nodes(), PORT, { ladder: [0, 1, 8, 241, 4096, MiB + 1], durationMs: DURATION_MS, maxRandom: 4 * MiB, timeoutMs: DURATION_MS + 180_000 }, 'soak');
     process.stdout.write(`soak: ${Date.now() - started} ms\n`);
     checkCounts(results);
   }, DURATION_MS + 240_000);

@@ -8,8 +8,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect } from 'vitest';
-import type { Proc, TwoNodeNode } from './two-node.js';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
 
 const FIXTURE = fileURLToPath(new URL('../../dist/test/fixtures/postbox-node-process.js', import.meta.url));
 
@@ -123,4 +123,22 @@ export function checkCounts(results: PairResult[]): void {
     expect(r.ok, `${r.from} -> ${r.to}`).toBe(r.sent);
     expect(r.sent).toBeGreaterThan(0);
   }
+}
+
+/**
+ * Inside a describe: node A and node B, each with its agent on `port`, made before the tests and
+ * disposed after them. Returns a getter (the nodes exist only once beforeAll has run).
+ */
+export function nodesWithAgents(port: number): () => [TwoNodeNode, TwoNodeNode] {
+  let nodes: [TwoNodeNode, TwoNodeNode] | undefined;
+  beforeAll(async () => {
+    nodes = await twoNodes();
+    await nodes[0].startAgent(port);
+    await nodes[1].startAgent(port);
+  }, 90_000);
+  afterAll(async () => {
+    await nodes?.[0].dispose();
+    await nodes?.[1].dispose();
+  }, 60_000);
+  return () => nodes!;
 }
