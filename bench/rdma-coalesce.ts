@@ -27,7 +27,7 @@
  * The engine sides of a round share one server process and one queue pair (measureEngine).
  */
 import { RequestEngine, type RequestElement, platform } from '../src/index.js';
-import { allowedCpus, pinThread } from './lib/cpu.js';
+import { allowedCpus, pinAlone } from './lib/cpu.js';
 import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
 import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { progress } from './lib/timing.js';
@@ -49,6 +49,7 @@ export const FLAGS: FlagSpec = {
   spin: { kind: 'boolean', help: "memwire's engine spins on empty polls (idle 'spin') instead of yielding the CPU (idle 'yield', the default here)" },
   'idle-variants': { kind: 'boolean', help: 'also measure, in each round of 32x64B and 32MiB, every memwire side with the other idle mode (diagnostic, not judged)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
+  slices: { kind: 'count', help: '32x64B: the measured requests of a round run in this many slices, the sides taking turns slice by slice (default 10; 1: each side whole, one after the other)' },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
 };
@@ -78,16 +79,23 @@ interface EngineSide {
 }
 
 /**
- * Start the server, connect a client with 32 SGEs, and for each of `sides` in order, on that one
- * connection: a RequestEngine (per-request `maxSge`) runs `requests` requests of `elements` once
- * unmeasured (a tenth, for the JIT), then measured. The sides of a round share the server
- * process and the queue pair, so they differ in nothing but the engine's settings: with a new
- * server and queue pair per side, the guest put one side of a round in its slow regime and the
- * other in its fast one, alternately from measurement to measurement (docs/requests.md, "Results").
+ * Start the server, connect a client with 32 SGEs, and on that one connection measure `sides`
+ * interleaved: each side's RequestEngine (per-request `maxSge`) first runs a tenth of `requests`
+ * unmeasured (for the JIT), then the measured `requests` run in `slices` slices, the sides taking
+ * turns slice by slice (A B, B A, A B, ...), each side's time summed over its slices. The sides
+ * share the server process and the queue pair, so they differ in nothing but the engine's
+ * settings; and since the guest flips between a slow and a fast regime every few seconds
+ * (docs/requests.md, "Results"), a side measured whole, after the other, could land in the other
+ * regime — slices spread both sides over the same stretch of time, so a regime change weighs on
+ * both alike. Every slice settles completely before the next side posts: the engines never have
+ * work on the queue pair at the same time.
  */
-async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, sides: readonly EngineSide[], cpus: [number, number] | null, timeoutMs: number, signalEvery: number): Promise<Measured[]> {
+async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, sides: readonly EngineSide[], cpus: [number, number] | null, timeoutMs: number, signalEvery: number, slices: number): Promise<Measured[]> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, bufferBytes, TX_DEPTH, false, ELEMENTS);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
+  // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
+  // per ibv_post_send, as perftest's -l 16, on every side of the comparison.
+  const engines = sides.map((side) => new RequestEngine(client.qp, { signalEvery, postList: 16, postOnSubmit: false, idle: side.idle }));
   try {
     const started = await startServerPeer('bw', pair, bufferBytes, 1, client, cpus?.[0] ?? null);
     peer = started.peer;
@@ -99,49 +107,60 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
     };
     const remote = { addr: started.remote.addr, rkey: started.remote.rkey, length: bufferBytes };
     const chain = makeElements(client);
-    const bytes = chain.reduce((s, e) => s + e.length, 0) * requests;
-    const results: Measured[] = [];
-    for (const side of sides) {
-      // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
-      // per ibv_post_send, as perftest's -l 16, on every side of the comparison.
-      const engine = new RequestEngine(client.qp, { signalEvery, postList: 16, postOnSubmit: false, idle: side.idle });
-      const options = { maxSge: side.maxSge };
+    const chainBytes = chain.reduce((s, e) => s + e.length, 0);
+    // Runs `count` requests on side `k` to completion; returns ns and checks the bytes the engine
+    // reports moved (its completion accounting), not only the bytes asked for.
+    const loop = (k: number, count: number): number => {
+      const engine = engines[k];
+      const options = { maxSge: sides[k].maxSge };
+      let submitted = 0;
+      let settled = 0;
+      let polls = 0;
       let settledBytes = 0;
-      const loop = (count: number): number => {
-        let submitted = 0;
-        let settled = 0;
-        let polls = 0;
-        settledBytes = 0;
-        const t0 = process.hrtime.bigint();
-        while (settled < count) {
-          while (submitted < count && submitted - settled < IN_FLIGHT) {
-            if (engine.submit('write', remote, chain, submitted, options) < 0) break;
-            submitted++;
-          }
-          const n = engine.progress();
-          for (let i = 0; i < n; i++) {
-            if (engine.settled.error[i]) throw engine.settled.error[i];
-            settledBytes += engine.settled.bytes[i];
-          }
-          settled += n;
-          if (n === 0 && (++polls & 0xffff) === 0) guard();
+      const t0 = process.hrtime.bigint();
+      while (settled < count) {
+        while (submitted < count && submitted - settled < IN_FLIGHT) {
+          if (engine.submit('write', remote, chain, submitted, options) < 0) break;
+          submitted++;
         }
-        return Number(process.hrtime.bigint() - t0);
-      };
-      try {
-        loop(Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
-        await settle(p.pid);
-        const wrsBefore = engine.postedWorkRequests;
+        const n = engine.progress();
+        for (let i = 0; i < n; i++) {
+          if (engine.settled.error[i]) throw engine.settled.error[i];
+          settledBytes += engine.settled.bytes[i];
+        }
+        settled += n;
+        if (n === 0 && (++polls & 0xffff) === 0) guard();
+      }
+      const ns = Number(process.hrtime.bigint() - t0);
+      if (settledBytes !== chainBytes * count) throw new Error(`the engine settled ${settledBytes} bytes for ${chainBytes * count} submitted`);
+      return ns;
+    };
+    for (let k = 0; k < sides.length; k++) loop(k, Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
+    await settle(p.pid);
+    const ns = sides.map(() => 0);
+    const wrsBefore = engines.map((e) => e.postedWorkRequests);
+    const cpu = sides.map(() => ({ user: 0, system: 0, softirqd: 0 }));
+    const sliceCount = Math.max(1, Math.min(slices, requests));
+    for (let s = 0; s < sliceCount; s++) {
+      // This slice's share of the requests: the totals add up to `requests` exactly.
+      const count = Math.floor(((s + 1) * requests) / sliceCount) - Math.floor((s * requests) / sliceCount);
+      const order = sides.map((_, k) => k);
+      if (s % 2 === 1) order.reverse();
+      for (const k of order) {
         const before = cpuSample(cpus?.[1] ?? null);
-        const ns = loop(requests);
-        const split = cpuSplit(before, cpuSample(cpus?.[1] ?? null), requests).replace(/per write$/, 'per request');
-        // The bytes the engine reports moved (its completion accounting), not only the bytes asked for.
-        if (settledBytes !== bytes) throw new Error(`the engine settled ${settledBytes} bytes for ${bytes} submitted`);
-        results.push({ bytesPerSec: bytes / (ns / 1e9), requestsPerSec: requests / (ns / 1e9), workRequests: engine.postedWorkRequests - wrsBefore, split });
-      } finally {
-        engine.dispose(); // nothing in flight: the queue pair stays usable for the next side
+        ns[k] += loop(k, count);
+        const after = cpuSample(cpus?.[1] ?? null);
+        if (before && after) for (const key of ['user', 'system', 'softirqd'] as const) cpu[k][key] += after[key] - before[key];
       }
     }
+    const zero = { user: 0, system: 0, softirqd: 0 };
+    const sampled = cpuSample(null) !== null;
+    const results: Measured[] = sides.map((_, k) => ({
+      bytesPerSec: (chainBytes * requests) / (ns[k] / 1e9),
+      requestsPerSec: requests / (ns[k] / 1e9),
+      workRequests: engines[k].postedWorkRequests - wrsBefore[k],
+      split: sampled ? cpuSplit(zero, cpu[k], requests).replace(/per write$/, 'per request') : '',
+    }));
     // Tell the server it may leave: a zero-byte SEND into its one posted receive.
     if (client.qp.postSend({ opcode: 'send', signaled: true }) !== 0) throw new Error('posting "done" failed');
     let polls = 0;
@@ -149,6 +168,7 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
     await peer.finish(10_000);
     return results;
   } finally {
+    for (const engine of engines) engine.dispose(); // nothing in flight unless a loop threw
     await peer?.stop();
     client.dispose();
   }
@@ -163,6 +183,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const largeRequests = flags.count.get('large-requests') ?? (quick ? 2 : 4);
   const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 60 : 180)) * 1000;
   const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_ROUNDS));
+  const slices = Math.max(1, flags.count.get('slices') ?? 10);
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
@@ -178,7 +199,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const small = (side: BenchSide): RequestElement[] => Array.from({ length: ELEMENTS }, (_, i) => ({ mr: side.mr, offset: i * LOCAL_STRIDE, length: ELEMENT_BYTES, remoteOffset: i * ELEMENT_BYTES }));
   const large = (side: BenchSide): RequestElement[] => [{ mr: side.mr, offset: 0, length: LARGE, remoteOffset: 0 }];
   let maxMsg = 0;
-  if (cpus) pinThread(0, [cpus[1]]);
+  // The measuring thread alone on the client CPU (the runtime's other threads on the other), as perftest under taskset.
+  const unpin = cpus ? pinAlone(cpus[1], allowedCpusBefore) : null;
   try {
     // Case 1: coalesced vs one work request per element.
     if (!flags.boolean.has('no-small')) {
@@ -188,16 +210,16 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const otherSingle: number[] = [];
       for (let round = 1; round <= rounds; round++) {
         const tag = rounds > 1 ? ` (round ${round}/${rounds})` : '';
-        // One connection per round, the sides in turn: coalesced first in odd rounds, one WR per
-        // element first in even ones (A B, B A, ...); with --idle-variants the same two again
-        // with the other idle mode.
+        // One connection per round, the sides taking turns in `slices` slices (measureEngine):
+        // coalesced first in odd rounds, one WR per element first in even ones; with
+        // --idle-variants the same two again with the other idle mode.
         const sides: (EngineSide & { name: string; into: number[] })[] = [
           { maxSge: ELEMENTS, idle, name: 'coalesced', into: coalesced },
           { maxSge: 1, idle, name: 'one WR per element', into: single },
         ];
         if (variants) sides.push({ maxSge: ELEMENTS, idle: otherIdle, name: `coalesced, idle ${otherIdle}`, into: otherCoalesced }, { maxSge: 1, idle: otherIdle, name: `one WR per element, idle ${otherIdle}`, into: otherSingle });
         if (round % 2 === 0) for (let i = 0; i + 1 < sides.length; i += 2) [sides[i], sides[i + 1]] = [sides[i + 1], sides[i]];
-        const measured = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, sides, cpus, timeoutMs, 32);
+        const measured = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, sides, cpus, timeoutMs, 32, slices);
         sides.forEach((side, i) => {
           const m = measured[i];
           side.into.push(m.requestsPerSec * ELEMENTS);
@@ -233,7 +255,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
             const sides: EngineSide[] = [{ maxSge: ELEMENTS, idle }];
             if (variants) sides.push({ maxSge: ELEMENTS, idle: otherIdle });
             if (round % 2 === 0) sides.reverse();
-            const measured = await measureEngine(pair, LARGE, large, largeRequests, sides, cpus, timeoutMs, 1);
+            const measured = await measureEngine(pair, LARGE, large, largeRequests, sides, cpus, timeoutMs, 1, 1);
             sides.forEach((side, i) => {
               const m = measured[i];
               (side.idle === idle ? ours : other).push(m.bytesPerSec / MIB);
@@ -274,7 +296,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       targets.push({ case: '32MiB', metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio: 0.9, text: `one 32 MiB request divided at max_msg_sz (${maxMsg} B): MB/s at least 0.9× ib_write_bw at ${perftestSize}-byte messages` });
     }
   } finally {
-    if (cpus) pinThread(0, allowedCpusBefore);
+    unpin?.();
   }
   // Case 3: rdma-write-bw --post-list 16 vs ib_write_bw -l 16 (4 KiB and 64 KiB).
   if (!flags.boolean.has('no-post-list')) {
@@ -300,7 +322,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.notes.unshift(
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, up to ${IN_FLIGHT} requests submitted at once, chains of up to 16 work requests, a completion every 32 and at the end of each request`,
     `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second${maxMsg ? `; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw` : ''}`,
-    `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...); each figure is the median of its rounds, each ratio the median of the per-round ratios`,
+    `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...)${flags.boolean.has('no-small') ? '' : `; within a 32x64B round the engine sides take turns in ${slices} slice${slices > 1 ? 's' : ''}`}; each figure is the median of its rounds, each ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };
 }
