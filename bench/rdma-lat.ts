@@ -37,7 +37,7 @@
  * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
  */
 import { platform } from '../src/index.js';
-import { pinThread, allowedCpus } from './lib/cpu.js';
+import { pinAlone, allowedCpus } from './lib/cpu.js';
 import { COMMON_FLAGS, FlagError, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { percentiles, progress, timerCostNs } from './lib/timing.js';
@@ -122,7 +122,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   ]);
   const rows: Row[] = [];
   const targets: Target[] = [];
-  if (cpus) pinThread(0, [cpus[1]]);
+  // The measuring thread alone on the client CPU (the runtime's other threads on the other), as perftest under taskset.
+  const unpin = cpus ? pinAlone(cpus[1], allowedCpusBefore) : null;
   try {
     for (const test of tests) {
       const { size } = test;
@@ -163,7 +164,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       if (size === 2) targets.push({ case: test.label, metric: 'p50', anchorName: test.tool, maxRatio: 1.25, text: `${test.label} p50 within 1.25× of ${test.tool}'s typical latency` });
     }
   } finally {
-    if (cpus) pinThread(0, allowedCpusBefore);
+    unpin?.();
   }
   report.rows = rows;
   report.targets = judgeTargets(rows, usePerftest ? targets : []);

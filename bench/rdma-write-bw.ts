@@ -41,7 +41,7 @@
  * No device (e.g. a kernel without RDMA): the bench fails with a plain "no RDMA device" message.
  */
 import { platform } from '../src/index.js';
-import { allowedCpus, pinThread } from './lib/cpu.js';
+import { allowedCpus, pinAlone } from './lib/cpu.js';
 import { COMMON_FLAGS, FlagError, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { judgeTargets, makeRow, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { progress } from './lib/timing.js';
@@ -125,7 +125,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
 
   const rows: Row[] = [];
   const targets: Target[] = [];
-  if (cpus) pinThread(0, [cpus[1]]);
+  // The measuring thread alone on the client CPU (the runtime's other threads on the other), as perftest under taskset.
+  const unpin = cpus ? pinAlone(cpus[1], allowedCpusBefore) : null;
   try {
     for (const size of sizes) {
       const label = sizeLabel(size);
@@ -168,7 +169,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       targets.push({ case: label, metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio, text: `${label} WRITE bandwidth at least ${minRatio}× ib_write_bw's${how}` });
     }
   } finally {
-    if (cpus) pinThread(0, allowedCpusBefore);
+    unpin?.();
   }
   report.rows = rows;
   report.targets = judgeTargets(rows, usePerftest ? targets : []);

@@ -3,6 +3,7 @@
  * message. It goes through memwire's internal libc bindings (ffi/libc.ts) on purpose: pinning is
  * not part of memwire's public API, and the benches need it on Node, Bun and Deno alike.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { NativeFn } from '../../ffi/backend.js';
 import { libc } from '../../ffi/libc.js';
@@ -45,4 +46,57 @@ export function pinThread(tid: number, cpus: readonly number[]): boolean {
  */
 export function yieldCpu(): void {
   libc.sched_yield();
+}
+
+/** This thread's kernel id (for pinning the others), or 0 where /proc cannot tell. */
+function ownTid(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/stat', 'utf8').split(' ')[0]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The kernel ids of this process's threads other than the calling one. */
+function otherTids(): number[] {
+  const own = ownTid();
+  try {
+    return readdirSync('/proc/self/task').map(Number).filter((tid) => tid > 0 && tid !== own);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Pin the calling thread to `cpu` and every other thread of this process (the runtime's JIT, GC
+ * and I/O helpers) to the other allowed CPUs, so the measuring thread has its CPU to itself as a
+ * C tool under `taskset` does; threads started later inherit the calling thread's CPU. Returns a
+ * function that lets every thread run on all of `allowed` again. Where there is no other CPU,
+ * only the calling thread is pinned.
+ */
+export function pinAlone(cpu: number, allowed: readonly number[]): () => void {
+  const others = allowed.filter((c) => c !== cpu);
+  const tids = others.length ? otherTids() : [];
+  for (const tid of tids) pinThread(tid, others);
+  pinThread(0, [cpu]);
+  return () => {
+    for (const tid of otherTids()) pinThread(tid, allowed);
+    pinThread(0, allowed);
+  };
+}
+
+/**
+ * Pin every thread process `pid` has now to `cpus` (threads it starts later inherit their
+ * creator's CPUs). For a server peer: its runtime's helper threads stay off the client's CPU.
+ */
+export function pinProcess(pid: number, cpus: readonly number[]): boolean {
+  let tids: number[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`).map(Number).filter((tid) => tid > 0);
+  } catch {
+    tids = [pid];
+  }
+  let ok = true;
+  for (const tid of tids) ok = pinThread(tid, cpus) && ok;
+  return ok;
 }

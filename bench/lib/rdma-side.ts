@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Context, type CompletionQueue, type MemoryRegion, type ProtectionDomain, type QueuePair, type QueuePairEndpoint } from '../../src/index.js';
 import { NativeBlock } from '../../src/verbs/native.js';
 import { selfCommand } from '../../ffi/runtime.js';
-import { pinThread } from './cpu.js';
+import { pinProcess } from './cpu.js';
 import { Peer } from './peer.js';
 import type { DevicePair } from './rdma-devices.js';
 
@@ -94,8 +94,9 @@ export async function startServerPeer(mode: PeerMode, pair: DevicePair, size: nu
   const argv = [mode, pair.dev0, String(pair.gidIndex), String(size), String(total), String(process.pid), JSON.stringify(client.endpoint())];
   const peer = Peer.start(`rdma ${mode} server`, selfCommand(script, argv));
   try {
-    if (cpu !== null) pinThread(peer.pid, [cpu]);
+    if (cpu !== null) pinProcess(peer.pid, [cpu]); // every thread: the runtime's helpers stay off the client's CPU
     await peer.waitFor('its endpoint (READY line)', () => /^READY .*\n/m.test(peer.stdout), 30_000);
+    if (cpu !== null) pinProcess(peer.pid, [cpu]); // again: threads its runtime started meanwhile
     const remote = parseEndpoint(/^READY (.*)$/m.exec(peer.stdout)![1]);
     client.connect(remote);
     return { peer, remote };
