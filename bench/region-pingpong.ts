@@ -32,6 +32,7 @@ import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
 import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
+import { statesNote, withState, type StateAround } from './lib/machine-state.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
 import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 
@@ -218,6 +219,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const ucx = new Map<number, Latency | null>();
   const warmups = new Map<string, WarmupResult>();
   let orderCheck: OrderCheck | null = null;
+  const states = new Map<string, { memwire?: StateAround; anchor?: StateAround }>();
 
   if (plan.cpus) pinThread(0, [plan.cpus[0]]);
   let region: RegionPingPong | undefined;
@@ -249,7 +251,9 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const live = region;
       const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(label, warm);
-      memwire.set(size, toLatency(region.measure(size, n, 0, plan.timeoutMs)));
+      const measured = await withState(plan.cpus, () => toLatency(live.measure(size, n, 0, plan.timeoutMs)));
+      memwire.set(size, measured.value);
+      states.set(label, { memwire: measured.state });
       progress(`${label}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
       if (socket) {
         started = Date.now();
@@ -267,7 +271,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       if (ucxExe) {
         started = Date.now();
         try {
-          ucx.set(size, await ucxLatency(ucxExe, size, n, w, plan.cpus, plan.timeoutMs));
+          const exe = ucxExe;
+          const measured = await withState(plan.cpus, () => ucxLatency(exe, size, n, w, plan.cpus, plan.timeoutMs));
+          ucx.set(size, measured.value);
+          states.set(label, { ...states.get(label), anchor: measured.state });
           progress(`${label}: ${ANCHOR_UCX} (ucx_perftest, UCX_TLS=${UCX_TLS}), ${Date.now() - started} ms`);
         } catch (error) {
           const message = `ucx_perftest failed for ${label}, its anchor is null: ${(error as Error).message}`;
@@ -284,8 +291,16 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const live = region;
       const started = Date.now();
       const warm = plan.warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, plan.warmup(size)) : null;
-      const again = toLatency(region.measure(size, plan.iterations(size), 0, plan.timeoutMs));
-      orderCheck = { label: sizeLabel(size), first: memwire.get(size)!.p50, again: again.p50, unit: 'µs' };
+      const againMeasured = await withState(plan.cpus, () => toLatency(live.measure(size, plan.iterations(size), 0, plan.timeoutMs)));
+      const again = againMeasured.value;
+      orderCheck = {
+        label: sizeLabel(size),
+        first: memwire.get(size)!.p50,
+        again: again.p50,
+        unit: 'µs',
+        stateFirst: states.get(sizeLabel(size))?.memwire,
+        stateAgain: againMeasured.state,
+      };
       progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);
     }
   } finally {
@@ -323,6 +338,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       .join(', ')})`,
     warmupNote('memwire', `${plan.sizes.map((s) => plan.warmup(s)).join('/')} round trips`, warmups),
     ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
+    ...[statesNote(ANCHOR_UCX, states)].filter((n): n is string => n !== null),
     `memwire: two processes, one SharedRegion with a ping and a pong Mailbox, both busy-polling tryPut/tryTake${plan.cpus ? `, pinned to CPUs ${plan.cpus.join(' and ')}` : ''}`,
     ...(ucxExe
       ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column (-R 50, "typical"), p99 vs its 99.0%ile column (-R 99), both over its last ${UCX_TIMING_QUEUE} iterations`]
