@@ -5,7 +5,8 @@
  * the same run (runners in anchors.ts):
  *
  *  - `ucx-posix`: `ucx_perftest -t tag_lat` over POSIX shared memory (UCX_TLS=posix,self), its
- *    50.0%ile column against our p50 and its 99.0%ile column against our p99;
+ *    50.0%ile column against our p50 and its 99.0%ile column against our p99, ours taken like its
+ *    own over the last 2048 measured round trips (anchors.ts latencyLikeUcx; all of them beside);
  *  - `<runtime>-uds`: a Unix-domain-socket echo with a plain JS child of the same runtime.
  *
  * memwire's side: this process trySend()s to the peer and poll()s for the echo; the peer polls,
@@ -22,7 +23,7 @@
 import { fileURLToPath } from 'node:url';
 import { findExecutable, selfCommand } from './lib/environment.js';
 import { Postbox, SendStatus, platform } from '../src/index.js';
-import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
+import { allIterationsNote, latencyLikeUcx, ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 import { allowedCpus, pinThread } from './lib/cpu.js';
 import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { DEFAULT_ROUNDS, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound, column } from './lib/perftest.js';
@@ -192,7 +193,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
       const live = pp;
       const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(sizeLabel(size), warm);
-      const measured = await withState(cpus, () => toLatency(live.measure(size, n, 0, timeoutMs)));
+      const measured = await withState(cpus, () => latencyLikeUcx(live.measure(size, n, 0, timeoutMs)));
       memwire.set(size, measured.value);
       states.set(sizeLabel(size), { memwire: measured.state });
       progress(`${sizeLabel(size)}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
@@ -229,7 +230,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
       const live = pp;
       const started = Date.now();
       const warm = warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, warmup(size)) : null;
-      const againMeasured = await withState(cpus, () => toLatency(live.measure(size, iterations(size), 0, timeoutMs)));
+      const againMeasured = await withState(cpus, () => latencyLikeUcx(live.measure(size, iterations(size), 0, timeoutMs)));
       const again = againMeasured.value;
       orderCheck = {
         label: sizeLabel(size),
@@ -272,9 +273,10 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
-    `one-way latency = round trip / 2; p50/p99 over the measured round trips after warm-up (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
+    `one-way latency = round trip / 2; p50/p99 over the last ${UCX_TIMING_QUEUE} of the measured round trips after warm-up, as UCX (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
     warmupNote('memwire', `${sizes.map((s) => warmup(s)).join('/')} round trips`, warmups),
     ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
+    allIterationsNote(sizes, memwire),
     ...[statesNote(ANCHOR_UCX, states)].filter((n): n is string => n !== null),
     `memwire: two processes, a Postbox each (slots 64, inline ≤ 240 B, 4 KiB blocks, pool ${BENCH_OPTIONS.poolBytes >> 20} MiB, cyclic transaction size 1 MiB); trySend + busy poll; the peer reads in place and trySends the bytes back${cpus ? `; pinned to CPUs ${cpus.join(' and ')}` : ''}`,
     ...(ucxExe ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column, p99 vs its 99.0%ile column (its last ${UCX_TIMING_QUEUE} iterations)`] : []),

@@ -7,7 +7,8 @@
  *    column whose rank `-R` sets: we run it with -R 50 and compare our p50 with its "50.0%ile"
  *    column (its "typical" latency), and with -R 99 and compare our p99 with "99.0%ile". UCX
  *    takes that percentile over its last 2048 iterations (TIMING_QUEUE_SIZE in libperf), so it is
- *    always asked for more than 2048; we take ours over every measured iteration.
+ *    always asked for more than 2048; ours are taken over the last 2048 of as many measured round
+ *    trips (anchors.ts latencyLikeUcx), the same statistic, with the all-iterations ones beside.
  *  - `<runtime>-uds`: a Unix-domain-socket echo between this process and a plain JS child of the
  *    same runtime (Node's, or Bun's, own IPC).
  *
@@ -34,7 +35,7 @@ import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
 import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { statesNote, withState, type StateAround } from './lib/machine-state.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
-import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
+import { allIterationsNote, latencyLikeUcx, ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 
 export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,16KiB,64KiB', 20);
 
@@ -251,7 +252,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const live = region;
       const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(label, warm);
-      const measured = await withState(plan.cpus, () => toLatency(live.measure(size, n, 0, plan.timeoutMs)));
+      const measured = await withState(plan.cpus, () => latencyLikeUcx(live.measure(size, n, 0, plan.timeoutMs)));
       memwire.set(size, measured.value);
       states.set(label, { memwire: measured.state });
       progress(`${label}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
@@ -291,7 +292,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const live = region;
       const started = Date.now();
       const warm = plan.warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, plan.warmup(size)) : null;
-      const againMeasured = await withState(plan.cpus, () => toLatency(live.measure(size, plan.iterations(size), 0, plan.timeoutMs)));
+      const againMeasured = await withState(plan.cpus, () => latencyLikeUcx(live.measure(size, plan.iterations(size), 0, plan.timeoutMs)));
       const again = againMeasured.value;
       orderCheck = {
         label: sizeLabel(size),
@@ -333,11 +334,12 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
-    `one-way latency = round trip / 2; p50 and p99 over the measured round trips after warm-up (${plan.sizes
+    `one-way latency = round trip / 2; p50 and p99 over the last ${UCX_TIMING_QUEUE} of the measured round trips after warm-up, as UCX (${plan.sizes
       .map((s) => `${sizeLabel(s)}: ${plan.iterations(s)}`)
       .join(', ')})`,
     warmupNote('memwire', `${plan.sizes.map((s) => plan.warmup(s)).join('/')} round trips`, warmups),
     ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
+    allIterationsNote(plan.sizes, memwire),
     ...[statesNote(ANCHOR_UCX, states)].filter((n): n is string => n !== null),
     `memwire: two processes, one SharedRegion with a ping and a pong Mailbox, both busy-polling tryPut/tryTake${plan.cpus ? `, pinned to CPUs ${plan.cpus.join(' and ')}` : ''}`,
     ...(ucxExe
