@@ -6,7 +6,8 @@
  *
  *  - `ucx-posix`: `ucx_perftest -t tag_lat` over POSIX shared memory (UCX_TLS=posix,self), its
  *    50.0%ile column against our p50 and its 99.0%ile column against our p99, ours taken like its
- *    own over the last 2048 measured round trips (anchors.ts latencyLikeUcx; all of them beside);
+ *    own in windows of 2048 measured round trips, upper median over the windows (anchors.ts
+ *    latencyLikeUcx; the last window's and all round trips' beside);
  *  - `<runtime>-uds`: a Unix-domain-socket echo with a plain JS child of the same runtime.
  *
  * memwire's side: this process trySend()s to the peer and poll()s for the echo; the peer polls,
@@ -273,7 +274,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
-    `one-way latency = round trip / 2; p50/p99 over the last ${UCX_TIMING_QUEUE} of the measured round trips after warm-up, as UCX (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
+    `one-way latency = round trip / 2; p50/p99 in windows of ${UCX_TIMING_QUEUE} measured round trips after warm-up, as UCX takes its one window, upper median over the windows (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
     warmupNote('memwire', `${sizes.map((s) => warmup(s)).join('/')} round trips`, warmups),
     ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
     allIterationsNote(sizes, memwire),

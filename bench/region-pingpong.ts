@@ -7,8 +7,9 @@
  *    column whose rank `-R` sets: we run it with -R 50 and compare our p50 with its "50.0%ile"
  *    column (its "typical" latency), and with -R 99 and compare our p99 with "99.0%ile". UCX
  *    takes that percentile over its last 2048 iterations (TIMING_QUEUE_SIZE in libperf), so it is
- *    always asked for more than 2048; ours are taken over the last 2048 of as many measured round
- *    trips (anchors.ts latencyLikeUcx), the same statistic, with the all-iterations ones beside.
+ *    always asked for more than 2048; ours are taken the same way in each window of 2048 of as
+ *    many measured round trips, and the upper median over the windows is compared (anchors.ts
+ *    latencyLikeUcx), with the last window's and the all-iterations figures beside.
  *  - `<runtime>-uds`: a Unix-domain-socket echo between this process and a plain JS child of the
  *    same runtime (Node's, or Bun's, own IPC).
  *
@@ -334,7 +335,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
-    `one-way latency = round trip / 2; p50 and p99 over the last ${UCX_TIMING_QUEUE} of the measured round trips after warm-up, as UCX (${plan.sizes
+    `one-way latency = round trip / 2; p50 and p99 in windows of ${UCX_TIMING_QUEUE} measured round trips after warm-up, as UCX takes its one window, upper median over the windows (${plan.sizes
       .map((s) => `${sizeLabel(s)}: ${plan.iterations(s)}`)
       .join(', ')})`,
     warmupNote('memwire', `${plan.sizes.map((s) => plan.warmup(s)).join('/')} round trips`, warmups),
