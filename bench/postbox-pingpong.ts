@@ -5,7 +5,9 @@
  * the same run (runners in anchors.ts):
  *
  *  - `ucx-posix`: `ucx_perftest -t tag_lat` over POSIX shared memory (UCX_TLS=posix,self), its
- *    50.0%ile column against our p50 and its 99.0%ile column against our p99;
+ *    50.0%ile column against our p50 and its 99.0%ile column against our p99, ours taken like its
+ *    own in windows of 2048 measured round trips, upper median over the windows (anchors.ts
+ *    latencyLikeUcx; the last window's and all round trips' beside);
  *  - `<runtime>-uds`: a Unix-domain-socket echo with a plain JS child of the same runtime.
  *
  * memwire's side: this process trySend()s to the peer and poll()s for the echo; the peer polls,
@@ -22,7 +24,7 @@
 import { fileURLToPath } from 'node:url';
 import { findExecutable, selfCommand } from './lib/environment.js';
 import { Postbox, SendStatus, platform } from '../src/index.js';
-import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
+import { allIterationsNote, latencyLikeUcx, ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 import { allowedCpus, pinThread } from './lib/cpu.js';
 import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { DEFAULT_ROUNDS, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound, column } from './lib/perftest.js';
@@ -31,6 +33,7 @@ import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames } from './lib/rdma
 import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
+import { statesNote, withState, type StateAround } from './lib/machine-state.js';
 import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 
 const SHM_FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
@@ -164,6 +167,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   const ucx = new Map<number, Latency | null>();
   const warmups = new Map<string, WarmupResult>();
   let orderCheck: OrderCheck | null = null;
+  const states = new Map<string, { memwire?: StateAround; anchor?: StateAround }>();
   if (cpus) pinThread(0, [cpus[0]]);
   let pp: PostboxPingPong | undefined;
   let socket: UdsPingPong | undefined;
@@ -190,7 +194,9 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
       const live = pp;
       const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(sizeLabel(size), warm);
-      memwire.set(size, toLatency(pp.measure(size, n, 0, timeoutMs)));
+      const measured = await withState(cpus, () => latencyLikeUcx(live.measure(size, n, 0, timeoutMs)));
+      memwire.set(size, measured.value);
+      states.set(sizeLabel(size), { memwire: measured.state });
       progress(`${sizeLabel(size)}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
       if (socket) {
         started = Date.now();
@@ -208,7 +214,10 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
       if (ucxExe) {
         started = Date.now();
         try {
-          ucx.set(size, await ucxLatency(ucxExe, size, n, w, cpus, timeoutMs));
+          const exe = ucxExe;
+          const measured = await withState(cpus, () => ucxLatency(exe, size, n, w, cpus, timeoutMs));
+          ucx.set(size, measured.value);
+          states.set(sizeLabel(size), { ...states.get(sizeLabel(size)), anchor: measured.state });
           progress(`${sizeLabel(size)}: ${ANCHOR_UCX}, ${Date.now() - started} ms`);
         } catch (error) {
           report.notes.push(`ucx_perftest failed for ${sizeLabel(size)}, its anchor is null: ${(error as Error).message}`);
@@ -222,8 +231,16 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
       const live = pp;
       const started = Date.now();
       const warm = warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, warmup(size)) : null;
-      const again = toLatency(pp.measure(size, iterations(size), 0, timeoutMs));
-      orderCheck = { label: sizeLabel(size), first: memwire.get(size)!.p50, again: again.p50, unit: 'µs' };
+      const againMeasured = await withState(cpus, () => latencyLikeUcx(live.measure(size, iterations(size), 0, timeoutMs)));
+      const again = againMeasured.value;
+      orderCheck = {
+        label: sizeLabel(size),
+        first: memwire.get(size)!.p50,
+        again: again.p50,
+        unit: 'µs',
+        stateFirst: states.get(sizeLabel(size))?.memwire,
+        stateAgain: againMeasured.state,
+      };
       progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);
     }
   } finally {
@@ -257,9 +274,11 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
-    `one-way latency = round trip / 2; p50/p99 over the measured round trips after warm-up (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
+    `one-way latency = round trip / 2; p50/p99 in windows of ${UCX_TIMING_QUEUE} measured round trips after warm-up, as UCX takes its one window, upper median over the windows (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
     warmupNote('memwire', `${sizes.map((s) => warmup(s)).join('/')} round trips`, warmups),
     ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
+    allIterationsNote(sizes, memwire),
+    ...[statesNote(ANCHOR_UCX, states)].filter((n): n is string => n !== null),
     `memwire: two processes, a Postbox each (slots 64, inline ≤ 240 B, 4 KiB blocks, pool ${BENCH_OPTIONS.poolBytes >> 20} MiB, cyclic transaction size 1 MiB); trySend + busy poll; the peer reads in place and trySends the bytes back${cpus ? `; pinned to CPUs ${cpus.join(' and ')}` : ''}`,
     ...(ucxExe ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column, p99 vs its 99.0%ile column (its last ${UCX_TIMING_QUEUE} iterations)`] : []),
     ...(useUds ? [`${ANCHOR_UDS}: ${platform.runtime} net socket echo over a Unix domain socket with a ${platform.runtime} child process`] : []),

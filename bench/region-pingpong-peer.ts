@@ -3,7 +3,8 @@
  * arrives on the ping mailbox back on the pong mailbox, copying it out into its own buffer and
  * back in, so the bytes really cross each way. It busy-polls (tryTake/tryPut, no FFI call per
  * message) while messages flow, and parks in the futex when none has come for a while, so that
- * it does not burn a core while the parent measures the anchors.
+ * it does not burn a core while the parent measures the anchors: once asleep it stays asleep
+ * until a message comes.
  *
  * It leaves on a zero-length message, and on its own when the parent is gone.
  *
@@ -53,15 +54,17 @@ function serve(ping: Mailbox, pong: Mailbox, buffer: Uint8Array): void {
 }
 
 function awaitMessage(ping: Mailbox, buffer: Uint8Array): number {
-  let polls = 0;
-  for (;;) {
+  for (let polls = 0; polls < PARK_AFTER_POLLS; polls++) {
     const length = ping.tryTake(buffer);
     if (length >= 0) return length;
-    if (++polls < PARK_AFTER_POLLS) continue;
-    polls = 0;
+  }
+  // Idle: sleep in the futex until a message comes (the parent's tryPut sees readerWaiting and
+  // wakes us: one FFI call, only after an idle spell, which the parent's warm-up absorbs), and
+  // stay asleep until then, checking the parent every 200 ms. It used to spin 2^22 polls again
+  // after each timeout: 20–70 % of the second CPU all through the anchors' runs, where the
+  // ucx_perftest server and the socket child are pinned (seen per thread in /proc, 2026-12-07).
+  for (;;) {
     leaveIfOrphaned();
-    // Idle: sleep in the futex; the parent's tryPut sees readerWaiting and wakes us (one FFI
-    // call, only after an idle spell, which the parent's warm-up absorbs).
     const taken = ping.take(buffer, { spin: 0, timeoutMs: 200 });
     if (taken >= 0) return taken;
   }

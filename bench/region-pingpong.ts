@@ -7,7 +7,9 @@
  *    column whose rank `-R` sets: we run it with -R 50 and compare our p50 with its "50.0%ile"
  *    column (its "typical" latency), and with -R 99 and compare our p99 with "99.0%ile". UCX
  *    takes that percentile over its last 2048 iterations (TIMING_QUEUE_SIZE in libperf), so it is
- *    always asked for more than 2048; we take ours over every measured iteration.
+ *    always asked for more than 2048; ours are taken the same way in each window of 2048 of as
+ *    many measured round trips, and the upper median over the windows is compared (anchors.ts
+ *    latencyLikeUcx), with the last window's and the all-iterations figures beside.
  *  - `<runtime>-uds`: a Unix-domain-socket echo between this process and a plain JS child of the
  *    same runtime (Node's, or Bun's, own IPC).
  *
@@ -32,8 +34,9 @@ import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
 import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
+import { statesNote, withState, type StateAround } from './lib/machine-state.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
-import { ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
+import { allIterationsNote, latencyLikeUcx, ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 
 export const FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,16KiB,64KiB', 20);
 
@@ -218,6 +221,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const ucx = new Map<number, Latency | null>();
   const warmups = new Map<string, WarmupResult>();
   let orderCheck: OrderCheck | null = null;
+  const states = new Map<string, { memwire?: StateAround; anchor?: StateAround }>();
 
   if (plan.cpus) pinThread(0, [plan.cpus[0]]);
   let region: RegionPingPong | undefined;
@@ -249,7 +253,9 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const live = region;
       const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, w) : NO_WARMUP;
       warmups.set(label, warm);
-      memwire.set(size, toLatency(region.measure(size, n, 0, plan.timeoutMs)));
+      const measured = await withState(plan.cpus, () => latencyLikeUcx(live.measure(size, n, 0, plan.timeoutMs)));
+      memwire.set(size, measured.value);
+      states.set(label, { memwire: measured.state });
       progress(`${label}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
       if (socket) {
         started = Date.now();
@@ -267,7 +273,10 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       if (ucxExe) {
         started = Date.now();
         try {
-          ucx.set(size, await ucxLatency(ucxExe, size, n, w, plan.cpus, plan.timeoutMs));
+          const exe = ucxExe;
+          const measured = await withState(plan.cpus, () => ucxLatency(exe, size, n, w, plan.cpus, plan.timeoutMs));
+          ucx.set(size, measured.value);
+          states.set(label, { ...states.get(label), anchor: measured.state });
           progress(`${label}: ${ANCHOR_UCX} (ucx_perftest, UCX_TLS=${UCX_TLS}), ${Date.now() - started} ms`);
         } catch (error) {
           const message = `ucx_perftest failed for ${label}, its anchor is null: ${(error as Error).message}`;
@@ -284,8 +293,16 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       const live = region;
       const started = Date.now();
       const warm = plan.warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, plan.warmup(size)) : null;
-      const again = toLatency(region.measure(size, plan.iterations(size), 0, plan.timeoutMs));
-      orderCheck = { label: sizeLabel(size), first: memwire.get(size)!.p50, again: again.p50, unit: 'µs' };
+      const againMeasured = await withState(plan.cpus, () => latencyLikeUcx(live.measure(size, plan.iterations(size), 0, plan.timeoutMs)));
+      const again = againMeasured.value;
+      orderCheck = {
+        label: sizeLabel(size),
+        first: memwire.get(size)!.p50,
+        again: again.p50,
+        unit: 'µs',
+        stateFirst: states.get(sizeLabel(size))?.memwire,
+        stateAgain: againMeasured.state,
+      };
       progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);
     }
   } finally {
@@ -318,11 +335,13 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
-    `one-way latency = round trip / 2; p50 and p99 over the measured round trips after warm-up (${plan.sizes
+    `one-way latency = round trip / 2; p50 and p99 in windows of ${UCX_TIMING_QUEUE} measured round trips after warm-up, as UCX takes its one window, upper median over the windows (${plan.sizes
       .map((s) => `${sizeLabel(s)}: ${plan.iterations(s)}`)
       .join(', ')})`,
     warmupNote('memwire', `${plan.sizes.map((s) => plan.warmup(s)).join('/')} round trips`, warmups),
     ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
+    allIterationsNote(plan.sizes, memwire),
+    ...[statesNote(ANCHOR_UCX, states)].filter((n): n is string => n !== null),
     `memwire: two processes, one SharedRegion with a ping and a pong Mailbox, both busy-polling tryPut/tryTake${plan.cpus ? `, pinned to CPUs ${plan.cpus.join(' and ')}` : ''}`,
     ...(ucxExe
       ? [`${ANCHOR_UCX}: ucx_perftest -t tag_lat, UCX_TLS=${UCX_TLS}, 127.0.0.1; p50 vs its 50.0%ile column (-R 50, "typical"), p99 vs its 99.0%ile column (-R 99), both over its last ${UCX_TIMING_QUEUE} iterations`]

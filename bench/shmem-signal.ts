@@ -23,6 +23,7 @@ import { COMMON_FLAGS, parseFlags, type FlagSpec } from './lib/flags.js';
 import type { Peer } from './lib/peer.js';
 import { judgeTargets, makeRow, newReport, type BenchReport } from './lib/report.js';
 import { nowNs, percentiles, progress } from './lib/timing.js';
+import { withState } from './lib/machine-state.js';
 import { NO_WARMUP, ORDER_CHECK_FLAG, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { CONTROL_BYTES, CONTROL_READY, CONTROL_STOP } from './shmem-control.js';
 import { benchPoolName, buildC, runC, startPoolPeer } from './shmem-bench-util.js';
@@ -100,7 +101,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   try {
     if (cpus) pinThread(0, [cpus[0]]);
     progress(`shmem-signal: ${iterations} round trips (after warm-up rounds of ${warmup}) with spin 0`);
-    sleeping = await measure(0, iterations, warmup, cpus);
+    const first = await withState(cpus, () => measure(0, iterations, warmup, cpus));
+    sleeping = first.value;
     progress(`shmem-signal: ${iterations} round trips (after warm-up rounds of ${warmup}) with the default spin`);
     spinning = await measure(2000, iterations, warmup, cpus);
     progress(`shmem-signal: ${asyncIterations} round trips with async waits, spin 0`);
@@ -108,7 +110,8 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     if (!flags.boolean.has('no-order-check')) {
       // The first case once more, the same way, after the other two (bench/lib/warmup.ts).
       progress(`shmem-signal: spin 0 again, after the other cases`);
-      orderCheck = { label: SLEEPING, first: sleeping.p50, again: (await measure(0, iterations, warmup, cpus)).p50, unit: 'µs' };
+      const again = await withState(cpus, () => measure(0, iterations, warmup, cpus));
+      orderCheck = { label: SLEEPING, first: sleeping.p50, again: again.value.p50, unit: 'µs', stateFirst: first.state, stateAgain: again.state };
     }
   } finally {
     if (cpus) pinThread(0, before);

@@ -28,6 +28,7 @@
  * machine those threads hardly get a CPU; the pause gives them one, so the next round runs the
  * code they have finished.
  */
+import { sameState, stateText, STATE_TOLERANCE, type StateAround } from './machine-state.js';
 import { sleep } from './timing.js';
 
 export interface WarmupOptions {
@@ -126,6 +127,13 @@ export interface OrderCheck {
   first: number;
   again: number;
   unit: string;
+  /**
+   * The machine's state (bench/lib/machine-state.ts) around the first and the repeated
+   * measurement, where the bench probes it: figures taken in different states say nothing about
+   * the order.
+   */
+  stateFirst?: StateAround;
+  stateAgain?: StateAround;
 }
 
 /**
@@ -136,9 +144,16 @@ export interface OrderCheck {
 export function orderCheckNote(check: OrderCheck): string {
   const ratio = check.first / check.again;
   const digits = (v: number) => (v < 10 ? v.toFixed(3) : v.toFixed(1));
+  const same = check.stateFirst && check.stateAgain ? sameState(check.stateFirst, check.stateAgain) : null;
+  const state =
+    check.stateFirst && check.stateAgain
+      ? `; machine state (cache-line hand-off before/after): first ${stateText(check.stateFirst)}, again ${stateText(check.stateAgain)}`
+      : '';
   const verdict =
-    Math.abs(ratio - 1) <= ORDER_CHECK_TOLERANCE
-      ? `within ${ORDER_CHECK_TOLERANCE * 100} %: the order of the cases did not matter`
-      : `more than ${ORDER_CHECK_TOLERANCE * 100} % apart: ${ratio > 1 ? 'the first figure may still carry warm-up' : 'the machine got slower during the run'} (or host noise)`;
-  return `order check: ${check.label} p50 first ${digits(check.first)} ${check.unit}, again ${digits(check.again)} ${check.unit} after every other case, first/again ${ratio.toFixed(3)} — ${verdict}`;
+    same === false
+      ? `the machine's state changed between them (probes more than ${STATE_TOLERANCE}× apart): not comparable, this says nothing about the order`
+      : Math.abs(ratio - 1) <= ORDER_CHECK_TOLERANCE
+        ? `within ${ORDER_CHECK_TOLERANCE * 100} %: the order of the cases did not matter`
+        : `more than ${ORDER_CHECK_TOLERANCE * 100} % apart: ${ratio > 1 ? 'the first figure may still carry warm-up' : 'the machine got slower during the run'} (or host noise)`;
+  return `order check: ${check.label} p50 first ${digits(check.first)} ${check.unit}, again ${digits(check.again)} ${check.unit} after every other case, first/again ${ratio.toFixed(3)} — ${verdict}${state}`;
 }

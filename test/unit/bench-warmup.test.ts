@@ -53,5 +53,11 @@ describe('bench warm-up', () => {
       'order check: 64B p50 first 0.500 µs, again 0.250 µs after every other case, first/again 2.000 — more than 10 % apart: the first figure may still carry warm-up (or host noise)',
     );
     expect(orderCheckNote({ label: '64B', first: 0.5, again: 0.49, unit: 'µs' })).toMatch(/first\/again 1\.020 — within 10 %/);
+    // Figures taken in different machine states (the cache-line probe 3.4× apart) are not judged.
+    const changed = orderCheckNote({ label: '64B', first: 0.64, again: 0.2, unit: 'µs', stateFirst: { before: 290, after: 295 }, stateAgain: { before: 86, after: 85 } });
+    expect(changed).toMatch(/first\/again 3\.200 — the machine's state changed between them .*not comparable/);
+    expect(changed).toMatch(/first 290\/295 ns, again 86\/85 ns$/);
+    const same = orderCheckNote({ label: '64B', first: 0.64, again: 0.2, unit: 'µs', stateFirst: { before: 290, after: 295 }, stateAgain: { before: 300, after: null } });
+    expect(same).toMatch(/first\/again 3\.200 — more than 10 % apart: the first figure may still carry warm-up/);
   });
 });
