@@ -321,7 +321,10 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
             const started = Date.now();
             const one = await rig.latency(size, n, warmup(size), timeoutMs);
             ours.push(one);
-            progress(`${label}: memwire p50 ${one.p50.toFixed(2)} µs, p99 ${one.p99.toFixed(2)} µs over ${n} round trips (${Date.now() - started} ms)${tag}`);
+            progress(
+              `${label}: memwire p50 ${one.p50.toFixed(2)} µs, p99 ${one.p99.toFixed(2)} µs over ${n} round trips (${Date.now() - started} ms)${tag}; ` +
+                `measuring side per round trip: trySend p50 ${one.sendP50.toFixed(1)} µs, empty polls p50 ${one.pollsP50}, event-loop turns ${one.turnsMean.toFixed(2)}`,
+            );
           },
           usePerftest
             ? async () => {
@@ -354,7 +357,7 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
   report.rows = rows;
   report.targets = judgeTargets(rows, usePerftest ? targets : []);
   report.notes.unshift(
-    `transport rdma: ${rig.description}; each Postbox over an RdmaTransport (pool ${BENCH_OPTIONS.poolBytes >> 20} MiB); trySend + busy poll, a turn of the event loop every 1024 empty polls; the peer reads in place and trySends the bytes back`,
+    `transport rdma: ${rig.description}; each Postbox over an RdmaTransport (pool ${BENCH_OPTIONS.poolBytes >> 20} MiB); trySend + busy poll, a turn of the event loop every 32 empty polls; the peer reads in place and trySends the bytes back`,
     `one-way latency = round trip / 2 over ${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')} round trips after ${sizes.map((s) => warmup(s)).join('/')} warm-up ones per round; p50 vs ib_write_lat's t_typical, p99 vs its 99% percentile`,
     `ib_write_lat: server -d ${pair.dev0}, client -d ${pair.dev1} ${pair.serverIp}, -x ${pair.gidIndex} -F -s <size> -n <iterations>${cpus ? `, under taskset on CPUs ${cpus.join(' and ')}` : ''}`,
     `${rounds} round${rounds > 1 ? 's' : ''}, memwire and ib_write_lat alternating (A B, B A, ...); each figure is the median of its rounds, the ratio the median of the per-round ratios`,

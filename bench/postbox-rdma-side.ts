@@ -5,7 +5,7 @@
  * other node. It takes one request a line on stdin and answers each with one line on stdout, so
  * one process (its connections, registrations and JIT state) serves every size and round:
  *
- *   lat <size> <iterations> <warmup> <timeoutMs>  →  RESULT {"p50":µs,"p99":µs}   (one-way = round trip / 2)
+ *   lat <size> <iterations> <warmup> <timeoutMs>  →  RESULT {"p50":µs,"p99":µs,…}   (one-way = round trip / 2; LatencyResult)
  *   bw <size> <count> <timeoutMs>                 →  RESULT {"seconds":s,"count":n,"size":b}
  *   quit                                          →  a zero-length message (the peer ends), flush, exit 0
  *
@@ -22,6 +22,7 @@
  */
 import { createInterface } from 'node:readline';
 import { Postbox, RdmaTransport, SendStatus, type PostboxOptions, type RdmaTransportOptions } from '../src/index.js';
+import type { LatencyResult } from './lib/postbox-rdma.js';
 import { percentiles } from './lib/timing.js';
 
 const [domain, name, peer, rdmaText, optionsText] = process.argv.slice(2, 7);
@@ -70,30 +71,45 @@ const onReply = (buffer: Uint8Array, offset: number, length: number) => {
   replyFirst = length > 0 ? buffer[offset] : 0;
 };
 
-async function pingPong(size: number, iterations: number, warmup: number, timeoutMs: number): Promise<{ p50: number; p99: number }> {
+let turns = 0;
+
+async function pingPong(size: number, iterations: number, warmup: number, timeoutMs: number): Promise<LatencyResult> {
   const guard = deadlineGuard(timeoutMs, `${iterations + warmup} round trips of ${size} B`);
   const message = new Uint8Array(size).fill(0x5a);
   const samples = new Float64Array(iterations);
+  // Where the time goes (the side's own share): the send's cost, and the polls it waited.
+  const sends = new Float64Array(iterations);
+  const pollCounts = new Float64Array(iterations);
   // One unmeasured round trip first, so that sample 0 measures a round trip, not the set-up.
   let prev = 0n;
   for (let i = -Math.max(1, warmup); i < iterations; i++) {
     message[0] = i & 0xff;
+    const sendStart = process.hrtime.bigint();
     await place(message, guard);
+    const sent = process.hrtime.bigint();
+    if (i === 0) turns = 0;
     replyLength = -1;
     let polls = 0;
     while (box.poll(onReply, 1) === 0) {
       if ((++polls & (YIELD_POLLS - 1)) === 0) {
         await turn();
+        turns++;
         guard();
       }
     }
     const now = process.hrtime.bigint();
-    if (i >= 0) samples[i] = Number(now - prev) / 2;
+    if (i >= 0) {
+      samples[i] = Number(now - prev) / 2;
+      sends[i] = Number(sent - sendStart);
+      pollCounts[i] = polls;
+    }
     prev = now;
     if (replyLength !== size || replyFirst !== (i & 0xff)) throw new Error(`echo mismatch at iteration ${i}: ${replyLength} bytes back for ${size}`);
   }
   const [p50, p99] = percentiles(samples, [50, 99]);
-  return { p50: p50 / 1000, p99: p99 / 1000 };
+  const [sendP50] = percentiles(sends, [50]);
+  const [pollsP50] = percentiles(pollCounts, [50]);
+  return { p50: p50 / 1000, p99: p99 / 1000, sendP50: sendP50 / 1000, pollsP50, turnsMean: turns / iterations };
 }
 
 async function stream(size: number, count: number, timeoutMs: number): Promise<{ seconds: number; count: number; size: number }> {

@@ -8,7 +8,7 @@
  * rounds) come from the same devices and CPUs. The two processes stay up for every size and
  * round; each request is one stdin line to the measuring side and one RESULT line back.
  */
-import { DEFAULT_AGENT_PORT, type PostboxOptions } from '../../src/index.js';
+import { DEFAULT_AGENT_PORT, type PostboxOptions, type RdmaTransportOptions } from '../../src/index.js';
 import { FlagError, type FlagSpec } from './flags.js';
 import type { DevicePair } from './rdma-devices.js';
 import { distFile, twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
@@ -44,6 +44,17 @@ function addressOverride(i: 0 | 1, device: string): string {
   return ip && (!dev || dev === device) ? ip : '';
 }
 
+/** A ping-pong's one-way p50 and p99 (µs), and the measuring side's own share of a round trip. */
+export interface LatencyResult {
+  p50: number;
+  p99: number;
+  /** Median µs spent in trySend (copy, posts: the system calls that run rxe's work inline). */
+  sendP50: number;
+  /** Median empty polls per round trip, and event-loop turns per round trip (mean). */
+  pollsP50: number;
+  turnsMean: number;
+}
+
 export interface StreamResult {
   seconds: number;
   count: number;
@@ -63,9 +74,16 @@ export class PostboxRdmaRig {
 
   /**
    * Nodes, agents, the peer (`mode`) on A and the measuring side on B, each with a Postbox of
-   * `options` in one fresh domain. Throws (everything it started stopped) if a part fails.
+   * `options` in one fresh domain; `transport` adds RdmaTransport options (e.g. `idle`) on both
+   * sides. Throws (everything it started stopped) if a part fails.
    */
-  static async start(mode: 'echo' | 'sink', options: PostboxOptions, pair: DevicePair, cpus: [number, number] | null): Promise<PostboxRdmaRig> {
+  static async start(
+    mode: 'echo' | 'sink',
+    options: PostboxOptions,
+    pair: DevicePair,
+    cpus: [number, number] | null,
+    transport: Partial<Pick<RdmaTransportOptions, 'idle'>> = {},
+  ): Promise<PostboxRdmaRig> {
     if (pair.loopback) throw new Error(`--transport rdma needs two RDMA devices (a node each); found only ${pair.dev0}`);
     const nodes = await twoNodes({ dev0: pair.dev0, dev1: pair.dev1, ip0: addressOverride(0, pair.dev0), ip1: addressOverride(1, pair.dev1) });
     const [a, b] = nodes;
@@ -74,12 +92,12 @@ export class PostboxRdmaRig {
       await Promise.all([a.startAgent(port), b.startAgent(port)]);
       const agents = { A: { address: a.address, port }, B: { address: b.address, port } };
       const domain = `bench${process.pid}${Math.random().toString(36).slice(2, 8)}`;
-      const peer = a.run([domain, mode, mode, process.pid, JSON.stringify(options), JSON.stringify({ node: 'A', agents, device: a.device })], {
+      const peer = a.run([domain, mode, mode, process.pid, JSON.stringify(options), JSON.stringify({ ...transport, node: 'A', agents, device: a.device })], {
         script: distFile('bench/postbox-peer.js'),
         cpu: cpus?.[0] ?? null,
       });
       await peer.line(/^ready$/, 60_000);
-      const side = b.run([domain, 'side', `${mode}@A`, JSON.stringify({ node: 'B', agents, device: b.device }), JSON.stringify(options)], {
+      const side = b.run([domain, 'side', `${mode}@A`, JSON.stringify({ ...transport, node: 'B', agents, device: b.device }), JSON.stringify(options)], {
         script: distFile('bench/postbox-rdma-side.js'),
         cpu: cpus?.[1] ?? null,
         stdin: true,
@@ -103,9 +121,12 @@ export class PostboxRdmaRig {
     return JSON.parse(m[2]);
   }
 
-  /** One-way latency (µs) of `iterations` round trips of `size` bytes after `warmup` ones. */
-  async latency(size: number, iterations: number, warmup: number, timeoutMs: number): Promise<{ p50: number; p99: number }> {
-    return (await this.#request(`lat ${size} ${iterations} ${warmup} ${timeoutMs}`, timeoutMs)) as { p50: number; p99: number };
+  /**
+   * One-way latency (µs) of `iterations` round trips of `size` bytes after `warmup` ones; with
+   * where the measuring side's time went (see LatencyResult).
+   */
+  async latency(size: number, iterations: number, warmup: number, timeoutMs: number): Promise<LatencyResult> {
+    return (await this.#request(`lat ${size} ${iterations} ${warmup} ${timeoutMs}`, timeoutMs)) as LatencyResult;
   }
 
   /** `count` messages of `size` bytes, clock stopped when the sink acknowledged the last. */

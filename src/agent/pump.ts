@@ -6,7 +6,13 @@
  * (setImmediate); an idle loop backs off to IDLE_DELAY_MS after BUSY_WINDOW_MS, which bounds
  * how late a control message or a doorbell is noticed (documented in docs/across-machines.md).
  */
-const BUSY_WINDOW_MS = 100;
+/**
+ * How long after work the pump keeps polling every ACTIVE_DELAY_MS. Shorter than the postbox's
+ * liveness interval (IS_ALIVE every 100 ms per channel): with a 100 ms window that periodic
+ * traffic alone kept an idle agent polling every millisecond for ever — under the rxe guest's
+ * TCG ~40 % of a vCPU, taken from the busy-polling processes (issue 12).
+ */
+const BUSY_WINDOW_MS = 20;
 const ACTIVE_DELAY_MS = 1;
 export const IDLE_DELAY_MS = 4;
 

@@ -247,6 +247,18 @@ export class RequestEngine {
   }
 
   /**
+   * Post what fits now: what submit() posts at once unless `postOnSubmit` is false (a caller that
+   * gathers several requests into one ibv_post_send submits them, then calls post()). Reports in
+   * `settled` what settled meanwhile (an empty request, any after a failure).
+   */
+  post(): number {
+    this.settled.count = 0;
+    if (this.#disposed) return 0;
+    this.#pump();
+    return this.settled.count;
+  }
+
+  /**
    * Poll the queue pair's send CQ once, account the engine's completions (others go to
    * onOtherCompletion), post what now fits, and report in `settled` the requests that settled
    * (returns their count). No allocation unless a request fails.

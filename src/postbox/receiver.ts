@@ -8,7 +8,7 @@
  * Attaching new senders is registration.ts; noticing dead ones, liveness.ts.
  */
 import { CorruptionError, TimeoutError } from '../errors.js';
-import { PostStatus } from '../transport/types.js';
+import { PostStatus, type Image } from '../transport/types.js';
 import { ChannelCorrupt, type InChannel } from './channels.js';
 import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, type Message, type MessageHandler, type ReceiveOptions, type PostboxState, pumpImage } from './common.js';
 import {
@@ -142,6 +142,9 @@ export class PostboxReceiver {
     const begin = ch.next;
     let next = begin;
     let taken = 0;
+    // Across nodes, what the handlers post on the sender's connection (an echo) and the
+    // acknowledgment go out together in one post when the drain ends (cork; shm: absent).
+    let corked: Image | undefined;
     try {
       while (taken < limit) {
         const slot = ch.slotBase + ((next >>> 0) % slots) * ch.slotBytes;
@@ -151,6 +154,10 @@ export class PostboxReceiver {
         if (seq !== want) {
           if (seq === ((want - slots) | 0) || (seq === 0 && ch.firstLap)) break;
           this.corrupt(ch, `postbox slot holds sequence ${seq}; ${want} or ${(want - slots) | 0} is possible`);
+        }
+        if (corked === undefined && ch.ack.cork !== undefined) {
+          corked = ch.ack;
+          corked.cork!();
         }
         // Ordering point: the sequence word was loaded before the indicator and message are read.
         const length = words[i + (SLOT_LENGTH >> 2)];
@@ -190,7 +197,11 @@ export class PostboxReceiver {
       if (next !== ch.next) ch.next = next;
       // Only progress is acknowledged: a store per empty poll made a busy-polling receiver
       // write the sender's ack line in a loop, pulling it away from the sender's core.
-      if (ch.next !== begin) this.#acknowledge(ch);
+      try {
+        if (ch.next !== begin) this.#acknowledge(ch);
+      } finally {
+        corked?.uncork!();
+      }
     }
     return taken;
   }

@@ -136,8 +136,14 @@ export class PostboxSender {
       if (ch.gone instanceof PeerGoneError) return SendStatus.PEER_GONE;
       throw ch.gone;
     }
-    if (first >= 0) ch.space.image.write(ch.space.poolBase + first * ch.space.geometry.blockSize, length);
-    return this.publish(ch, slot, length, F_FIRST | F_LAST, length, first, count);
+    const image = ch.space.image;
+    image.cork?.(); // across nodes: the bytes and the indicator in one post
+    try {
+      if (first >= 0) image.write(ch.space.poolBase + first * ch.space.geometry.blockSize, length);
+      return this.publish(ch, slot, length, F_FIRST | F_LAST, length, first, count);
+    } finally {
+      image.uncork?.();
+    }
   }
 
   /** @internal Claim.abort() */
@@ -217,6 +223,18 @@ export class PostboxSender {
 
   /** Write one message or piece and publish its indicator; SendStatus. */
   place(ch: OutChannel, data: Uint8Array, from: number, length: number, flags: number, total: number): number {
+    // Across nodes the message's writes, its indicator and a bell go out in one post (cork).
+    const image = ch.space.image;
+    if (image.cork === undefined) return this.#place(ch, data, from, length, flags, total);
+    image.cork();
+    try {
+      return this.#place(ch, data, from, length, flags, total);
+    } finally {
+      image.uncork!();
+    }
+  }
+
+  #place(ch: OutChannel, data: Uint8Array, from: number, length: number, flags: number, total: number): number {
     const sp = ch.space;
     const g = sp.geometry;
     // Claim 8: is there room in the postbox for an indicator?

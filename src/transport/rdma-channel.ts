@@ -12,6 +12,13 @@
  *  - Sources come from a RegisteredHeap (seed 004) private to this channel, whose blocks are
  *    registered on the connection's protection domain the first time one is used.
  *
+ * Batching. Between cork() and uncork() requests are submitted but not posted; uncork() posts
+ * them together — up to the engine's postList work requests per ibv_post_send. On rxe each call
+ * runs the whole send path in the kernel, so a postbox message (its bytes, then its indicator
+ * word) or a receiver's echo and acknowledgment cost one call instead of two or three. A poll or
+ * a full request table may post earlier; nothing waits for uncork() beyond the caller's own
+ * synchronous code.
+ *
  * Order. Every post of the channel is placed on the queue pair in the order it was made, so RC
  * ordering makes the target see them in that order: requests go to the engine, which posts them in
  * submission order; an atomic or a doorbell is held in `#ordered` until the engine has nothing
@@ -23,7 +30,14 @@
  * poll()) and hands each batch here (DataPlane). An error completion puts the queue pair in the
  * error state: the link is then lost and every image of the channel fails (the failing request's
  * image with the completion's typed error, RemoteAccessError …; the others with PeerGoneError).
+ *
+ * Idle polls. With idle 'yield' (default 'spin'), a poll() that reaps nothing while this
+ * channel's work requests are in flight yields the CPU (sched_yield) first: on rxe the
+ * transfer's work runs in the kernel on the posting CPU, deferred to that CPU's ksoftirqd once it
+ * is busy, and a process that busy-polls keeps ksoftirqd off its CPU until the scheduler's tick.
+ * With nothing else runnable sched_yield returns at once; a hardware NIC needs no CPU of ours.
  */
+import { libc } from '../../ffi/libc.js';
 import { ENGINE_WR_ID, RequestEngine } from '../coalesce/engine.js';
 import type { RemoteRegion, RequestElement, RequestOp } from '../coalesce/types.js';
 import { ClosedError, errnoError, PeerGoneError } from '../errors.js';
@@ -81,6 +95,9 @@ type Ordered = AtomicOp | RequestOpQueued | DoorbellOp;
 
 const channels = new WeakMap<AgentClient, RdmaChannel>();
 
+/** What poll() does when it reaps nothing while work is in flight (see the file comment). */
+export type ChannelIdle = 'yield' | 'spin';
+
 export class RdmaChannel implements DataPlane {
   readonly client: AgentClient;
   readonly engine: RequestEngine;
@@ -95,13 +112,19 @@ export class RdmaChannel implements DataPlane {
   readonly #atomicOps: (AtomicOp | undefined)[] = new Array(ATOMIC_SLOTS).fill(undefined);
   #lost: Error | undefined;
   #closed = false;
+  /** sched_yield on a poll that reaps nothing while work is in flight. */
+  #yieldIdle: boolean;
+  /** cork() depth: while above 0, submitted requests wait for uncork() to be posted together. */
+  #corked = 0;
 
-  private constructor(client: AgentClient) {
+  private constructor(client: AgentClient, idle: ChannelIdle) {
     this.client = client;
+    this.#yieldIdle = idle === 'yield';
     const qp = client.link.connection.qp;
     this.engine = new RequestEngine(qp, {
       sendSlots: Math.max(1, qp.maxSendWr - ENGINE_SLOTS_RESERVED),
       maxReadsInFlight: ENGINE_READS,
+      postOnSubmit: false, // #submitNow posts, unless corked
     });
     try {
       this.heap = RegisteredHeap.create(`rdmasrc.${selfPid}.${++heapCounter}`, { registrar: new VerbsRegistrar(client.pd), maxMembers: 1, blockBytes: 1 << 20 });
@@ -126,12 +149,15 @@ export class RdmaChannel implements DataPlane {
     void client.closed.then((why) => this.#fail(why));
   }
 
-  /** The channel of `client` (made on first use). ClosedError / PeerGoneError if the client is gone. */
-  static of(client: AgentClient): RdmaChannel {
+  /**
+   * The channel of `client` (made on first use, with `idle`: default 'spin'). ClosedError /
+   * PeerGoneError if the client is gone.
+   */
+  static of(client: AgentClient, idle: ChannelIdle = 'spin'): RdmaChannel {
     let channel = channels.get(client);
     if (channel && !channel.#closed) return channel;
     if (client.lost) throw client.lost;
-    channel = new RdmaChannel(client);
+    channel = new RdmaChannel(client, idle);
     channels.set(client, channel);
     return channel;
   }
@@ -177,7 +203,7 @@ export class RdmaChannel implements DataPlane {
     // once the engine's request table is full or its work waits for send slots, reap here first,
     // or every later post would wait for the next turn of the event loop (milliseconds).
     const engine = this.engine;
-    if (engine.queued > 0 || engine.pending >= engine.limits.maxRequests) this.poll();
+    if (engine.pending >= engine.limits.maxRequests || (engine.queued > 0 && this.#corked === 0)) this.poll();
     if (this.#ordered.length > 0 || !this.#submitNow(op, remote, elements, handler, tag)) {
       this.#ordered.push({ kind: 'request', op, remote, elements, handler, tag });
     }
@@ -186,8 +212,22 @@ export class RdmaChannel implements DataPlane {
   #submitNow(op: RequestOp, remote: RemoteRegion, elements: readonly RequestElement[], handler: RequestHandler, tag: number): boolean {
     const id = this.engine.submit(op, remote, elements, tag);
     if (id >= 0) this.#handlers[id] = handler;
-    this.#dispatch(); // submit may settle requests (an empty one, or any after a failure)
+    if (this.#corked === 0) this.engine.post();
+    this.#dispatch(); // posting may settle requests (an empty one, or any after a failure)
     return id >= 0;
+  }
+
+  /** Hold the posts made from now until the matching uncork() (nested; see the file comment). */
+  cork(): void {
+    this.#corked++;
+  }
+
+  /** End a cork(): at the outermost, post what was held, as few ibv_post_send calls as fit. */
+  uncork(): void {
+    if (this.#corked === 0 || --this.#corked > 0 || this.#closed || this.#lost) return;
+    this.engine.post();
+    this.#dispatch();
+    this.#drain(); // atomics and doorbells held behind the corked requests
   }
 
   /** An RDMA atomic on the 8-aligned 64-bit word at `remoteAddr`; resolves with its old value. */
@@ -206,11 +246,21 @@ export class RdmaChannel implements DataPlane {
     this.#drain();
   }
 
-  /** Reap completions now (the control link's poll, which hands them here). */
+  /** Work requests of this channel posted and not yet completed (the engine's and the atomics'). */
+  get inFlight(): number {
+    return this.engine.inFlight + ATOMIC_SLOTS - this.#atomicFree.length;
+  }
+
+  /**
+   * Reap completions now (the control link's poll, which hands them here). When it reaps none of
+   * ours while some are in flight, yields the CPU first (idle 'yield'; see the file comment).
+   */
   poll(): void {
     if (this.#closed) return;
+    const before = this.inFlight;
     this.client.link.progress();
     this.check();
+    if (this.#yieldIdle && before > 0 && this.inFlight === before) libc.sched_yield();
   }
 
   /** Post what waits in order, as far as the engine and the atomic slots allow. */

@@ -201,6 +201,18 @@ export class RdmaImage implements AsyncImage {
     return PostStatus.POSTED; // woken on the other node
   }
 
+  /**
+   * Hold this connection's posts (every image's on it) until uncork(), which posts them together:
+   * fewer ibv_post_send calls (rdma-channel.ts, "Batching"). Calls must pair; nested ones count.
+   */
+  cork(): void {
+    this.#channel.cork();
+  }
+
+  uncork(): void {
+    this.#channel.uncork();
+  }
+
   progress(): number {
     this.#check('progress');
     try {

@@ -35,6 +35,13 @@ export interface RdmaTransportOptions {
   readonly device?: string;
   /** Bound for connecting and for each control call. Default 5000 ms. */
   readonly timeoutMs?: number;
+  /**
+   * What a poll of an image (progress(), and the Postbox's polls through it) does when it reaps
+   * nothing while the connection's work requests are in flight: 'spin' (default) returns at
+   * once; 'yield' calls sched_yield so the kernel's share of the transfer (rxe: ksoftirqd on this
+   * CPU) runs first. See rdma-channel.ts.
+   */
+  readonly idle?: 'yield' | 'spin';
 }
 
 function notFound(error: unknown): boolean {
@@ -77,6 +84,7 @@ export class RdmaTransport implements Transport {
   constructor(options: RdmaTransportOptions) {
     if (!options || typeof options.node !== 'string' || !options.node) throw new UsageError('RdmaTransport needs { node, agents }');
     if (!options.agents || typeof options.agents !== 'object') throw new UsageError('RdmaTransport needs agents: { [node]: { address, port? } }');
+    if (options.idle !== undefined && options.idle !== 'yield' && options.idle !== 'spin') throw new UsageError(`RdmaTransport idle must be 'yield' or 'spin', got ${JSON.stringify(options.idle)}`);
     this.node = options.node;
     this.#options = options;
     this.#local = new RdmaLocalNode(options.node);
@@ -185,7 +193,7 @@ export class RdmaTransport implements Transport {
     const client = await this.client(descriptor.node);
     const target = await client.find(descriptor.name);
     if (target.size !== descriptor.size) throw new CorruptionError(descriptor.name, `descriptor says ${descriptor.size} bytes, the agent of ${descriptor.node} has ${target.size}`);
-    const image = RdmaImage.open(RdmaChannel.of(client), { ...target, node: descriptor.node });
+    const image = RdmaImage.open(RdmaChannel.of(client, this.#options.idle ?? 'spin'), { ...target, node: descriptor.node });
     this.#images.add(image);
     return image;
   }

@@ -138,6 +138,13 @@ export interface Image {
   publish(byteOffset: number, value: number): PostStatus;
   /** Wake waiters of the target's word at `byteOffset` (the reader's doorbell), after the posts before it. */
   notify(byteOffset: number, count?: number): PostStatus;
+  /**
+   * Optional (RDMA): hold the posts made until the matching uncork(), then post them together —
+   * fewer system calls for a message and its indicator. Calls pair and nest; order is unchanged.
+   * Transports whose posts cost no call (shm, in-process) leave both out.
+   */
+  cork?(): void;
+  uncork?(): void;
   /** Poll completions of earlier posts; returns how many are still outstanding (0: all done). Throws `failed`. */
   progress(): number;
   /** Resolves when every post so far has completed; rejects with the image's error. */

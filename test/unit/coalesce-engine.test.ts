@@ -231,6 +231,29 @@ describe('request engine accounting (in-process fake queue pair)', () => {
     }
   });
 
+  it('post(): requests submitted with postOnSubmit false go out in one call, in submission order, without a poll', () => {
+    const s = setup(64);
+    try {
+      const engine = new RequestEngine(s.qp, { postOnSubmit: false, postList: 16 });
+      let calls = 0;
+      const post = s.fake.postSendChain.bind(s.fake);
+      s.fake.postSendChain = (address: number, count: number) => (calls++, post(address, count));
+      engine.submit('write', s.region, [{ mr: s.mr, offset: 0, length: 64, remoteOffset: 0 }], 1);
+      engine.submit('write', s.region, [{ mr: s.mr, offset: 64, length: 4, remoteOffset: 64 }], 2);
+      expect(calls).toBe(0);
+      expect(engine.post()).toBe(0);
+      expect(calls).toBe(1); // both requests, one ibv_post_send
+      expect(engine.inFlight).toBe(2);
+      expect(s.fake.sq.map((w) => w.remote - s.region.addr)).toEqual([0, 64]); // the word after the bytes
+      expect(drain(engine).map((r) => r.tag)).toEqual([1, 2]);
+      engine.post(); // nothing queued: no call
+      expect(calls).toBe(1);
+      engine.dispose();
+    } finally {
+      s.free();
+    }
+  });
+
   it("idle 'yield': polls that find nothing yield and return; every request still settles byte-exact; a bad idle is a UsageError", () => {
     const s = setup(4, 0); // the fake runs nothing on a poll until executedPerPoll is raised
     try {
