@@ -75,6 +75,12 @@ export function softirqdSplit(before: CpuSample | null, after: CpuSample | null,
   return `ksoftirqd ${usPerWrite(after.softirqd - before.softirqd, writes)} µs per write`;
 }
 
+/** ksoftirqd's µs per write between two samples, or NaN without them. */
+export function softirqdUsPerWrite(before: CpuSample | null, after: CpuSample | null, writes: number): number {
+  if (!before || !after) return NaN;
+  return (((after.softirqd - before.softirqd) / USER_HZ) * 1e6) / writes;
+}
+
 function usPerWrite(ticks: number, writes: number): string {
   return (((ticks / USER_HZ) * 1e6) / writes).toFixed(0);
 }
