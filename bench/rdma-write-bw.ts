@@ -118,7 +118,7 @@ const SOFTIRQD_BOUND_SHARE = 0.25;
  * SOFTIRQD_BOUND_SHARE of the wall time), its ratio then the median over those rounds; null
  * without the samples.
  */
-function kernelBusy(label: string, size: number, ours: readonly number[], oursSoft: readonly number[], theirs: readonly number[], theirsSoft: readonly number[]): { row: Row; judged: boolean; note: string } | null {
+export function kernelBusy(label: string, size: number, ours: readonly number[], oursSoft: readonly number[], theirs: readonly number[], theirsSoft: readonly number[]): { row: Row; judged: boolean; note: string } | null {
   const share = (mbs: number, softUs: number) => softUs / ((size / (mbs * MIB)) * 1e6);
   const oursShare: number[] = [];
   const theirsShare: number[] = [];
