@@ -3,11 +3,12 @@
 // B accepts "tx@A", a sender on node A connects with SegmentSender.connectAsync('tx', 'rx@B').
 // The same code runs over RdmaTransport in the rxe tier (test/rxe/segments-xnode.test.ts).
 import { afterEach, describe, expect, it } from 'vitest';
-import { PeerGoneError, UsageError } from '../../src/index.js';
+import { PeerGoneError, RECEIVER_TRUST_MS, UsageError } from '../../src/index.js';
 import { parsePeer, peerKey, spell } from '../../src/segments/common.js';
 import { SegmentReceiver, SegmentSender } from '../../src/segments/segments.js';
 import { nodeTag } from '../../src/transport/descriptor.js';
 import { Fabric } from '../../src/transport/inproc.js';
+import type { ProcessIdentity } from '../../src/transport/types.js';
 
 const GROUPS = [
   { partitionSize: 64, partitions: 16 },
@@ -177,6 +178,41 @@ describe('segment groups across nodes (in-process fabric, nodes A and B)', () =>
       return { onA: a, domain: 'xd' };
     })();
     await expect(SegmentSender.connectAsync('tx', 'rx@B', { domain: d2, transport: onA2 })).rejects.toThrow(PeerGoneError);
+  });
+
+  it('a remote receiver’s "alive" is trusted RECEIVER_TRUST_MS: with no fresh answer the sender writes nothing (-1), then sends once one comes', async () => {
+    const { onA, domain, rx } = setup();
+    // onA whose liveness questions wait for release() while `hold` is set.
+    let hold = false;
+    const held: (() => void)[] = [];
+    const gate = new Proxy(onA, {
+      get(t, k) {
+        if (k === 'isAliveAsync') {
+          return (who: ProcessIdentity, node?: string) =>
+            hold ? new Promise<boolean>((resolve, reject) => held.push(() => t.isAliveAsync(who, node).then(resolve, reject))) : t.isAliveAsync(who, node);
+        }
+        const v = Reflect.get(t, k, t);
+        return typeof v === 'function' ? v.bind(t) : v;
+      },
+    });
+    const tx = await SegmentSender.connectAsync('tx', 'rx@B', { domain, transport: gate });
+    closers.push(tx);
+    hold = true;
+    expect(tx.trySend(pattern(10, 0))).toBe(0); // the answer of connect is fresh
+    await new Promise((resolve) => setTimeout(resolve, RECEIVER_TRUST_MS + 100));
+    expect(tx.select(10)).not.toBeNull(); // room enough …
+    expect(tx.trySend(pattern(10, 1))).toBe(-1); // … but no answer younger than RECEIVER_TRUST_MS
+    expect(held.length).toBeGreaterThan(0);
+    hold = false;
+    for (const release of held.splice(0)) release();
+    const deadline = Date.now() + 5000;
+    let status = -1;
+    while (status !== 0 && Date.now() < deadline) {
+      await turn();
+      status = tx.trySend(pattern(10, 1)); // the held question answered: trusted again
+    }
+    expect(status).toBe(0);
+    expect((await take(rx, 2)).map((m) => m.data)).toEqual([pattern(10, 0), pattern(10, 1)]);
   });
 
   it('a remote receiver that closes tells its sender through the return segment: PeerGoneError', async () => {
