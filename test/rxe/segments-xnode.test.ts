@@ -67,10 +67,10 @@ describe.skipIf(!!skipReason)(`segment groups across two nodes ${DEV0} / ${DEV1}
       expect((await pa.line(/^connected (.*)$/, 60_000))[1]).toBe('rb@B');
       expect((await pb.line(/^connected (.*)$/, 60_000))[1]).toBe('ra@A');
       for (const p of procs) {
-        const burst = await p.line(/^burst placed=(\S*) fallback=(\d+) refused=(\S+)$/, 120_000);
+        const burst = await p.line(/^burst placed=(\S*) fallback=(\d+) full=(\w+) refused=(\S+)$/, 120_000);
         process.stdout.write(`${burst[0]}\n`);
         // 100 + 4 bytes: 2 × 64 B (16 messages), then 1 × 1 KiB (16), then 1 × 16 KiB (8); then full.
-        expect(burst.slice(1)).toEqual(['16,16,8', '24', '-1']);
+        expect(burst.slice(1)).toEqual(['16,16,8', '24', 'true', '-1']);
       }
       writeFileSync(f.drainFile, 'drain');
       const outs: string[] = [];
