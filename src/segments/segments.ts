@@ -22,8 +22,13 @@
  * Everything the receiver reads is checked: a bad value is a CorruptionError naming the segment.
  * The postbox mechanism (postbox/) is memwire's general-purpose messaging; this one is seed 000's.
  *
- * This file is the receiving side and the module's entry; the sending side is sender.ts, what
- * both share common.ts, the layouts layout.ts.
+ * Between nodes (a transport whose async forms reach other nodes: RDMA) the receiver accepts
+ * "name@node" and the sender connects with SegmentSender.connectAsync(name, "receiver@node"): the
+ * targets stay on the receiver's node and the return segment on the sender's, each written from
+ * the other node (RDMA WRITEs), each read in place where it lives (docs/across-machines.md).
+ *
+ * This file is the receiving side and the module's entry; the sending side is sender.ts, its
+ * set-up connect.ts, what both share common.ts, the layouts layout.ts.
  */
 import { ClosedError, CorruptionError, TimeoutError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor, MAX_DESCRIPTOR_NAME } from '../transport/descriptor.js';
