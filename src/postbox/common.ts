@@ -134,11 +134,7 @@ export function toBytes(data: unknown): Uint8Array {
   }
 }
 
-export function nodeTag(node: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < node.length; i++) h = Math.imul(h ^ node.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(16).padStart(8, '0');
-}
+export { nodeTag } from '../transport/descriptor.js';
 
 
 export function readAscii(bytes: Uint8Array, at: number, length: number): string {

@@ -4,6 +4,7 @@
  */
 import { UsageError } from '../errors.js';
 import { checkTransport } from '../transport/check.js';
+import { nodeTag } from '../transport/descriptor.js';
 import { ShmTransport } from '../transport/shm.js';
 import type { SegmentDescriptor, Transport } from '../transport/types.js';
 import { MAX_PARTITIONS, MAX_SEGMENT_BYTES, segmentBytes } from './layout.js';
@@ -61,11 +62,53 @@ export function checkSpec(s: GroupSpec): void {
   if (bytes > MAX_SEGMENT_BYTES) throw new UsageError(`group ${JSON.stringify(s)}: its segment would be ${bytes} bytes; at most ${MAX_SEGMENT_BYTES} (1 GiB)`);
 }
 
+/** A node's name in a peer's name ("name@node"): the descriptor alphabet; ≤ 55 so "name@node" fits a manager entry. */
+const NODE = /^[A-Za-z0-9._:-]{1,55}$/;
+
+/** A sender or receiver: its name and the node it runs on. */
+export interface Peer {
+  readonly name: string;
+  readonly node: string;
+}
+
+/**
+ * A peer named "name" (a process of node `here`) or "name@node" (as postboxes name peers), checked
+ * (UsageError).
+ */
+export function parsePeer(what: string, peer: unknown, here: string): Peer {
+  if (typeof peer !== 'string') throw new UsageError(`${what} must be a string "name" or "name@node", got ${typeof peer}`);
+  const at = peer.indexOf('@');
+  const name = at < 0 ? peer : peer.slice(0, at);
+  checkName(what, name);
+  const node = at < 0 ? here : peer.slice(at + 1);
+  if (!NODE.test(node)) throw new UsageError(`${what} ${JSON.stringify(peer)}: a node must be 1–55 characters of A–Z a–z 0–9 . _ : -`);
+  return { name, node };
+}
+
+/** How a process of node `here` spells `p`: its bare name on `here`, "name@node" elsewhere (a receiver's `from`). */
+export function spell(p: Peer, here: string): string {
+  return p.node === here ? p.name : `${p.name}@${p.node}`;
+}
+
+/**
+ * `p` in the object names of node `here`: its name, and its node's tag when that is another node
+ * (a name holds no '.', so a local peer and one of another node never share a key).
+ */
+export function peerKey(p: Peer, here: string): string {
+  return p.node === here ? p.name : `${p.name}.${nodeTag(p.node)}`;
+}
+
+/** The receiver's manager (layout 2), on the receiver's node. */
 export function managerName(domain: string, receiver: string): string {
   return `sg.${domain}.mgr.${receiver}`;
 }
 
-/** The sender's return segment (layout 3) for the pair receiver ← sender, on the sender's node. */
-export function returnName(domain: string, receiver: string, sender: string): string {
-  return `sg.${domain}.ret.${receiver}.${sender}`;
+/** Target segment `group` (layout 1) for `senderKey` (peerKey on the receiver's node), on the receiver's node. */
+export function targetName(domain: string, receiver: string, senderKey: string, group: number): string {
+  return `sg.${domain}.seg.${receiver}.${senderKey}.${group}`;
+}
+
+/** The sender's return segment (layout 3) for the pair receiver ← sender, on the sender's node (`receiverKey`: peerKey there). */
+export function returnName(domain: string, receiverKey: string, sender: string): string {
+  return `sg.${domain}.ret.${receiverKey}.${sender}`;
 }

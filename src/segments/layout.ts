@@ -45,7 +45,8 @@
  *       64  bell          senders: a new nonce and a wake when the receiver sleeps (futex word)
  *      192  entries × 384:
  *             0 state (FREE 0 / READY 2; 8 B)  8 group id  12 partitionSize  16 partitions
- *            20 senderLen  24..71 sender name   128..383 the target segment's descriptor
+ *            20 senderLen  24..127 the sender as the receiver spells it ("name", or "name@node"
+ *               for a sender on another node)   128..383 the target segment's descriptor
  *
  * 3. Return segment `sg.<domain>.ret.<receiver>.<sender>` — on the SENDER's node, created by the
  *    sender at connect; written by the receiver, read in place by the sender.
@@ -127,6 +128,8 @@ export const ME_PARTITIONS = 16;
 export const ME_SENDER_LEN = 20;
 export const ME_SENDER = 24;
 export const ME_DESCRIPTOR = 128;
+/** Room for the sender's spelled name (48 + "@" + a node of up to 55). */
+export const ME_SENDER_MAX = ME_DESCRIPTOR - ME_SENDER;
 export const ENTRY_READY = 2;
 
 export function managerBytes(capacity: number): number {

@@ -22,13 +22,20 @@
  * Everything the receiver reads is checked: a bad value is a CorruptionError naming the segment.
  * The postbox mechanism (postbox/) is memwire's general-purpose messaging; this one is seed 000's.
  *
- * This file is the receiving side and the module's entry; the sending side is sender.ts, what
- * both share common.ts, the layouts layout.ts.
+ * Between nodes (a transport whose async forms reach other nodes: RDMA) the receiver accepts
+ * "name@node" and the sender connects with SegmentSender.connectAsync(name, "receiver@node"): the
+ * targets stay on the receiver's node and the return segment on the sender's, each written from
+ * the other node (RDMA WRITEs), each read in place where it lives (docs/across-machines.md).
+ *
+ * This file is the receiving side and the module's entry; the sending side is sender.ts, its
+ * set-up connect.ts, what both share common.ts, the layouts layout.ts.
  */
 import { ClosedError, CorruptionError, TimeoutError, UsageError } from '../errors.js';
-import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
+import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor, MAX_DESCRIPTOR_NAME } from '../transport/descriptor.js';
 import { type Image, PostStatus, type Target, type Transport } from '../transport/types.js';
-import { checkName, checkSpec, common, type GroupSpec, managerName, returnName, type SegmentOptions } from './common.js';
+import {
+  checkName, checkSpec, common, type GroupSpec, managerName, parsePeer, type Peer, peerKey, returnName, type SegmentOptions, spell, targetName,
+} from './common.js';
 import {
   dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX, managerBytes,
   MAX_SEGMENT_SENDERS, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL, MG_CAPACITY, MG_ENTRIES,
@@ -38,7 +45,7 @@ import {
 } from './layout.js';
 
 export type { GroupSpec, SegmentGroupInfo, SegmentInfo, SegmentOptions } from './common.js';
-export { RECEIVER_CHECK_MS, SegmentSender } from './sender.js';
+export { RECEIVER_CHECK_MS, RECEIVER_TRUST_MS, SegmentSender } from './sender.js';
 
 interface TargetGroup {
   readonly id: number;
@@ -51,16 +58,28 @@ interface TargetGroup {
 }
 
 interface Accepted {
+  /** As accept() was given it, normalised: "name" on this node, "name@node" elsewhere (the handler's `from`). */
   readonly sender: string;
+  readonly from: Peer;
+  /** The name its return segment must have (on its node). */
+  readonly returnName: string;
   readonly groups: TargetGroup[];
   expected: number;
   /** The sender's return segment (layout 3), once found: where we push consumed, sleeping, status. */
   returns: Image | undefined;
   /** An attach of a return segment on another node is under way. */
   attaching: boolean;
+  /** Not before this time (ms) is a return segment on another node looked for again (after a failed attach or a failed image). */
+  retryAt: number;
   /** Set when its memory was found corrupt: it is not read any more. */
   broken: CorruptionError | null;
 }
+
+/**
+ * How long a receiver waits before it looks again for a return segment on another node that it
+ * could not attach, or whose image failed (each look is a FIND at that node's agent).
+ */
+const RETURN_RETRY_MS = 100;
 
 /** Thrown inside a drain to unwind it once the sender was found corrupt (and dropped). */
 class SenderCorrupt extends Error {}
@@ -123,17 +142,27 @@ export class SegmentReceiver {
 
   /**
    * Allocate this receiver's target segments for `sender`, one per group, and register their
-   * descriptors with the manager (claims 4, 21, 23). Idempotent per sender.
+   * descriptors with the manager (claims 4, 21, 23). Idempotent per sender. A sender on another
+   * node is named "name@node" (as postboxes name peers; the transport must reach that node — RDMA);
+   * its messages come with that name as `from`. The targets are on this node either way: a sender
+   * elsewhere writes them by RDMA through this node's agent (SegmentSender.connectAsync).
    */
   accept(sender: string): void {
     if (this.#closed) throw new ClosedError(`segment receiver ${JSON.stringify(this.name)}`);
-    checkName('sender name', sender);
-    if (this.#accepted.has(sender)) return;
+    const here = this.transport.node;
+    const from = parsePeer('sender name', sender, here);
+    const spelled = spell(from, here);
+    if (this.#accepted.has(spelled)) return;
     if (this.#entries + this.#specs.length > this.#capacity) throw new UsageError(`segment receiver ${this.name} accepts no more senders`);
+    const names = this.#specs.map((_, id) => targetName(this.domain, this.name, peerKey(from, here), id));
+    const returns = returnName(this.domain, peerKey({ name: this.name, node: here }, from.node), from.name);
+    for (const name of [...names, returns]) {
+      if (name.length > MAX_DESCRIPTOR_NAME) throw new UsageError(`segment name ${name} is ${name.length} characters; a descriptor holds ${MAX_DESCRIPTOR_NAME} (shorter domain, receiver or sender names)`);
+    }
     const groups: TargetGroup[] = [];
     try {
       this.#specs.forEach((spec, id) => {
-        const target = this.transport.expose(`sg.${this.domain}.seg.${this.name}.${sender}.${id}`, segmentBytes(spec.partitionSize, spec.partitions), { replaceStale: true });
+        const target = this.transport.expose(names[id], segmentBytes(spec.partitionSize, spec.partitions), { replaceStale: true });
         groups.push({ id, target, ...spec, dir: directoryOffset(spec.partitions), data: dataOffset(spec.partitions), consumed: 0 });
         const w = target.int32;
         w[0] = SG_MAGIC;
@@ -156,12 +185,12 @@ export class SegmentReceiver {
       v.setInt32(ME_GROUP, g.id, true);
       v.setInt32(ME_PARTITION_SIZE, g.partitionSize, true);
       v.setInt32(ME_PARTITIONS, g.partitions, true);
-      v.setInt32(ME_SENDER_LEN, sender.length, true);
-      for (let i = 0; i < sender.length; i++) bytes[at + ME_SENDER + i] = sender.charCodeAt(i);
+      v.setInt32(ME_SENDER_LEN, spelled.length, true);
+      for (let i = 0; i < spelled.length; i++) bytes[at + ME_SENDER + i] = spelled.charCodeAt(i);
       encodeDescriptor(g.target.descriptor, bytes.subarray(at + ME_DESCRIPTOR, at + ME_DESCRIPTOR + DESCRIPTOR_BYTES));
       Atomics.store(this.#manager.int32, (at + ME_STATE) >> 2, ENTRY_READY);
     }
-    this.#accepted.set(sender, { sender, groups, expected: 0, broken: null, returns: undefined, attaching: false });
+    this.#accepted.set(spelled, { sender: spelled, from, returnName: returns, groups, expected: 0, broken: null, returns: undefined, attaching: false, retryAt: 0 });
   }
 
   /**
@@ -180,7 +209,7 @@ export class SegmentReceiver {
       if (delivered >= limit) break;
       if (a.broken) continue;
       try {
-        if (!a.returns && !a.attaching) this.#findReturns(a);
+        if (!a.returns && !a.attaching && Date.now() >= a.retryAt) this.#findReturns(a);
         delivered += this.#drainSender(a, handler, limit - delivered);
       } catch (error) {
         if (!(error instanceof SenderCorrupt)) throw error;
@@ -268,7 +297,7 @@ export class SegmentReceiver {
       for (let k = 0; k < span; k++) Atomics.store(w, (g.dir + (first + k) * DIR_ENTRY + DE_STATE) >> 2, PART_FREE);
       Atomics.store(w, SG_CONSUMED >> 2, g.consumed);
       // The sender learns it in its own memory (its per-message path reads nothing of ours).
-      a.returns?.publish(RT_CONSUMED + g.id * 4, g.consumed);
+      if (a.returns) this.#toSender(a, RT_CONSUMED + g.id * 4, g.consumed);
     }
     return DELIVERED;
   }
@@ -313,18 +342,29 @@ export class SegmentReceiver {
     } catch (error) {
       this.#corrupt(a, g0, (error as Error).message);
     }
-    if (descriptor.name !== returnName(this.domain, this.name, a.sender) || descriptor.size !== returnBytes(a.groups.length) || descriptor.transport !== this.transport.kind) {
-      this.#corrupt(a, g0, `return segment ${descriptor.name} of ${descriptor.size} bytes is not this sender's`);
+    if (descriptor.name !== a.returnName || descriptor.node !== a.from.node || descriptor.size !== returnBytes(a.groups.length) || descriptor.transport !== this.transport.kind) {
+      this.#corrupt(a, g0, `return segment ${descriptor.name}@${descriptor.node} of ${descriptor.size} bytes is not this sender's`);
     }
     const ready = (returns: Image, late: boolean): void => {
       a.attaching = false;
+      if (late && this.#closed && !a.broken) {
+        // We closed while attaching: still tell the sender (its next trySend throws PeerGoneError).
+        try {
+          returns.publish(RT_STATUS, STATUS_RECEIVER_CLOSED);
+        } catch {
+          // its segment or node is gone: nothing to tell
+        }
+        void returns.settled().catch(() => undefined).finally(() => returns.dispose());
+        return;
+      }
       if (a.broken || (late && this.#closed)) {
         returns.dispose();
         return;
       }
       a.returns = returns;
-      for (const g of a.groups) returns.publish(RT_CONSUMED + g.id * 4, g.consumed);
-      returns.publish(RT_ATTACHED, 1);
+      for (const g of a.groups) if (a.returns) this.#toSender(a, RT_CONSUMED + g.id * 4, g.consumed);
+      // Ordering point: the counts are there before the word that says the sender may trust them.
+      if (a.returns) this.#toSender(a, RT_ATTACHED, 1);
     };
     if (descriptor.node === this.transport.node) {
       let returns: Image;
@@ -337,25 +377,46 @@ export class SegmentReceiver {
     } else {
       a.attaching = true;
       this.transport.attachAsync(descriptor).then((returns) => ready(returns, true), () => {
+        // Not there (yet, or any more), or its node unreachable: look again later, not on every
+        // poll (each look is a control call to that node's agent).
         a.attaching = false;
+        a.retryAt = Date.now() + RETURN_RETRY_MS;
       });
     }
   }
 
-  #pushStatus(a: Accepted, status: number): void {
+  /**
+   * Publish a word in the sender's return segment. On another node the image can fail (the
+   * sender died and its node's agent deregistered the segment, or the connection broke): that
+   * costs only the word — the sender's messages in our memory are still delivered — and the
+   * segment is looked for again after RETURN_RETRY_MS (a live sender's is found on a new
+   * connection; a dead one's is not).
+   */
+  #toSender(a: Accepted, byteOffset: number, value: number): PostStatus | undefined {
+    const returns = a.returns!;
     try {
-      if (a.returns && !a.returns.closed && !a.returns.failed) a.returns.publish(RT_STATUS, status);
+      if (!returns.failed && !returns.closed) return returns.publish(byteOffset, value);
     } catch {
-      // the sender's node or segment is gone: nothing to tell
+      // failed by this post or an earlier one (sticky): dropped below
     }
+    a.returns = undefined;
+    a.retryAt = Date.now() + RETURN_RETRY_MS;
+    returns.dispose();
+    return undefined;
+  }
+
+  #pushStatus(a: Accepted, status: number): void {
+    // the sender's node or segment gone: nothing to tell
+    if (a.returns) this.#toSender(a, RT_STATUS, status);
   }
 
   /** Tell each sender whether we sleep; a promise of the posts still in flight (another node), if any. */
   #announceSleep(sleeping: 0 | 1): Promise<unknown> | undefined {
     let posted: Promise<unknown>[] | undefined;
     for (const a of this.#accepted.values()) {
-      if (!a.returns || a.broken || a.returns.closed || a.returns.failed) continue;
-      if (a.returns.publish(RT_SLEEPING, sleeping) === PostStatus.POSTED) (posted ??= []).push(a.returns.settled().catch(() => undefined));
+      if (!a.returns || a.broken) continue;
+      const returns = a.returns;
+      if (this.#toSender(a, RT_SLEEPING, sleeping) === PostStatus.POSTED) (posted ??= []).push(returns.settled().catch(() => undefined));
     }
     return posted && Promise.all(posted);
   }

@@ -10,15 +10,12 @@
  */
 import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError } from '../errors.js';
 import { bellNonce } from '../transport/bell.js';
-import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor } from '../transport/descriptor.js';
 import type { Image, ProcessIdentity, Target, Transport } from '../transport/types.js';
-import { checkName, common, managerName, returnName, type SegmentGroupInfo, type SegmentInfo, type SegmentOptions } from './common.js';
+import { checkName, common, parsePeer, type SegmentGroupInfo, type SegmentInfo, type SegmentOptions, spell } from './common.js';
+import { type Connection, connectHere, connectThere, type SourceGroup } from './connect.js';
 import {
-  dataOffset, DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, LENGTH_PREFIX, managerBytes,
-  MAX_PARTITIONS, MAX_SEGMENT_BYTES, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL, MG_CAPACITY,
-  MG_ENTRIES, MG_ENTRY_BYTES, MG_MAGIC, MG_RX_PID, MG_RX_START_HI, MG_RX_START_LO, PART_FIRST, PART_NEXT, RT_ATTACHED, RT_CONSUMED, RT_GROUPS, RT_MAGIC, RT_SLEEPING, RT_STATUS,
-  returnBytes, segmentBytes, SEG_VERSION, SG_CONSUMED, SG_INIT, SG_PUBLISHED, SG_QUEUE, SG_RETURN, SG_RETURN_READY, SG_VERSION_OFF,
-  STATUS_CORRUPT, STATUS_FINE, STATUS_RECEIVER_CLOSED,
+  DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, LENGTH_PREFIX, MG_BELL, PART_FIRST, PART_NEXT, RT_ATTACHED, RT_CONSUMED, RT_SLEEPING, RT_STATUS,
+  SG_PUBLISHED, SG_QUEUE, STATUS_CORRUPT, STATUS_FINE, STATUS_RECEIVER_CLOSED,
 } from './layout.js';
 
 /**
@@ -27,26 +24,16 @@ import {
  */
 export const RECEIVER_CHECK_MS = 100;
 
-interface SourceGroup {
-  readonly id: number;
-  readonly partitionSize: number;
-  readonly partitions: number;
-  readonly image: Image;
-  readonly words: Int32Array;
-  readonly dir: number;
-  readonly data: number;
-  /** 1 where a partition holds a message the receiver has not consumed yet (our own record). */
-  readonly busy: Uint8Array;
-  /** The messages in flight, oldest first: a ring of (first partition, span). */
-  readonly ringFirst: Int32Array;
-  readonly ringSpan: Int32Array;
-  ringHead: number;
-  inFlight: number;
-  /** Messages of this group the receiver consumed, as last seen in the return segment. */
-  consumed: number;
-  published: number;
-  cursor: number;
-}
+/**
+ * A receiver on another node is asked in the background (isAliveAsync), so a "yes" is trusted
+ * this long after the question went out; past it, trySend() writes nothing (returns -1, as for
+ * back-pressure) until a fresh answer came. Why: once a receiver died, its node's agent forgets
+ * its targets within 500 ms and deregisters them FORGET_GRACE_MS (5 s) later; a WRITE after that
+ * fails — and fails the queue pair every image of this process to that node shares. Half the
+ * grace, so that WRITEs still queued behind others land in time too. (1 s was too short in the
+ * TCG guest: an IS_ALIVE answer took longer, and a synchronous burst of trySend() got -1.)
+ */
+export const RECEIVER_TRUST_MS = 2500;
 
 /** The sending side of one sender → receiver pair of segment groups. */
 export class SegmentSender {
@@ -64,26 +51,32 @@ export class SegmentSender {
   readonly #transport: Transport;
   /** The receiver's process, from its manager's header at connect: checked at most every RECEIVER_CHECK_MS. */
   readonly #receiverProcess: ProcessIdentity;
+  readonly #receiverNode: string;
   #receiverCheckedAt = 0;
+  /** When the receiver (on another node) was last known alive: the start of the check that said so. */
+  #receiverAliveAt: number;
   /** A check by isAliveAsync (receiver on another node) under way. */
   #receiverChecking = false;
   #receiverGone = false;
+  #goneWhy: string | undefined;
   #seq: number;
   #closed = false;
 
-  private constructor(name: string, receiver: string, groups: SourceGroup[], manager: Image, returns: Target, seq: number, transport: Transport, receiverProcess: ProcessIdentity) {
+  private constructor(name: string, transport: Transport, c: Connection) {
     this.#pid = transport.self.pid;
     this.#transport = transport;
-    this.#receiverProcess = receiverProcess;
+    this.#receiverProcess = c.receiverProcess;
+    this.#receiverNode = c.receiver.node;
+    this.#receiverAliveAt = c.aliveAt;
     this.name = name;
-    this.receiver = receiver;
-    this.#groups = groups;
-    this.#manager = manager;
-    this.#returns = returns;
-    this.#rw = returns.int32;
-    this.#seq = seq;
-    this.groups = groups.map((g) => ({ id: g.id, partitionSize: g.partitionSize, partitions: g.partitions, target: g.image.descriptor }));
-    this.segments = groups.flatMap((g) => [
+    this.receiver = spell(c.receiver, transport.node);
+    this.#groups = c.groups;
+    this.#manager = c.manager;
+    this.#returns = c.returns;
+    this.#rw = c.returns.int32;
+    this.#seq = c.seq;
+    this.groups = c.groups.map((g) => ({ id: g.id, partitionSize: g.partitionSize, partitions: g.partitions, target: g.image.descriptor }));
+    this.segments = c.groups.flatMap((g) => [
       { group: g.id, role: 'source' as const, descriptor: g.image.descriptor },
       { group: g.id, role: 'target' as const, descriptor: g.image.descriptor },
     ]);
@@ -92,82 +85,36 @@ export class SegmentSender {
   /**
    * Obtain from `receiver`'s manager the descriptors of the target segments it allocated for
    * `name` and form their images (claims 3, 4, 20, 22); create our return segment and name it
-   * in group 0's target. UsageError if the receiver has none for us.
+   * in group 0's target. `receiver` is on this node ("name", or "name@thisNode"); one on another
+   * node needs connectAsync (UsageError here). UsageError if the receiver has none for us.
    */
   static connect(name: string, receiver: string, options: SegmentOptions = {}): SegmentSender {
     checkName('sender name', name);
-    checkName('receiver name', receiver);
     const { domain, transport } = common(options);
-    const found = transport.find(managerName(domain, receiver));
-    if (!found) throw new UsageError(`no segment receiver ${JSON.stringify(receiver)} in domain ${JSON.stringify(domain)}`);
-    const manager = transport.attach(found);
-    const groups: SourceGroup[] = [];
-    let returns: Target | undefined;
-    let seq = 0;
-    let receiverProcess: ProcessIdentity;
-    try {
-      const header = new Uint8Array(64);
-      manager.read(0, header);
-      const h = new DataView(header.buffer);
-      if (h.getInt32(0, true) !== MG_MAGIC || h.getInt32(SG_VERSION_OFF, true) !== SEG_VERSION || h.getInt32(SG_INIT, true) !== INIT_READY) {
-        throw new CorruptionError(found.name, 'not an initialised segment manager (magic, version or init)');
-      }
-      receiverProcess = { pid: h.getInt32(MG_RX_PID, true), start: (BigInt(h.getUint32(MG_RX_START_HI, true)) << 32n) | BigInt(h.getUint32(MG_RX_START_LO, true)) };
-      if (receiverProcess.pid <= 0) throw new CorruptionError(found.name, `receiver pid ${receiverProcess.pid}`);
-      const capacity = h.getInt32(MG_CAPACITY, true);
-      if (capacity < 1 || managerBytes(capacity) > manager.size) throw new CorruptionError(found.name, `capacity ${capacity}`);
-      // The entries, read whole (one read: set-up, not per message).
-      const entries = new Uint8Array(capacity * MG_ENTRY_BYTES);
-      manager.read(MG_ENTRIES, entries);
-      for (let e = 0; e < capacity; e++) {
-        const entry = entries.subarray(e * MG_ENTRY_BYTES, (e + 1) * MG_ENTRY_BYTES);
-        const v = new DataView(entry.buffer, entry.byteOffset, MG_ENTRY_BYTES);
-        if (v.getInt32(ME_STATE, true) !== ENTRY_READY) continue;
-        const senderLength = v.getInt32(ME_SENDER_LEN, true);
-        if (senderLength !== name.length || String.fromCharCode(...entry.subarray(ME_SENDER, ME_SENDER + senderLength)) !== name) continue;
-        const descriptor = decodeDescriptor(entry.subarray(ME_DESCRIPTOR, ME_DESCRIPTOR + DESCRIPTOR_BYTES), found.name);
-        const partitionSize = v.getInt32(ME_PARTITION_SIZE, true);
-        const partitions = v.getInt32(ME_PARTITIONS, true);
-        const sane = partitionSize >= 64 && partitionSize % 64 === 0 && partitions >= 1 && partitions <= MAX_PARTITIONS;
-        if (!sane || segmentBytes(partitionSize, partitions) > MAX_SEGMENT_BYTES || segmentBytes(partitionSize, partitions) !== descriptor.size) {
-          throw new CorruptionError(found.name, `entry ${e}: ${partitions} partitions of ${partitionSize} bytes do not make a ${descriptor.size}-byte segment`);
-        }
-        const image = transport.attach(descriptor);
-        const g: SourceGroup = {
-          id: v.getInt32(ME_GROUP, true), partitionSize, partitions, image,
-          words: new Int32Array(image.source.buffer, image.source.byteOffset, image.size >> 2),
-          dir: directoryOffset(partitions), data: dataOffset(partitions),
-          busy: new Uint8Array(partitions), ringFirst: new Int32Array(partitions), ringSpan: new Int32Array(partitions),
-          ringHead: 0, inFlight: 0, consumed: 0, published: 0, cursor: 0,
-        };
-        groups.push(g);
-        seq = Math.max(seq, resume(g));
-      }
-      if (groups.length === 0) throw new UsageError(`receiver ${JSON.stringify(receiver)} has not accepted sender ${JSON.stringify(name)}`);
-      if (groups.some((g) => g.id < 0 || g.id >= groups.length) || new Set(groups.map((g) => g.id)).size !== groups.length) {
-        throw new CorruptionError(found.name, `group ids ${groups.map((g) => g.id).join(', ')} are not 0..${groups.length - 1}`);
-      }
-      groups.sort((a, b) => a.partitionSize - b.partitionSize);
-      returns = transport.expose(returnName(domain, receiver, name), returnBytes(groups.length), { replaceStale: true });
-      const rw = returns.int32;
-      rw[0] = RT_MAGIC;
-      rw[SG_VERSION_OFF >> 2] = SEG_VERSION;
-      rw[RT_GROUPS >> 2] = groups.length;
-      for (const g of groups) rw[(RT_CONSUMED >> 2) + g.id] = g.consumed;
-      Atomics.store(rw, SG_INIT >> 2, INIT_READY);
-      // Name it in group 0's target, where the receiver looks for it.
-      const g0 = groups.find((g) => g.id === 0)!;
-      encodeDescriptor(returns.descriptor, g0.image.source.subarray(SG_RETURN, SG_RETURN + DESCRIPTOR_BYTES));
-      g0.image.write(SG_RETURN, DESCRIPTOR_BYTES);
-      // Ordering point: the descriptor is written before the word that says it is there.
-      g0.image.publish(SG_RETURN_READY, 1);
-    } catch (error) {
-      for (const g of groups) g.image.dispose();
-      returns?.dispose();
-      manager.dispose();
-      throw error;
+    const to = parsePeer('receiver name', receiver, transport.node);
+    if (to.node !== transport.node) {
+      throw new UsageError(`receiver ${JSON.stringify(receiver)} is on another node than this one (${transport.node}): use SegmentSender.connectAsync`);
     }
-    return new SegmentSender(name, receiver, groups, manager, returns, seq, transport, receiverProcess);
+    return new SegmentSender(name, transport, connectHere(transport, domain, name, to));
+  }
+
+  /**
+   * connect() for a receiver on any node: "name" or "name@node" (as postboxes name peers). On
+   * another node every set-up step is a remote call (the transport's async forms; RDMA: the
+   * node's agent, RDMA READs), and the receiver must have accepted this sender as
+   * "<name>@<this node>". The messages then go as RDMA WRITEs into its targets, with no remote
+   * read per message: what the receiver consumed, whether it sleeps and whether it closed it
+   * writes into our return segment, on this node. Rejects with UsageError (no such receiver, not
+   * accepted), PeerGoneError (its process is not running), CorruptionError (its manager or
+   * targets hold impossible values) or the transport's errors (e.g. AgentError, TimeoutError).
+   */
+  static async connectAsync(name: string, receiver: string, options: SegmentOptions = {}): Promise<SegmentSender> {
+    checkName('sender name', name);
+    const { domain, transport } = common(options);
+    const to = parsePeer('receiver name', receiver, transport.node);
+    if (to.node === transport.node) return new SegmentSender(name, transport, connectHere(transport, domain, name, to));
+    const spelled = spell({ name, node: transport.node }, to.node);
+    return new SegmentSender(name, transport, await connectThere(transport, domain, spelled, name, to));
   }
 
   /** The largest message any group can hold. */
@@ -223,8 +170,9 @@ export class SegmentSender {
     const rw = this.#rw;
     const status = Atomics.load(rw, RT_STATUS >> 2);
     if (status !== STATUS_FINE) throw this.#refused(status);
-    this.#checkReceiver();
+    const trusted = this.#checkReceiver();
     if (data.length > this.maxMessageBytes) return -3;
+    if (!trusted) return -1;
     const choice = this.select(data.length);
     if (!choice) return -1;
     const g = this.#groups[choice.group];
@@ -270,32 +218,47 @@ export class SegmentSender {
   }
 
   /**
-   * A receiver that died without close() leaves its status FINE: ask the process table, at most
-   * every RECEIVER_CHECK_MS (one clock read per call otherwise; no remote memory operation). A
-   * receiver on another node is asked with isAliveAsync, in the background (transport contract 6).
+   * A receiver that died without close() leaves its status FINE: ask, at most every
+   * RECEIVER_CHECK_MS (one clock read per call otherwise; no remote memory operation). On this
+   * node the process table answers at once (PeerGoneError). A receiver on another node is asked
+   * through its node's agent with isAliveAsync, in the background (transport contract 6): "no"
+   * fails later calls with PeerGoneError, as does a node that cannot be reached any more; a late
+   * answer (TimeoutError: control messages queue behind the data on the connection) is no
+   * answer. Returns whether writing is safe now: always on this node; on another node while the
+   * last "yes" is at most RECEIVER_TRUST_MS old.
    */
-  #checkReceiver(): void {
+  #checkReceiver(): boolean {
     if (this.#receiverGone) throw this.#gone();
     const now = Date.now();
-    if (now - this.#receiverCheckedAt < RECEIVER_CHECK_MS) return;
-    this.#receiverCheckedAt = now;
-    const node = this.#manager.descriptor.node;
-    if (node === this.#transport.node) {
-      if (!this.#transport.isAlive(this.#receiverProcess, node)) {
-        this.#receiverGone = true;
-        throw this.#gone();
+    const node = this.#receiverNode;
+    const remote = node !== this.#transport.node;
+    if (now - this.#receiverCheckedAt >= RECEIVER_CHECK_MS) {
+      this.#receiverCheckedAt = now;
+      if (!remote) {
+        if (!this.#transport.isAlive(this.#receiverProcess, node)) {
+          this.#receiverGone = true;
+          throw this.#gone();
+        }
+      } else if (!this.#receiverChecking) {
+        this.#receiverChecking = true;
+        this.#transport.isAliveAsync(this.#receiverProcess, node).then(
+          (alive) => {
+            if (alive) this.#receiverAliveAt = Math.max(this.#receiverAliveAt, now);
+            else this.#receiverGone = true;
+          },
+          (error: Error) => {
+            if (error instanceof TimeoutError || this.#closed) return; // asked again after RECEIVER_CHECK_MS
+            this.#goneWhy = `its node ${node} cannot be reached (${error.message})`;
+            this.#receiverGone = true;
+          },
+        ).finally(() => { this.#receiverChecking = false; });
       }
-    } else if (!this.#receiverChecking) {
-      this.#receiverChecking = true;
-      this.#transport.isAliveAsync(this.#receiverProcess, node).then(
-        (alive) => { if (!alive) this.#receiverGone = true; },
-        () => undefined, // unknown: asked again after RECEIVER_CHECK_MS
-      ).finally(() => { this.#receiverChecking = false; });
     }
+    return !remote || now - this.#receiverAliveAt <= RECEIVER_TRUST_MS;
   }
 
   #gone(): PeerGoneError {
-    return new PeerGoneError(this.receiver, `it died (pid ${this.#receiverProcess.pid})`);
+    return new PeerGoneError(this.receiver, this.#goneWhy ?? `it died (pid ${this.#receiverProcess.pid})`);
   }
 
   /** The receiver's word on this pair (in our return segment) as an error. */
@@ -349,35 +312,4 @@ function freeRun(g: SourceGroup, span: number): number {
     }
   }
   return -1;
-}
-
-/**
- * Pick up where a previous connection of this sender left the group: its published and consumed
- * counters and the messages still queued (one read of the target's header, queue and directory,
- * at connect only). Returns the sequence number after the newest queued message (0 if none).
- */
-function resume(g: SourceGroup): number {
-  const region = g.image.descriptor.name;
-  const head = new Uint8Array(g.data);
-  g.image.read(0, head);
-  const w = new Int32Array(head.buffer);
-  const published = w[SG_PUBLISHED >> 2];
-  const consumed = w[SG_CONSUMED >> 2];
-  const pending = (published - consumed) | 0;
-  if (pending < 0 || pending > g.partitions) throw new CorruptionError(region, `${published} published, ${consumed} consumed`);
-  g.published = published;
-  g.consumed = consumed;
-  let next = 0;
-  for (let k = 0; k < pending; k++) {
-    const first = w[(SG_QUEUE >> 2) + (((consumed + k) >>> 0) % g.partitions)];
-    const e = (g.dir + first * DIR_ENTRY) >> 2;
-    const span = first >= 0 && first < g.partitions ? w[e + (DE_SPAN >> 2)] : -1;
-    if (span < 1 || span > g.partitions - first) throw new CorruptionError(region, `queued message at partition ${first} spans ${span}`);
-    g.busy.fill(1, first, first + span);
-    g.ringFirst[k] = first;
-    g.ringSpan[k] = span;
-    next = (w[e + (DE_SEQ >> 2)] + 1) | 0;
-  }
-  g.inFlight = pending;
-  return next;
 }

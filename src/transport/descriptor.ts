@@ -20,7 +20,9 @@ import type { SegmentDescriptor } from './types.js';
 export const DESCRIPTOR_BYTES = 256;
 const MAX_TRANSPORT = 16;
 const MAX_NODE = 64;
-const MAX_NAME = 160;
+/** The longest target name a descriptor carries. */
+export const MAX_DESCRIPTOR_NAME = 160;
+const MAX_NAME = MAX_DESCRIPTOR_NAME;
 const TEXT = /^[A-Za-z0-9._:-]+$/;
 
 function checkText(what: string, text: string, max: number): void {
@@ -79,4 +81,14 @@ export function decodeDescriptor(bytes: Uint8Array, region: string): SegmentDesc
 
 export function sameDescriptor(a: SegmentDescriptor, b: SegmentDescriptor): boolean {
   return a.transport === b.transport && a.node === b.node && a.name === b.name && a.size === b.size && a.key === b.key;
+}
+
+/**
+ * A node's name as 8 hex digits (FNV-1a), for the names of objects that belong to a pair of nodes
+ * (a postbox sender's ack segment per receiving node, segment groups with a peer on another node).
+ */
+export function nodeTag(node: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < node.length; i++) h = Math.imul(h ^ node.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
 }

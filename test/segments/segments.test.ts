@@ -1,7 +1,9 @@
-// Segment groups (seed 000), claim group by claim group, on the in-process and the shm transport.
+// Segment groups (seed 000), claim group by claim group, on the in-process, the shm and the RDMA
+// transport's this-node forms.
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClosedError, CorruptionError, UsageError } from '../../src/index.js';
 import { Fabric } from '../../src/transport/inproc.js';
+import { RdmaTransport } from '../../src/transport/rdma-transport.js';
 import { ShmTransport } from '../../src/transport/shm.js';
 import type { Transport } from '../../src/transport/types.js';
 import { SegmentReceiver, SegmentSender } from '../../src/segments/segments.js';
@@ -22,6 +24,9 @@ let n = 0;
 const impls: { name: string; pair(): [Transport, Transport] }[] = [
   { name: 'inproc', pair: () => { const f = new Fabric(); return [f.transport(), f.transport()]; } },
   { name: 'shm', pair: () => [new ShmTransport(), new ShmTransport()] },
+  // RdmaTransport's this-node forms (no agent, no device): what a receiver of a node and a sender
+  // of the same node use beside the senders of other nodes (test/rxe/segments-xnode.test.ts).
+  { name: 'rdma (this node)', pair: () => [new RdmaTransport({ node: 'host', agents: {} }), new RdmaTransport({ node: 'host', agents: {} })] },
 ];
 
 function pattern(size: number, seed: number): Uint8Array {
