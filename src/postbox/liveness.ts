@@ -77,7 +77,12 @@ export function dropChannel(s: PostboxSender, ch: OutChannel, removeStaleName: b
   if (sp.lastUsed === ch) sp.lastUsed = undefined;
   if (sp.postboxes[ch.index] === ch) {
     sp.postboxes[ch.index] = undefined;
-    sp.image.publish(DS_DIRECTORY + ch.index * DIR_BYTES + DIR_STATE, DIR_FREE);
+    try {
+      sp.image.publish(DS_DIRECTORY + ch.index * DIR_BYTES + DIR_STATE, DIR_FREE);
+    } catch {
+      // The space's connection is lost (its node's agent died): nothing to tell over there; the
+      // rest of the clean-up must still run (reconnectRemote gives the space up).
+    }
   }
   // The dead receiver's endpoint segment: remove its name if it still is that incarnation's.
   if (removeStaleName) {
