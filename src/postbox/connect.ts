@@ -125,8 +125,9 @@ export function reconnectRemote(s: PostboxSender, peer: string, old: OutChannel)
     let fresh: OutChannel;
     try {
       fresh = await connectRemote(s, peer, name, node);
-    } catch {
-      throw old.gone!; // not there (yet), or still the dead incarnation's: the old answer
+    } catch (error) {
+      // Not there (yet), or still the dead incarnation's: gone, saying why it could not be reached anew.
+      throw new PeerGoneError(peer, `${old.gone!.message.replace(/^peer "[^"]*" is gone: /, '')}; reaching it anew failed: ${(error as Error).message}`);
     }
     if ((fresh.pid === old.pid && fresh.start === old.start) || s.core.closed) {
       dropChannel(s, fresh, false);
@@ -140,7 +141,7 @@ export function reconnectRemote(s: PostboxSender, peer: string, old: OutChannel)
 }
 
 /** Is this memory space's connection gone (its node's agent died or dropped us)? */
-function spaceLost(sp: NodeSpace): boolean {
+export function spaceLost(sp: NodeSpace): boolean {
   if (sp.image.closed) return true;
   try {
     sp.image.progress(); // throws the image's (its connection's) failure

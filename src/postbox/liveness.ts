@@ -144,6 +144,12 @@ export function checkReceivers(s: PostboxSender): void {
   for (const ch of s.out.values()) {
     if (ch.gone) continue;
     ch.lastCheck = now;
+    if (ch.space.image.failed !== undefined) {
+      // Its memory space's connection failed (the node's agent died): a remote check might never
+      // be answered; the channel is gone (send() then tries a new connection: reconnectRemote).
+      markGone(s, ch, `the connection to node ${ch.space.node} was lost (${ch.space.image.failed.message})`);
+      continue;
+    }
     if (ch.space.node === s.core.transport.node) checkOwnWords(ch); // else within checkReceiver
     // The receiver's word on the channel (RX_CLOSED, RX_CORRUPT) in our ack block, even while
     // there is room and so nothing else reads it.

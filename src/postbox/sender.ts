@@ -60,6 +60,10 @@ export class PostboxSender {
       ch.lastCheck = now;
       checkReceiver(this, ch);
     }
+    // Across nodes: a memory space whose connection failed (its node's agent died) fails the
+    // channel as a gone peer, so this send() tries a new connection instead of repeating the
+    // image's error for ever. (`failed` is a field read: nothing on the hot path.)
+    if (!ch.gone && ch.space.image.failed !== undefined) markGone(this, ch, `the connection to node ${ch.space.node} was lost (${ch.space.image.failed.message})`);
     if (ch.gone) ch = ch.space.node === this.core.transport.node ? reconnect(this, peer, ch) : await reconnectRemote(this, peer, ch);
     if (ch.queued === 0 && !ch.claimOpen && bytes.length <= this.cyclicTransactionSize) {
       const status = this.place(ch, bytes, 0, bytes.length, F_FIRST | F_LAST, bytes.length);

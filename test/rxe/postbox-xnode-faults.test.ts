@@ -32,8 +32,13 @@ import type { Proc, TwoNodeNode } from './two-node.js';
 
 const PORT = 7491;
 const FIXTURE = fileURLToPath(new URL('../../dist/test/fixtures/postbox-fault-process.js', import.meta.url));
-/** A survivor learns of a fault across nodes within this (20 × the shm LIVENESS_BOUND_MS): a bound that proves "no hang". */
-const NOTICE_BOUND_MS = 20 * LIVENESS_BOUND_MS;
+/**
+ * A survivor learns of a fault across nodes within this: 120 × the shm LIVENESS_BOUND_MS, a bound
+ * that proves "no hang", not a timing target. Across nodes the liveness checks are control calls
+ * (IS_ALIVE, FIND) that queue behind the data on the connection's queue pair; measured in the TCG
+ * guest while other guests loaded the host: 0.4–8.4 s (docs/messaging-faults.md).
+ */
+const NOTICE_BOUND_MS = 120 * LIVENESS_BOUND_MS;
 /** A dead process's memory is gone from its node's /dev/shm and the agent's registrations within this. */
 const RECLAIM_BOUND_MS = 15_000;
 const MAX_SIZE = 2048;
@@ -284,7 +289,9 @@ describe.skipIf(!!skipReason)(`postbox faults across two nodes ${DEV0} / ${DEV1}
     await B.startAgent(PORT);
     const u = await start(A, B, 'u3', ['r3@B']);
     await placesMore(u, 'r3@B', 40);
-    const back = await s.take(/^resumed r3@B (\d+) (\d+)$/, 60_000);
+    const back = await s.take(/^resumed r3@B (\d+) (\d+)$/, 60_000).catch((error: Error) => {
+      throw new Error(`${error.message}\n--- agents of B\n${agentLog(B)}\n--- r3\n${r.output()}`);
+    });
     console.log(`[${runtimeName}] agent restarted: the old sender's send() reconnected ${Number(back[1]) - restartedAt} ms after the restart (from message ${back[2]})`);
     await placesMore(s, 'r3@B', 40);
     const after = await counts(r);
