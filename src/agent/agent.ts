@@ -14,8 +14,9 @@
  *  - adopts the targets processes of this node made themselves (RdmaTransport.expose(): the shm
  *    object `agent.<name>`, made without asking the agent): a FIND for a name it does not hold
  *    maps that object and serves it like its own. It forgets a target (deregisters it everywhere,
- *    unmaps it, leaves the name) once the name no longer holds that object — removed or made anew
- *    by a process of this node — or, adopted, once its creator is dead: checked on each ALLOCATE
+ *    unmaps it) once the name no longer holds that object — removed or made anew by a process of
+ *    this node: the name is left alone — or, adopted, once its creator is dead (then it removes
+ *    the name too, if it still holds that object: nobody else can): checked on each ALLOCATE
  *    and FIND of the name and every LIVENESS_CHECK_MS. A forgotten target is no longer found,
  *    but stays registered and mapped for FORGET_GRACE_MS: a remote writer that has not yet
  *    noticed the creator's end (a receiver announcing "sleeping" to a sender that just closed)
@@ -354,6 +355,16 @@ export class NodeAgent implements LinkOwner {
     const ino = inodeOf(region);
     const c = region.creator;
     if (ino !== before || !isProcessAlive(c.pid, c.start)) {
+      // A dead creator's object still under its name: remove the name (as #forget does), so a
+      // remote peer's clean-up of a dead process — which can only ask for it by name — is done.
+      if (ino === before && !isProcessAlive(c.pid, c.start) && inodeOf(region) === ino) {
+        try {
+          SharedRegion.unlink(regionName);
+          this.#log(`removed the name of ${JSON.stringify(name)}: its creator (pid ${c.pid}) is gone`);
+        } catch {
+          /* removed meanwhile */
+        }
+      }
       region.close();
       return undefined;
     }
@@ -392,10 +403,25 @@ export class NodeAgent implements LinkOwner {
 
   /**
    * Stop serving a stale target: no longer found; deregistered and unmapped after
-   * FORGET_GRACE_MS (at once with `now`); the name is left to whoever holds it now.
+   * FORGET_GRACE_MS (at once with `now`). The name is left to whoever holds it now — except an
+   * adopted target whose creator is dead while the name still holds that very object (same
+   * inode): nobody else will remove it (the creator cannot; remote peers find it no more, so their
+   * own clean-up — a postbox sender removing a dead receiver's endpoint — cannot reach it), so the
+   * agent removes the name, as a peer on this node would. The mapping stays for the grace.
    */
   #forget(target: Target, why: string, now = false): void {
     this.#targets.delete(target.name);
+    if (!target.owner && inodeOf(target.region) === target.ino) {
+      const c = target.region.creator;
+      if (!isProcessAlive(c.pid, c.start)) {
+        try {
+          SharedRegion.unlink(target.region.name);
+          this.#log(`removed the name of target ${JSON.stringify(target.name)}: its creator (pid ${c.pid}) is gone`);
+        } catch {
+          /* removed meanwhile */
+        }
+      }
+    }
     if (now) {
       this.#deregister(target);
       target.region.close();

@@ -69,6 +69,8 @@ export class OutChannel {
   tail: Promise<void> = Promise.resolve();
   claimOpen = false;
   lastCheck = 0;
+  /** When send() last tried to reach a new incarnation of a gone receiver on another node (reconnectRemote). */
+  lastReconnect = 0;
   /** A liveness check across nodes is under way. */
   checking = false;
   gone: Error | null = null;
@@ -115,6 +117,8 @@ export class InChannel {
   readonly node: string;
   next = 0;
   firstLap = true;
+  /** An older channel of the same sender that this one superseded (registration.ts): served first, until it is dropped. */
+  after: InChannel | undefined = undefined;
   closing = false;
   /** The sender died: when its postbox is empty, its segments' names are removed. */
   deadSender = false;

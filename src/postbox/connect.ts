@@ -17,6 +17,7 @@ import {
   H_BYTES, H_START_HI, H_START_LO, H_VERSION, INIT_READY, LAYOUT_VERSION, MAX_ENDPOINT_NAME, STATUS_CLOSED,
 } from './layout.js';
 import { dropChannel } from './liveness.js';
+import { LIVENESS_INTERVAL_MS } from './common.js';
 import type { PostboxSender } from './sender.js';
 
 /** A peer's name and node ("name" or "name@node"). */
@@ -82,8 +83,7 @@ export async function channelReady(s: PostboxSender, peer: string): Promise<OutC
 export function reconnect(s: PostboxSender, peer: string, old: OutChannel): OutChannel {
   if (!(old.gone instanceof PeerGoneError)) throw old.gone!;
   const { name, node } = parsePeer(s, peer);
-  // Across nodes a restarted receiver is reached by a new connection only (not yet made here).
-  if (node !== s.core.transport.node) throw old.gone;
+  if (node !== s.core.transport.node) throw old.gone; // across nodes: reconnectRemote
   const descriptor = s.core.transport.find(`pb.${s.core.domain}.ep.${name}`, node);
   if (!descriptor) throw old.gone;
   let fresh: OutChannel;
@@ -98,6 +98,81 @@ export function reconnect(s: PostboxSender, peer: string, old: OutChannel): OutC
   }
   s.out.set(peer, fresh);
   return fresh;
+}
+
+/**
+ * reconnect() for a receiver on another node (send() only): if the peer's endpoint name is held
+ * by a live, open receiver — a new incarnation (the receiver was restarted), or the same one
+ * (its node's agent was restarted, and the receiver lived on) — a new channel to it, made with
+ * remote calls; else a PeerGoneError saying why. A memory
+ * space on that node whose connection was lost (its agent died) is given up first and a new one
+ * made through the node's new agent. Tried at most once per LIVENESS_INTERVAL_MS per peer (a loop
+ * sending to a dead peer must not turn into a stream of control calls); concurrent send()s to the
+ * peer share one attempt.
+ */
+export function reconnectRemote(s: PostboxSender, peer: string, old: OutChannel): Promise<OutChannel> {
+  if (!(old.gone instanceof PeerGoneError)) return Promise.reject(old.gone!);
+  const current = s.out.get(peer);
+  if (current && current !== old && !current.gone) return Promise.resolve(current);
+  const pending = s.connecting.get(peer);
+  if (pending) return pending.catch(() => Promise.reject(old.gone!));
+  const now = Date.now();
+  if (now - old.lastReconnect < LIVENESS_INTERVAL_MS) return Promise.reject(old.gone);
+  old.lastReconnect = now;
+  const { name, node } = parsePeer(s, peer);
+  const attempt = (async () => {
+    const space = s.spaces.get(node);
+    if (space && spaceLost(space)) retireSpace(s, space);
+    let fresh: OutChannel;
+    try {
+      fresh = await connectRemote(s, peer, name, node);
+    } catch (error) {
+      // Not there (yet), or still the dead incarnation's: gone, saying why it could not be reached anew.
+      throw new PeerGoneError(peer, `${old.gone!.message.replace(/^peer "[^"]*" is gone: /, '')}; reaching it anew failed: ${(error as Error).message}`);
+    }
+    // The same receiver process is fine: when only the connection to its node's agent was lost,
+    // the receiver lives on and drains the superseded channel (registration.ts). A dead or
+    // closed incarnation never gets here: connectRemote refuses it before claiming an entry (a
+    // refusal after the claim would leak one of the receiver's entries per attempt: measured in
+    // the guest, all 64 gone within ~30 s of retries).
+    if (s.core.closed) {
+      dropChannel(s, fresh, false);
+      throw old.gone!;
+    }
+    s.out.set(peer, fresh);
+    return fresh;
+  })().finally(() => s.connecting.delete(peer));
+  s.connecting.set(peer, attempt);
+  return attempt;
+}
+
+/** Is this memory space's connection gone (its node's agent died or dropped us)? */
+export function spaceLost(sp: NodeSpace): boolean {
+  if (sp.image.closed) return true;
+  try {
+    sp.image.progress(); // throws the image's (its connection's) failure
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Give up a memory space whose connection was lost: every channel in it fails with PeerGoneError
+ * (the liveness check has usually said so already), the image and the name's ownership go (the
+ * node's new agent removed the object the dead one made), and our ack segment for that node is
+ * removed, so a new space can be made under the same names.
+ */
+function retireSpace(s: PostboxSender, sp: NodeSpace): void {
+  for (const ch of [...s.out.values()]) {
+    if (ch.space !== sp) continue;
+    ch.gone ??= new PeerGoneError(ch.peer, `the connection to node ${sp.node} was lost`);
+    ch.endpoint.dispose();
+  }
+  s.spaces.delete(sp.node);
+  sp.image.dispose();
+  sp.data.dispose();
+  sp.ack.dispose();
 }
 
 /** What an endpoint's header says, checked (untrusted). */

@@ -77,7 +77,12 @@ export function dropChannel(s: PostboxSender, ch: OutChannel, removeStaleName: b
   if (sp.lastUsed === ch) sp.lastUsed = undefined;
   if (sp.postboxes[ch.index] === ch) {
     sp.postboxes[ch.index] = undefined;
-    sp.image.publish(DS_DIRECTORY + ch.index * DIR_BYTES + DIR_STATE, DIR_FREE);
+    try {
+      sp.image.publish(DS_DIRECTORY + ch.index * DIR_BYTES + DIR_STATE, DIR_FREE);
+    } catch {
+      // The space's connection is lost (its node's agent died): nothing to tell over there; the
+      // rest of the clean-up must still run (reconnectRemote gives the space up).
+    }
   }
   // The dead receiver's endpoint segment: remove its name if it still is that incarnation's.
   if (removeStaleName) {
@@ -139,6 +144,12 @@ export function checkReceivers(s: PostboxSender): void {
   for (const ch of s.out.values()) {
     if (ch.gone) continue;
     ch.lastCheck = now;
+    if (ch.space.image.failed !== undefined) {
+      // Its memory space's connection failed (the node's agent died): a remote check might never
+      // be answered; the channel is gone (send() then tries a new connection: reconnectRemote).
+      markGone(s, ch, `the connection to node ${ch.space.node} was lost (${ch.space.image.failed.message})`);
+      continue;
+    }
     if (ch.space.node === s.core.transport.node) checkOwnWords(ch); // else within checkReceiver
     // The receiver's word on the channel (RX_CLOSED, RX_CORRUPT) in our ack block, even while
     // there is room and so nothing else reads it.

@@ -72,6 +72,11 @@ export class PostboxReceiver {
     for (let k = 0; k < n && delivered < limit; k++) {
       const ch = list[(start + k) % n];
       if (ch === undefined) continue; // a channel dropped during this round
+      if (ch.after !== undefined) {
+        // It superseded an older channel of its sender: that one's messages go first.
+        if (list.includes(ch.after)) continue;
+        ch.after = undefined;
+      }
       try {
         delivered += this.#drain(ch, handler, limit - delivered);
       } catch (error) {

@@ -203,6 +203,17 @@ function finish(r: PostboxReceiver, e: number, data: Target, ack: Image, header:
   if (blocks <= index || ackBytes(blocks) > ack.size) throw new CorruptionError(ackDescriptor.name, `${blocks} ack blocks; postbox ${index} needs more`);
   const from = ackDescriptor.node === r.core.transport.node ? sender : `${sender}@${ackDescriptor.node}`;
   const ch = new InChannel({ from, entry: e, data, ack, index, g, pid, start, node: ackDescriptor.node });
+  // A sender has one channel to us at a time: a new registration by the same process means it
+  // gave the old one up (across nodes: the connection to our node's agent was lost, and its
+  // send() made a new memory space through the next agent). The old channel is drained — what
+  // was placed in it is still delivered, before the new channel's messages (poll() serves
+  // the new one only once the old one is dropped: `after`) — and then dropped, instead of staying open for ever.
+  for (const old of r.in) {
+    if (old.from === from && old.pid === pid && old.start === start && !old.closing) {
+      old.closing = true;
+      ch.after = old;
+    }
+  }
   r.inByEntry[e] = ch;
   r.in.push(ch);
 }

@@ -10,7 +10,7 @@ import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError }
 import type { NodeSpace, OutChannel } from './channels.js';
 import { Claim } from './claim.js';
 import { bellNonce, type EndpointCore, LIVENESS_INTERVAL_MS, pumpImage, SendStatus, toBytes, WAIT_SLICE_MS, type PostboxState } from './common.js';
-import { channelFor, channelReady, reconnect } from './connect.js';
+import { channelFor, channelReady, reconnect, reconnectRemote } from './connect.js';
 import {
   AB_CONSUMED, AB_SLEEPING, AB_STATUS, AK_BELL, DIR_BYTES, DIR_CLOSED, DIR_STATE, DS_CLOSED, DS_DIRECTORY, DS_SENDER_WAITING, DS_STATE,
   EP_BELL, F_BLOCKS, F_FIRST, F_INLINE, F_LAST, RX_CLOSED, RX_CORRUPT, SLOT_FLAGS, SLOT_HEADER, SLOT_INLINE,
@@ -60,7 +60,11 @@ export class PostboxSender {
       ch.lastCheck = now;
       checkReceiver(this, ch);
     }
-    if (ch.gone) ch = reconnect(this, peer, ch);
+    // Across nodes: a memory space whose connection failed (its node's agent died) fails the
+    // channel as a gone peer, so this send() tries a new connection instead of repeating the
+    // image's error for ever. (`failed` is a field read: nothing on the hot path.)
+    if (!ch.gone && ch.space.image.failed !== undefined) markGone(this, ch, `the connection to node ${ch.space.node} was lost (${ch.space.image.failed.message})`);
+    if (ch.gone) ch = ch.space.node === this.core.transport.node ? reconnect(this, peer, ch) : await reconnectRemote(this, peer, ch);
     if (ch.queued === 0 && !ch.claimOpen && bytes.length <= this.cyclicTransactionSize) {
       const status = this.place(ch, bytes, 0, bytes.length, F_FIRST | F_LAST, bytes.length);
       if (status === SendStatus.OK) return;
