@@ -34,7 +34,7 @@ import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
 import { statesNote, withState, type StateAround } from './lib/machine-state.js';
-import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
+import { measureAgain, NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 
 const SHM_FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
 const RDMA_FLAGS: FlagSpec = {
@@ -229,19 +229,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
       // The first size once more, exactly as before, after every other size (bench/lib/warmup.ts).
       const size = sizes[0];
       const live = pp;
-      const started = Date.now();
-      const warm = warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, warmup(size)) : null;
-      const againMeasured = await withState(cpus, () => latencyLikeUcx(live.measure(size, iterations(size), 0, timeoutMs)));
-      const again = againMeasured.value;
-      orderCheck = {
-        label: sizeLabel(size),
-        first: memwire.get(size)!.p50,
-        again: again.p50,
-        unit: 'µs',
-        stateFirst: states.get(sizeLabel(size))?.memwire,
-        stateAgain: againMeasured.state,
-      };
-      progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);
+      orderCheck = await measureAgain(sizeLabel(size), { p50: memwire.get(size)!.p50, state: states.get(sizeLabel(size))?.memwire }, cpus, warmup(size), (count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, () => latencyLikeUcx(live.measure(size, iterations(size), 0, timeoutMs)));
     }
   } finally {
     try {

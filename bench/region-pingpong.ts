@@ -33,7 +33,7 @@ import { parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Target } from './lib/report.js';
 import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
-import { NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
+import { measureAgain, NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 import { statesNote, withState, type StateAround } from './lib/machine-state.js';
 import { CONTROL_READY, PING_OFFSET, pongOffset, regionBytes } from './region-pingpong-layout.js';
 import { allIterationsNote, latencyLikeUcx, ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
@@ -291,19 +291,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
       // that every other size ran: if its first figure paid for warm-up, the two differ.
       const size = plan.sizes[0];
       const live = region;
-      const started = Date.now();
-      const warm = plan.warmup(size) > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, plan.warmup(size)) : null;
-      const againMeasured = await withState(plan.cpus, () => latencyLikeUcx(live.measure(size, plan.iterations(size), 0, plan.timeoutMs)));
-      const again = againMeasured.value;
-      orderCheck = {
-        label: sizeLabel(size),
-        first: memwire.get(size)!.p50,
-        again: again.p50,
-        unit: 'µs',
-        stateFirst: states.get(sizeLabel(size))?.memwire,
-        stateAgain: againMeasured.state,
-      };
-      progress(`${sizeLabel(size)} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.p50.toFixed(3)} µs (first ${orderCheck.first.toFixed(3)}), ${Date.now() - started} ms`);
+      orderCheck = await measureAgain(sizeLabel(size), { p50: memwire.get(size)!.p50, state: states.get(sizeLabel(size))?.memwire }, plan.cpus, plan.warmup(size), (count) => toLatency(live.measure(size, count, 0, plan.timeoutMs)).p50, () => latencyLikeUcx(live.measure(size, plan.iterations(size), 0, plan.timeoutMs)));
     }
   } finally {
     // Each step runs even if one before it throws.

@@ -28,8 +28,8 @@
  * machine those threads hardly get a CPU; the pause gives them one, so the next round runs the
  * code they have finished.
  */
-import { sameState, stateText, STATE_TOLERANCE, type StateAround } from './machine-state.js';
-import { sleep } from './timing.js';
+import { sameState, stateText, STATE_TOLERANCE, withState, type StateAround } from './machine-state.js';
+import { progress, sleep } from './timing.js';
 
 export interface WarmupOptions {
   /** Largest relative spread of the last WARMUP_WINDOW rounds' p50 that counts as stable. */
@@ -134,6 +134,19 @@ export interface OrderCheck {
    */
   stateFirst?: StateAround;
   stateAgain?: StateAround;
+}
+
+/**
+ * The order check's second measurement of the first case, after every other case: warmed (when
+ * `warmupCount` > 0, by `warmRound`) and measured (`measure`) exactly as the first time, with the
+ * machine's state probed around it. `first` is the case's first figure and the state around it.
+ */
+export async function measureAgain(label: string, first: { p50: number; state?: StateAround }, cpus: readonly [number, number] | null, warmupCount: number, warmRound: (count: number) => number, measure: () => { p50: number }): Promise<OrderCheck> {
+  const started = Date.now();
+  const warm = warmupCount > 0 ? await warmUntilStable(warmRound, warmupCount) : null;
+  const again = await withState(cpus, measure);
+  progress(`${label} again: memwire, ${warm?.p50s.length ?? 0} warm-up rounds, p50 ${again.value.p50.toFixed(3)} µs (first ${first.p50.toFixed(3)}), ${Date.now() - started} ms`);
+  return { label, first: first.p50, again: again.value.p50, unit: 'µs', stateFirst: first.state, stateAgain: again.state };
 }
 
 /**
