@@ -100,6 +100,19 @@ async function measureMemwire(pair: DevicePair, size: number, iterations: number
   }
 }
 
+/** The size's target: on the plain bandwidth row, or on the per-kernel-time row when that one is judged. */
+export function writeBwTarget(label: string, minRatio: number, how: string, busy: { row: Row; judged: boolean } | null): Target {
+  const row = busy?.judged ? busy.row : null;
+  return {
+    case: row ? row.case : label,
+    metric: row ? row.metric : 'bandwidth',
+    anchorName: 'ib_write_bw',
+    maxRatio: Infinity,
+    minRatio,
+    text: `${label} WRITE bandwidth at least ${minRatio}× ib_write_bw's${how}${row ? `, judged per unit of rxe kernel time (row ${row.case})` : ''}`,
+  };
+}
+
 /** A round counts as ksoftirqd-bound when rxe's ksoftirqd ran at least this share of each side's wall time. */
 const SOFTIRQD_BOUND_SHARE = 0.25;
 
@@ -221,8 +234,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         rows.push(busy.row);
         report.notes.push(busy.note);
       }
-      const judged = busy?.judged ? busy.row.case : label;
-      targets.push({ case: judged, metric: 'bandwidth', anchorName: 'ib_write_bw', maxRatio: Infinity, minRatio, text: `${label} WRITE bandwidth at least ${minRatio}× ib_write_bw's${how}${busy?.judged ? `, judged per unit of rxe kernel time (row ${judged})` : ''}` });
+      targets.push(writeBwTarget(label, minRatio, how, busy));
     }
   } finally {
     unpin?.();

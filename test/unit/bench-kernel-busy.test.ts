@@ -3,7 +3,9 @@
  * own machine speed divided out, judged only when most rounds are ksoftirqd-bound on both sides.
  */
 import { describe, expect, it } from 'vitest';
-import { kernelBusy } from '../../bench/rdma-write-bw.js';
+import { judgeTargets } from '../../bench/lib/report.js';
+import { pairedRow } from '../../bench/lib/perftest.js';
+import { kernelBusy, writeBwTarget } from '../../bench/rdma-write-bw.js';
 
 const SIZE = 65536;
 /** ksoftirqd µs per write that makes ksoftirqd run `share` of the wall time at `mbs` MB/s. */
@@ -38,5 +40,20 @@ describe('rdma-write-bw kernelBusy', () => {
 
   it('is null without CPU samples', () => {
     expect(kernelBusy('64KiB', SIZE, [10], [NaN], [10], [NaN])).toBeNull();
+  });
+});
+
+describe('rdma-write-bw judging', () => {
+  it('the target goes to the per-kernel-time row when that is judged, to the plain row otherwise, and gets a verdict', () => {
+    const ours = [10, 20];
+    const theirs = [20, 10];
+    const plain = pairedRow('64KiB', 'bandwidth', 'MB/s', ours, theirs, 'ib_write_bw');
+    const busy = kernelBusy('64KiB', SIZE, ours, ours.map((m) => softUs(m, 0.5)), theirs, theirs.map((m) => softUs(m, 0.5)))!;
+    const [judged] = judgeTargets([plain, busy.row], [writeBwTarget('64KiB', 0.95, '', busy)]);
+    expect(judged.case).toBe('64KiB per kernel time');
+    expect(judged.pass).toBe(true);
+    const [unjudged] = judgeTargets([plain, busy.row], [writeBwTarget('64KiB', 0.95, '', { ...busy, judged: false })]);
+    expect(unjudged.case).toBe('64KiB');
+    expect(unjudged.pass).not.toBeNull();
   });
 });
