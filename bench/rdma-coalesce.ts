@@ -49,6 +49,7 @@ export const FLAGS: FlagSpec = {
   spin: { kind: 'boolean', help: "memwire's engine spins on empty polls (idle 'spin') instead of yielding the CPU (idle 'yield', the default here)" },
   'idle-variants': { kind: 'boolean', help: 'also measure, in each round of 32x64B and 32MiB, every memwire side with the other idle mode (diagnostic, not judged)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
+  'warmup-requests': { kind: 'count', help: '32x64B: unmeasured requests per side before the measured ones, for the JIT (default 400, --quick 100; under TCG a runtime reaches its top tier late)' },
   slices: { kind: 'count', help: '32x64B: the measured requests of a round run in this many slices, the sides taking turns slice by slice (default 10; 1: each side whole, one after the other)' },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
@@ -80,7 +81,7 @@ interface EngineSide {
 
 /**
  * Start the server, connect a client with 32 SGEs, and on that one connection measure `sides`
- * interleaved: each side's RequestEngine (per-request `maxSge`) first runs a tenth of `requests`
+ * interleaved: each side's RequestEngine (per-request `maxSge`) first runs `warmupRequests`
  * unmeasured (for the JIT), then the measured `requests` run in `slices` slices, the sides taking
  * turns slice by slice (A B, B A, A B, ...), each side's time summed over its slices. The sides
  * share the server process and the queue pair, so they differ in nothing but the engine's
@@ -90,7 +91,7 @@ interface EngineSide {
  * both alike. Every slice settles completely before the next side posts: the engines never have
  * work on the queue pair at the same time.
  */
-async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, sides: readonly EngineSide[], cpus: [number, number] | null, timeoutMs: number, signalEvery: number, slices: number): Promise<Measured[]> {
+async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, sides: readonly EngineSide[], cpus: [number, number] | null, timeoutMs: number, signalEvery: number, slices: number, warmupRequests: number): Promise<Measured[]> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, bufferBytes, TX_DEPTH, false, ELEMENTS);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
@@ -135,7 +136,7 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
       if (settledBytes !== chainBytes * count) throw new Error(`the engine settled ${settledBytes} bytes for ${chainBytes * count} submitted`);
       return ns;
     };
-    for (let k = 0; k < sides.length; k++) loop(k, Math.max(1, Math.round(requests / 10))); // warm-up: a tenth, unmeasured
+    for (let k = 0; k < sides.length; k++) loop(k, Math.max(1, warmupRequests)); // warm-up, unmeasured (the JIT's tiers)
     await settle(p.pid);
     const ns = sides.map(() => 0);
     const wrsBefore = engines.map((e) => e.postedWorkRequests);
@@ -184,6 +185,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const timeoutMs = (flags.seconds.get('timeout') ?? (quick ? 60 : 180)) * 1000;
   const rounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_ROUNDS));
   const slices = Math.max(1, flags.count.get('slices') ?? 10);
+  const warmupRequests = flags.count.get('warmup-requests') ?? (quick ? 100 : 400);
   const pair = pickDevices(names, flags);
   const cpus = pickCpus(flags.boolean.has('no-pin'), report.notes);
   const usePerftest = !flags.boolean.has('no-perftest');
@@ -219,7 +221,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         ];
         if (variants) sides.push({ maxSge: ELEMENTS, idle: otherIdle, name: `coalesced, idle ${otherIdle}`, into: otherCoalesced }, { maxSge: 1, idle: otherIdle, name: `one WR per element, idle ${otherIdle}`, into: otherSingle });
         if (round % 2 === 0) for (let i = 0; i + 1 < sides.length; i += 2) [sides[i], sides[i + 1]] = [sides[i + 1], sides[i]];
-        const measured = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, sides, cpus, timeoutMs, 32, slices);
+        const measured = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, sides, cpus, timeoutMs, 32, slices, warmupRequests);
         sides.forEach((side, i) => {
           const m = measured[i];
           side.into.push(m.requestsPerSec * ELEMENTS);
@@ -255,7 +257,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
             const sides: EngineSide[] = [{ maxSge: ELEMENTS, idle }];
             if (variants) sides.push({ maxSge: ELEMENTS, idle: otherIdle });
             if (round % 2 === 0) sides.reverse();
-            const measured = await measureEngine(pair, LARGE, large, largeRequests, sides, cpus, timeoutMs, 1, 1);
+            const measured = await measureEngine(pair, LARGE, large, largeRequests, sides, cpus, timeoutMs, 1, 1, 1);
             sides.forEach((side, i) => {
               const m = measured[i];
               (side.idle === idle ? ours : other).push(m.bytesPerSec / MIB);
