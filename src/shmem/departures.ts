@@ -67,17 +67,25 @@ export function reapDeparted(ctx: PoolContext, heap: Heap, heapLock: HeapLock): 
   }
 }
 
-/** dispose(): this process leaves (TimeoutError if the allocator's lock stays held). */
+/**
+ * dispose(): this process leaves (TimeoutError if the allocator's lock stays held). Its slot goes
+ * FREE while it still holds lock 0 (so LEAVING is never seen outside the lock); from that moment
+ * another acquirer may take the lock over as 'owner-died' (its holder looks gone — seen under load
+ * on Deno, when every member of a pool left at once), so the release tolerates having lost it.
+ */
 export function leave(ctx: PoolContext, heap: Heap, heapLock: HeapLock): void {
   heapLock.lock();
+  let finished = false;
   try {
     const stateIndex = ctx.memberBase(ctx.slot) + M_STATE / 4;
     crashPoint();
     if (Atomics.compareExchange(ctx.w, stateIndex, MEMBER_LIVE, MEMBER_LEAVING) !== MEMBER_LIVE) return;
     cleanUp(ctx, heap, [ctx.slot]);
     finish(ctx, ctx.slot);
+    finished = true;
   } finally {
-    heapLock.unlock();
+    if (finished) heapLock.unlockLeaving();
+    else heapLock.unlock();
   }
 }
 

@@ -61,6 +61,16 @@ export class HeapLock {
     this.#locks.releaseAt(this.#index);
   }
 
+  /**
+   * unlock() for a member whose slot is already FREE (the end of its own departure): another
+   * acquirer may have taken the lock over as 'owner-died' since — its holder looked gone — which
+   * is harmless then, as the departure was complete; that is not an error here.
+   */
+  unlockLeaving(): void {
+    if (this.#traced) crashPoint();
+    this.#locks.releaseIfHeldAt(this.#index);
+  }
+
   /** Who the lock word names, for the error message. */
   #holder(): string {
     const word = Atomics.load(this.#ctx.w, this.#index) & ~LOCK_CONTENDED;

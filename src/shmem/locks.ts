@@ -228,6 +228,25 @@ export class Locks {
     this.releaseAt(this.wordIndex(id));
   }
 
+  /**
+   * Release the lock at `index` if this process still holds it; false when another acquirer has
+   * taken it over meanwhile. Only for a holder whose last step made it look gone (departures.ts,
+   * leave(): its slot is FREE before the release): the takeover can come only after that step.
+   * A compare-exchange, so a takeover between the check and the release is never undone.
+   */
+  releaseIfHeldAt(index: number): boolean {
+    const w = this.#w;
+    for (;;) {
+      const seen = Atomics.load(w, index);
+      if ((seen & HOLDER_MASK) !== this.#ctx.lockTag) return false;
+      // Ordering point: as in releaseAt; a waiter setting LOCK_CONTENDED meanwhile makes us retry.
+      if (Atomics.compareExchange(w, index, seen, 0) === seen) {
+        if ((seen & LOCK_CONTENDED) !== 0) this.#ctx.futex(index << 2).wake(1);
+        return true;
+      }
+    }
+  }
+
   releaseAt(index: number): void {
     const w = this.#w;
     const seen = Atomics.load(w, index);
