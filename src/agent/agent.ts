@@ -59,9 +59,12 @@ const ADOPT_OPEN_MS = 50;
 /**
  * How long a forgotten target stays registered (see the file comment). Writers learn that its
  * creator is gone by their own liveness checks — a postbox's every LIVENESS_INTERVAL_MS through
- * this agent's IS_ALIVE — so this is many such rounds even on a slow (TCG) guest.
+ * this agent's IS_ALIVE — so this is many such rounds even on a slow (TCG) guest. 5 s was too
+ * short once: in the container tier, with two TCG guests on the host's two cores, a receiver's
+ * late acknowledgment to a sender that had closed reached the forgotten ack block after its
+ * deregistration (IBV_WC_REM_ACCESS_ERR, the receiver's connection to that node lost).
  */
-export const FORGET_GRACE_MS = 5000;
+export const FORGET_GRACE_MS = 15_000;
 
 /** The SharedRegion name under which a target called `name` lives on its node. */
 export function targetRegionName(name: string): string {

@@ -28,9 +28,9 @@ export const RECEIVER_CHECK_MS = 100;
  * A receiver on another node is asked in the background (isAliveAsync), so a "yes" is trusted
  * this long after the question went out; past it, trySend() writes nothing (returns -1, as for
  * back-pressure) until a fresh answer came. Why: once a receiver died, its node's agent forgets
- * its targets within 500 ms and deregisters them FORGET_GRACE_MS (5 s) later; a WRITE after that
- * fails — and fails the queue pair every image of this process to that node shares. Half the
- * grace, so that WRITEs still queued behind others land in time too. (1 s was too short in the
+ * its targets within 500 ms and deregisters them FORGET_GRACE_MS (15 s) later; a WRITE after that
+ * fails — and fails the queue pair every image of this process to that node shares. Well inside
+ * the grace (it was half of an earlier 5 s one), so that WRITEs still queued behind others land in time too. (1 s was too short in the
  * TCG guest: an IS_ALIVE answer took longer, and a synchronous burst of trySend() got -1.)
  */
 export const RECEIVER_TRUST_MS = 2500;
