@@ -156,6 +156,14 @@ function drain(engine: RequestEngine) {
   return out;
 }
 
+/** Count the fake queue pair's ibv_post_send calls (each posts one chain). */
+function countPosts(fake: { postSendChain: (address: number, count: number) => number }): { calls: number } {
+  const counter = { calls: 0 };
+  const post = fake.postSendChain.bind(fake);
+  fake.postSendChain = (address: number, count: number) => (counter.calls++, post(address, count));
+  return counter;
+}
+
 describe('request engine accounting (in-process fake queue pair)', () => {
   it('WRITEs and READs byte-exact through a send queue of depth 2, settling in order; nothing stalls', () => {
     const s = setup(2);
@@ -216,14 +224,12 @@ describe('request engine accounting (in-process fake queue pair)', () => {
     const s = setup(64);
     try {
       const engine = new RequestEngine(s.qp, { postOnSubmit: false, postList: 16 });
-      let calls = 0;
-      const post = s.fake.postSendChain.bind(s.fake);
-      s.fake.postSendChain = (address: number, count: number) => (calls++, post(address, count));
+      const posts = countPosts(s.fake);
       for (let i = 0; i < 32; i++) engine.submit('write', s.region, [{ mr: s.mr, offset: i * 100, length: 64, remoteOffset: i * 64 }]);
       expect(engine.inFlight).toBe(0); // nothing posted by submit
       engine.progress();
       expect(engine.inFlight + 0).toBeGreaterThan(0);
-      expect(calls).toBe(2); // 32 work requests, 16 per call
+      expect(posts.calls).toBe(2); // 32 work requests, 16 per call
       expect(drain(engine).length).toBeGreaterThan(0);
       engine.dispose();
     } finally {
@@ -235,19 +241,17 @@ describe('request engine accounting (in-process fake queue pair)', () => {
     const s = setup(64);
     try {
       const engine = new RequestEngine(s.qp, { postOnSubmit: false, postList: 16 });
-      let calls = 0;
-      const post = s.fake.postSendChain.bind(s.fake);
-      s.fake.postSendChain = (address: number, count: number) => (calls++, post(address, count));
+      const posts = countPosts(s.fake);
       engine.submit('write', s.region, [{ mr: s.mr, offset: 0, length: 64, remoteOffset: 0 }], 1);
       engine.submit('write', s.region, [{ mr: s.mr, offset: 64, length: 4, remoteOffset: 64 }], 2);
-      expect(calls).toBe(0);
+      expect(posts.calls).toBe(0);
       expect(engine.post()).toBe(0);
-      expect(calls).toBe(1); // both requests, one ibv_post_send
+      expect(posts.calls).toBe(1); // both requests, one ibv_post_send
       expect(engine.inFlight).toBe(2);
       expect(s.fake.sq.map((w) => w.remote - s.region.addr)).toEqual([0, 64]); // the word after the bytes
       expect(drain(engine).map((r) => r.tag)).toEqual([1, 2]);
       engine.post(); // nothing queued: no call
-      expect(calls).toBe(1);
+      expect(posts.calls).toBe(1);
       engine.dispose();
     } finally {
       s.free();
