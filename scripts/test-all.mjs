@@ -50,6 +50,21 @@ const before = new Set(shmObjects()); // another program's objects are not the s
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const lines = [];
+// Each failed test by name with the first line of its error, so the summary — often all a CI log
+// keeps of a long run — says what failed, not only how many.
+const failedTests = [];
+const failuresOf = (report, partName) => {
+  for (const file of report.testResults ?? []) {
+    for (const t of file.assertionResults ?? []) {
+      if (t.status !== 'failed') continue;
+      const first = String(t.failureMessages?.[0] ?? '').split('\n')[0].slice(0, 300);
+      failedTests.push(`  ${partName}: ${file.name.replace(root, '')} > ${t.fullName}\n      ${first}`);
+    }
+    if (file.status === 'failed' && !(file.assertionResults ?? []).some((t) => t.status === 'failed')) {
+      failedTests.push(`  ${partName}: ${file.name.replace(root, '')}: ${String(file.message ?? '').split('\n')[0].slice(0, 300)}`);
+    }
+  }
+};
 for (const part of parts) {
   console.log(`\n=== ${part.name}: ${part.cmd.map((c) => c.replace(root, '')).join(' ')}`);
   const run = spawnSync(part.cmd[0], part.cmd.slice(1), {
@@ -63,6 +78,7 @@ for (const part of parts) {
     try {
       const r = JSON.parse(readFileSync(part.json, 'utf8'));
       counts = { passed: r.numPassedTests, failed: r.numFailedTests, skipped: r.numPendingTests + (r.numTodoTests ?? 0) };
+      failuresOf(r, part.name);
     } catch {
       counts.failed = 1; // no report: the runner itself failed
     }
@@ -87,6 +103,7 @@ if (left.length) {
   totals.passed++;
 }
 
+if (failedTests.length) console.log(`\nfailed\n${failedTests.join('\n')}`);
 console.log(`\nsummary\n${lines.join('\n')}`);
 console.log(`total: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
 process.exitCode = totals.failed ? 1 : 0;
