@@ -70,7 +70,7 @@ export { Claim, Postbox, LIVENESS_BOUND_MS, MAX_MESSAGE_BYTES, SendStatus } from
 // Postbox limits (Postbox.open refuses more with a UsageError): size pools and postboxes by these.
 export { MAX_INCOMING, MAX_POOL_BYTES, MAX_POSTBOX_BYTES, MAX_POSTBOXES, MAX_SLOT_BYTES, MAX_SLOTS } from './postbox/postbox.js';
 export type { PostboxOptions, PostboxState, Message as PostboxMessage, MessageHandler, ReceiveOptions } from './postbox/postbox.js';
-export { RECEIVER_CHECK_MS, RECEIVER_TRUST_MS, SegmentReceiver, SegmentSender } from './segments/segments.js';
+export { RECEIVER_CHECK_MS, RECEIVER_TRUST_MS, SENDER_CHECK_MS, SegmentReceiver, SegmentSender } from './segments/segments.js';
 // Segment-group limits (SegmentReceiver.open refuses more with a UsageError).
 export { MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_SEGMENT_SENDERS } from './segments/layout.js';
 export type { GroupSpec, SegmentGroupInfo, SegmentHandler, SegmentInfo, SegmentOptions } from './segments/segments.js';

@@ -18,7 +18,7 @@ import {
   dataOffset, DE_SEQ, DE_SPAN, DIR_ENTRY, directoryOffset, ENTRY_READY, INIT_READY, managerBytes, MAX_PARTITIONS, MAX_SEGMENT_BYTES,
   ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_SENDER_MAX, ME_STATE, MG_CAPACITY, MG_ENTRIES,
   MG_ENTRY_BYTES, MG_MAGIC, MG_RX_PID, MG_RX_START_HI, MG_RX_START_LO, RT_CONSUMED, RT_GROUPS, RT_MAGIC, returnBytes, segmentBytes,
-  SEG_VERSION, SG_CONSUMED, SG_INIT, SG_PUBLISHED, SG_QUEUE, SG_RETURN, SG_RETURN_READY, SG_VERSION_OFF,
+  SEG_VERSION, SG_CONSUMED, SG_INIT, SG_PUBLISHED, SG_QUEUE, SG_RETURN, SG_RETURN_READY, SG_TX_CLOSED, SG_TX_PID, SG_TX_START_HI, SG_TX_START_LO, SG_VERSION_OFF,
 } from './layout.js';
 
 /** A source segment and the sender's own record of it. */
@@ -170,7 +170,16 @@ function makeReturns(transport: Transport, domain: string, sender: string, recei
   const g0 = groups.find((g) => g.id === 0)!;
   encodeDescriptor(returns.descriptor, g0.image.source.subarray(SG_RETURN, SG_RETURN + DESCRIPTOR_BYTES));
   g0.image.write(SG_RETURN, DESCRIPTOR_BYTES);
-  // Ordering point: the descriptor is written before the word that says it is there.
+  // Who we are (the receiver drops a sender whose process died), and "not closed" (a closed
+  // sender that connects again is open again).
+  const src = g0.image.source;
+  const v = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  v.setInt32(SG_TX_PID, transport.self.pid, true);
+  v.setUint32(SG_TX_START_LO, Number(transport.self.start & 0xffffffffn), true);
+  v.setUint32(SG_TX_START_HI, Number(transport.self.start >> 32n), true);
+  v.setInt32(SG_TX_CLOSED, 0, true);
+  g0.image.write(SG_TX_PID, SG_TX_CLOSED + 4 - SG_TX_PID);
+  // Ordering point: the descriptor and our process are written before the word that says they are there.
   g0.image.publish(SG_RETURN_READY, 1);
   return returns;
 }

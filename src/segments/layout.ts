@@ -20,6 +20,10 @@
  *       24     4  group id                     receiver, once
  *       64     4  published                    sender: messages queued so far (publish)
  *       68     4  return ready                 sender, group 0: 1 once the return descriptor is written
+ *       72    12  sender process               sender, group 0, at each connect before return ready:
+ *                                              pid, start time low, high (the receiver asks whether
+ *                                              it still runs, like the sender asks of the receiver)
+ *       88     4  sender closed                sender, group 0: 1 after close(), 0 at each connect
  *      128     4  consumed                     receiver: messages taken so far
  *      132     4  status                       receiver: 0 fine, 1 the receiver closed, 2 it found
  *                                              this sender's memory corrupt and dropped it
@@ -58,12 +62,13 @@
  *      128  consumed[g]   receiver: messages of group g taken so far (4 bytes each)
  */
 /**
- * 3: the manager names its receiver's process (MG_RX_*) and the layouts above (atomic words on 8
- * aligned bytes, the return segment, no sleeping word in the manager). Two branches each called
- * their change version 2 — one the receiver's process, one the return segment — so 2 is ambiguous
- * and neither's segments are accepted.
+ * 4: group 0's target names the sender's process and whether it closed (SG_TX_*), so a receiver
+ * drops a sender that died. 3: the manager names its receiver's process (MG_RX_*) and the layouts
+ * above (atomic words on 8 aligned bytes, the return segment, no sleeping word in the manager).
+ * Two branches each called their change version 2 — one the receiver's process, one the return
+ * segment — so 2 is ambiguous and neither's segments are accepted.
  */
-export const SEG_VERSION = 3;
+export const SEG_VERSION = 4;
 export const INIT_READY = 1;
 
 export const SG_MAGIC = 0x4753574d; // "MWSG"
@@ -75,6 +80,10 @@ export const SG_GROUP = 24;
 export const SG_PUBLISHED = 64;
 export const SG_RETURN_READY = 68;
 export const SG_RETURN = 256;
+export const SG_TX_PID = 72;
+export const SG_TX_START_LO = 76;
+export const SG_TX_START_HI = 80;
+export const SG_TX_CLOSED = 88;
 export const SG_CONSUMED = 128;
 export const SG_STATUS = 132;
 export const STATUS_FINE = 0;

@@ -30,9 +30,9 @@
  * This file is the receiving side and the module's entry; the sending side is sender.ts, its
  * set-up connect.ts, what both share common.ts, the layouts layout.ts.
  */
-import { ClosedError, CorruptionError, TimeoutError, UsageError } from '../errors.js';
+import { ClosedError, CorruptionError, PeerGoneError, TimeoutError, UsageError } from '../errors.js';
 import { decodeDescriptor, DESCRIPTOR_BYTES, encodeDescriptor, MAX_DESCRIPTOR_NAME } from '../transport/descriptor.js';
-import { type Image, PostStatus, type Target, type Transport } from '../transport/types.js';
+import { type Image, PostStatus, type ProcessIdentity, type Target, type Transport } from '../transport/types.js';
 import {
   checkName, checkSpec, common, type GroupSpec, managerName, parsePeer, type Peer, peerKey, returnName, type SegmentOptions, spell, targetName,
 } from './common.js';
@@ -41,7 +41,8 @@ import {
   MAX_SEGMENT_SENDERS, ME_DESCRIPTOR, ME_GROUP, ME_PARTITION_SIZE, ME_PARTITIONS, ME_SENDER, ME_SENDER_LEN, ME_STATE, MG_BELL, MG_CAPACITY, MG_ENTRIES,
   MG_ENTRY_BYTES, MG_MAGIC, MG_RX_PID, MG_RX_START_HI, MG_RX_START_LO, PART_FIRST, PART_FREE, PART_NEXT, returnBytes, RT_ATTACHED, RT_CONSUMED, RT_GROUPS, RT_MAGIC, RT_SLEEPING,
   RT_STATUS, segmentBytes, SEG_VERSION, SG_CONSUMED, SG_GROUP, SG_INIT, SG_MAGIC, SG_PARTITION_SIZE, SG_PARTITIONS, SG_PUBLISHED,
-  SG_QUEUE, SG_RETURN, SG_RETURN_READY, SG_STATUS, SG_VERSION_OFF, STATUS_CORRUPT, STATUS_RECEIVER_CLOSED,
+  SG_QUEUE, SG_RETURN, SG_RETURN_READY, SG_STATUS, SG_TX_CLOSED, SG_TX_PID, SG_TX_START_HI, SG_TX_START_LO, SG_VERSION_OFF, STATUS_CORRUPT,
+  STATUS_RECEIVER_CLOSED,
 } from './layout.js';
 
 export type { GroupSpec, SegmentGroupInfo, SegmentInfo, SegmentOptions } from './common.js';
@@ -49,6 +50,8 @@ export { RECEIVER_CHECK_MS, RECEIVER_TRUST_MS, SegmentSender } from './sender.js
 
 interface TargetGroup {
   readonly id: number;
+  /** Its entry in the manager (freed when the sender is dropped). */
+  readonly entry: number;
   readonly target: Target;
   readonly partitionSize: number;
   readonly partitions: number;
@@ -73,6 +76,14 @@ interface Accepted {
   retryAt: number;
   /** Set when its memory was found corrupt: it is not read any more. */
   broken: CorruptionError | null;
+  /** The sender's process, from group 0's target once it connected (each connect writes it anew). */
+  process: ProcessIdentity | undefined;
+  /** When its process was last asked after (Date.now()). */
+  checkedAt: number;
+  /** An isAliveAsync (sender on another node) under way. */
+  checking: boolean;
+  /** Set once its process is known to have ended: why (its messages are drained, then it is dropped). */
+  ended: string | undefined;
 }
 
 /**
@@ -80,6 +91,13 @@ interface Accepted {
  * could not attach, or whose image failed (each look is a FIND at that node's agent).
  */
 const RETURN_RETRY_MS = 100;
+
+/**
+ * A receiver asks whether each connected sender's process still runs at most this often (a clock
+ * read per poll() otherwise; a sender on another node is asked through its node's agent, in the
+ * background). A sender that died is dropped once everything it published was delivered.
+ */
+export const SENDER_CHECK_MS = 100;
 
 /** Thrown inside a drain to unwind it once the sender was found corrupt (and dropped). */
 class SenderCorrupt extends Error {}
@@ -100,9 +118,12 @@ export class SegmentReceiver {
   readonly #manager: Target;
   readonly #capacity: number;
   readonly #accepted = new Map<string, Accepted>();
-  /** CorruptionErrors of dropped senders, thrown one per poll(). */
-  readonly #errors: CorruptionError[] = [];
+  /** CorruptionErrors and PeerGoneErrors of dropped senders, thrown one per poll(). */
+  readonly #errors: Error[] = [];
+  /** Manager entries in use or used (the next new one is this index). */
   #entries = 0;
+  /** Entries freed by dropped senders, taken again by accept(). */
+  readonly #freeEntries: number[] = [];
   #closed = false;
 
   private constructor(name: string, domain: string, transport: Transport, specs: GroupSpec[], manager: Target, capacity: number) {
@@ -153,7 +174,7 @@ export class SegmentReceiver {
     const from = parsePeer('sender name', sender, here);
     const spelled = spell(from, here);
     if (this.#accepted.has(spelled)) return;
-    if (this.#entries + this.#specs.length > this.#capacity) throw new UsageError(`segment receiver ${this.name} accepts no more senders`);
+    if (this.#entries - this.#freeEntries.length + this.#specs.length > this.#capacity) throw new UsageError(`segment receiver ${this.name} accepts no more senders`);
     const names = this.#specs.map((_, id) => targetName(this.domain, this.name, peerKey(from, here), id));
     const returns = returnName(this.domain, peerKey({ name: this.name, node: here }, from.node), from.name);
     for (const name of [...names, returns]) {
@@ -163,7 +184,7 @@ export class SegmentReceiver {
     try {
       this.#specs.forEach((spec, id) => {
         const target = this.transport.expose(names[id], segmentBytes(spec.partitionSize, spec.partitions), { replaceStale: true });
-        groups.push({ id, target, ...spec, dir: directoryOffset(spec.partitions), data: dataOffset(spec.partitions), consumed: 0 });
+        groups.push({ id, entry: -1, target, ...spec, dir: directoryOffset(spec.partitions), data: dataOffset(spec.partitions), consumed: 0 });
         const w = target.int32;
         w[0] = SG_MAGIC;
         w[SG_VERSION_OFF >> 2] = SEG_VERSION;
@@ -179,7 +200,9 @@ export class SegmentReceiver {
     }
     for (const g of groups) {
       // Register its descriptor (claim 4): the entry is complete before its state says READY.
-      const at = MG_ENTRIES + this.#entries++ * MG_ENTRY_BYTES;
+      const entry = this.#freeEntries.pop() ?? this.#entries++;
+      (g as { entry: number }).entry = entry;
+      const at = MG_ENTRIES + entry * MG_ENTRY_BYTES;
       const bytes = this.#manager.bytes;
       const v = new DataView(bytes.buffer, bytes.byteOffset + at, MG_ENTRY_BYTES);
       v.setInt32(ME_GROUP, g.id, true);
@@ -190,7 +213,10 @@ export class SegmentReceiver {
       encodeDescriptor(g.target.descriptor, bytes.subarray(at + ME_DESCRIPTOR, at + ME_DESCRIPTOR + DESCRIPTOR_BYTES));
       Atomics.store(this.#manager.int32, (at + ME_STATE) >> 2, ENTRY_READY);
     }
-    this.#accepted.set(spelled, { sender: spelled, from, returnName: returns, groups, expected: 0, broken: null, returns: undefined, attaching: false, retryAt: 0 });
+    this.#accepted.set(spelled, {
+      sender: spelled, from, returnName: returns, groups, expected: 0, broken: null, returns: undefined, attaching: false, retryAt: 0,
+      process: undefined, checkedAt: 0, checking: false, ended: undefined,
+    });
   }
 
   /**
@@ -199,18 +225,28 @@ export class SegmentReceiver {
    * A sender whose segments hold an impossible value (directory, queue, message number) is
    * dropped — not read any more, told through its status word — and its CorruptionError, naming
    * the segment, is thrown once (at the start of a poll, or at its end when it delivered nothing);
-   * the other senders keep being served.
+   * the other senders keep being served. A sender whose process died without close() is dropped
+   * once everything it published was delivered — its targets removed, its manager entries freed,
+   * a PeerGoneError naming it thrown once the same way; accept() it again to take a new process
+   * of that name. (One that closed first is not reported; its segments stay for a reconnect.)
    */
   poll(handler: SegmentHandler, limit = Infinity): number {
     if (this.#closed) throw new ClosedError(`segment receiver ${JSON.stringify(this.name)}`);
     if (this.#errors.length > 0) throw this.#errors.shift()!;
     let delivered = 0;
+    const now = Date.now();
     for (const a of this.#accepted.values()) {
       if (delivered >= limit) break;
       if (a.broken) continue;
+      // Ordering point: `ended` was set before this drain's loads, so the drain sees every
+      // message the sender published before it ended; one that delivers nothing was the last.
+      const ended = a.ended !== undefined;
       try {
-        if (!a.returns && !a.attaching && Date.now() >= a.retryAt) this.#findReturns(a);
-        delivered += this.#drainSender(a, handler, limit - delivered);
+        if (!a.returns && !a.attaching && now >= a.retryAt) this.#findReturns(a);
+        const got = this.#drainSender(a, handler, limit - delivered);
+        delivered += got;
+        if (ended && got === 0) this.#dropEnded(a);
+        else if (!ended && a.process && now - a.checkedAt >= SENDER_CHECK_MS) this.#checkSender(a, now);
       } catch (error) {
         if (!(error instanceof SenderCorrupt)) throw error;
       }
@@ -246,6 +282,63 @@ export class SegmentReceiver {
       if (r === LATER) outcome = LATER;
     }
     return outcome;
+  }
+
+  /**
+   * Whether the sender's process still runs (pid + start time): on this node the process table
+   * answers; on another node its agent, in the background — only an answer "no" ends the sender
+   * (an unreachable node or a late answer is asked again after SENDER_CHECK_MS: the sender may
+   * well run, and dropping it would remove the memory it writes).
+   */
+  #checkSender(a: Accepted, now: number): void {
+    a.checkedAt = now;
+    const who = a.process!;
+    const node = a.from.node;
+    if (node === this.transport.node) {
+      if (!this.transport.isAlive(who, node)) a.ended = `it died (pid ${who.pid})`;
+      return;
+    }
+    if (a.checking) return;
+    a.checking = true;
+    this.transport.isAliveAsync(who, node).then(
+      (alive) => {
+        // Still the same incarnation? (a new connect of that name rewrote `process`.)
+        if (!alive && a.process === who) a.ended = `it died (pid ${who.pid} on ${node})`;
+      },
+      () => undefined,
+    ).finally(() => { a.checking = false; });
+  }
+
+  /**
+   * Drop a sender whose process ended, after its last message was delivered: free its manager
+   * entries, remove its targets, and report it (PeerGoneError, once) unless it closed first.
+   */
+  #dropEnded(a: Accepted): void {
+    const w0 = a.groups[0].target.int32;
+    const closedFirst = Atomics.load(w0, SG_TX_CLOSED >> 2) === 1;
+    // Entries first: from here on no new connect finds these targets.
+    for (const g of a.groups) Atomics.store(this.#manager.int32, (MG_ENTRIES + g.entry * MG_ENTRY_BYTES + ME_STATE) >> 2, 0);
+    // A new process of that name that connected before (it rewrote group 0's process words) is
+    // served instead: keep everything. (One whose connect read the entries just before they were
+    // freed and writes its process just after is not seen: it finds no receiver reading — accept
+    // it again. The window is one connect within SENDER_CHECK_MS of its predecessor's death.)
+    const pid = Atomics.load(w0, SG_TX_PID >> 2);
+    const start = (BigInt(Atomics.load(w0, SG_TX_START_HI >> 2) >>> 0) << 32n) | BigInt(Atomics.load(w0, SG_TX_START_LO >> 2) >>> 0);
+    if (pid !== a.process!.pid || start !== a.process!.start) {
+      for (const g of a.groups) Atomics.store(this.#manager.int32, (MG_ENTRIES + g.entry * MG_ENTRY_BYTES + ME_STATE) >> 2, ENTRY_READY);
+      a.ended = undefined;
+      a.process = pid > 0 ? { pid, start } : undefined;
+      a.checkedAt = 0;
+      a.returns?.dispose(); // its return segment is a new one: look it up again
+      a.returns = undefined;
+      return;
+    }
+    this.#accepted.delete(a.sender);
+    for (const g of a.groups) this.#freeEntries.push(g.entry);
+    a.returns?.dispose();
+    a.returns = undefined;
+    for (const g of a.groups) g.target.dispose();
+    if (!closedFirst) this.#errors.push(new PeerGoneError(a.sender, `${a.ended!}; every message it sent was delivered, its segments removed`));
   }
 
   /** Drop `a`: tell its sender through the status word of each of its segments; raise the error once. */
@@ -344,6 +437,14 @@ export class SegmentReceiver {
     }
     if (descriptor.name !== a.returnName || descriptor.node !== a.from.node || descriptor.size !== returnBytes(a.groups.length) || descriptor.transport !== this.transport.kind) {
       this.#corrupt(a, g0, `return segment ${descriptor.name}@${descriptor.node} of ${descriptor.size} bytes is not this sender's`);
+    }
+    const w0 = g0.target.int32;
+    const pid = w0[SG_TX_PID >> 2];
+    if (pid <= 0) this.#corrupt(a, g0, `sender process id ${pid}`);
+    const start = (BigInt(w0[SG_TX_START_HI >> 2] >>> 0) << 32n) | BigInt(w0[SG_TX_START_LO >> 2] >>> 0);
+    if (a.process?.pid !== pid || a.process.start !== start) {
+      a.process = { pid, start };
+      a.checkedAt = 0;
     }
     const ready = (returns: Image, late: boolean): void => {
       a.attaching = false;

@@ -15,7 +15,7 @@ import { checkName, common, parsePeer, type SegmentGroupInfo, type SegmentInfo, 
 import { type Connection, connectHere, connectThere, type SourceGroup } from './connect.js';
 import {
   DE_NEXT, DE_SEQ, DE_SPAN, DE_STATE, DIR_ENTRY, LENGTH_PREFIX, MG_BELL, PART_FIRST, PART_NEXT, RT_ATTACHED, RT_CONSUMED, RT_SLEEPING, RT_STATUS,
-  SG_PUBLISHED, SG_QUEUE, STATUS_CORRUPT, STATUS_FINE, STATUS_RECEIVER_CLOSED,
+  SG_PUBLISHED, SG_QUEUE, SG_TX_CLOSED, STATUS_CORRUPT, STATUS_FINE, STATUS_RECEIVER_CLOSED,
 } from './layout.js';
 
 /**
@@ -281,9 +281,20 @@ export class SegmentSender {
     }
   }
 
+  /**
+   * Close this side: tell the receiver we closed (so that our process ending later is not
+   * reported as a death), release the images and our return segment. Messages already sent stay
+   * in the targets and are still delivered; a later connect() under the same name continues there.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    try {
+      // Ordering point: after every message's publish on the same image set.
+      this.#groups.find((g) => g.id === 0)?.image.publish(SG_TX_CLOSED, 1);
+    } catch {
+      // the receiver's memory or node is gone: nobody to tell
+    }
     for (const g of this.#groups) g.image.dispose();
     this.#manager.dispose();
     this.#returns.dispose();

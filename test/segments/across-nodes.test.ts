@@ -180,6 +180,32 @@ describe('segment groups across nodes (in-process fabric, nodes A and B)', () =>
     await expect(SegmentSender.connectAsync('tx', 'rx@B', { domain: d2, transport: onA2 })).rejects.toThrow(PeerGoneError);
   });
 
+  it('a remote sender that died (asked of its node) is dropped once its messages were delivered: one PeerGoneError naming "tx@A", its targets removed', async () => {
+    const { fabric, onA, domain, rx } = setup();
+    const tx = await SegmentSender.connectAsync('tx', 'rx@B', { domain, transport: onA });
+    closers.push(tx);
+    const sent = [pattern(10, 1), pattern(100, 2), pattern(700, 3)];
+    for (const m of sent) await tx.send(m);
+    fabric.kill(onA.self.pid);
+    const got: { from: string; data: Uint8Array }[] = [];
+    const errors: unknown[] = [];
+    const deadline = Date.now() + 20_000;
+    while (errors.length === 0 && Date.now() < deadline) {
+      try {
+        rx.poll((b, o, l, from) => got.push({ from, data: b.slice(o, o + l) }));
+      } catch (error) {
+        errors.push(error);
+      }
+      await turn();
+    }
+    expect(got.map((g) => g.data)).toEqual(sent);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(PeerGoneError);
+    expect((errors[0] as PeerGoneError).peer).toBe('tx@A');
+    // Its targets (on B) are gone: a connect of that name is refused until accepted again.
+    await expect(SegmentSender.connectAsync('tx', 'rx@B', { domain, transport: onA })).rejects.toThrow(UsageError);
+  });
+
   it('a remote receiver’s "alive" is trusted RECEIVER_TRUST_MS: with no fresh answer the sender writes nothing (-1), then sends once one comes', async () => {
     const { onA, domain, rx } = setup();
     // onA whose liveness questions wait for release() while `hold` is set.

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CorruptionError, PeerGoneError, SharedRegion, UsageError } from '../../src/index.js';
 import { DE_SEQ, DIR_ENTRY, directoryOffset, MAX_SEGMENT_BYTES, SG_QUEUE } from '../../src/segments/layout.js';
 import { SegmentReceiver, SegmentSender } from '../../src/segments/segments.js';
+import { segmentMessage } from '../fixtures/postbox-messages.js';
 import { startPostboxChild } from '../postbox/helpers.js';
 
 const GROUPS = [
@@ -134,6 +135,75 @@ describe('a receiver that died without close()', () => {
     } finally {
       rx.process.kill('SIGKILL');
       await rx.exit;
+    }
+  });
+});
+
+describe('a sender that died without close()', () => {
+  /** Poll until `until` holds or 20 s pass; messages and errors as drain() gives them. */
+  async function pollUntil(rx: SegmentReceiver, until: (got: Map<string, Uint8Array[]>, errors: unknown[]) => boolean) {
+    const got = new Map<string, Uint8Array[]>();
+    const errors: unknown[] = [];
+    const deadline = Date.now() + 20_000;
+    while (!until(got, errors)) {
+      if (Date.now() > deadline) throw new Error(`not there within 20 s: ${[...got].map(([k, v]) => `${k} ${v.length}`).join(', ')}; errors ${errors.join('; ')}`);
+      try {
+        rx.poll((b, o, l, from) => {
+          if (!got.has(from)) got.set(from, []);
+          got.get(from)!.push(b.slice(o, o + l));
+        });
+      } catch (error) {
+        errors.push(error);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return { got, errors };
+  }
+
+  it('is dropped once everything it sent was delivered: one PeerGoneError naming it, its targets removed, its entries free; accepted again, a new process of that name is served', async () => {
+    const d = domain();
+    const rx = SegmentReceiver.open('rx', { domain: d, groups: GROUPS, maxSenders: 2 });
+    closers.push(rx);
+    rx.accept('tx');
+    rx.accept('other');
+    const other = SegmentSender.connect('other', 'rx', { domain: d });
+    closers.push(other);
+    const tx = startPostboxChild('segment-sender', d, 'tx', 'rx', '8', 'stay');
+    try {
+      await tx.waitFor('sent');
+      tx.process.kill('SIGKILL');
+      await tx.exit;
+      for (let i = 0; i < 3; i++) expect(other.trySend(message(2, i))).toBe(0);
+      const { got, errors } = await pollUntil(rx, (_g, e) => e.length > 0);
+      // Everything the dead sender placed, intact and in order, before the error.
+      expect(got.get('tx')).toEqual(Array.from({ length: 8 }, (_, i) => segmentMessage(i)));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toBeInstanceOf(PeerGoneError);
+      expect((errors[0] as PeerGoneError).peer).toBe('tx');
+      expect(got.get('other')).toEqual([message(2, 0), message(2, 1), message(2, 2)]);
+      // Its targets are gone (its return segment is its own: the dead process's name stays until replaced).
+      expect(objectsOf(d).filter((o) => o.startsWith(`sg.${d}.seg.rx.tx.`))).toEqual([]);
+      expect(objectsOf(d).filter((o) => o.startsWith(`sg.${d}.seg.rx.other.`))).toHaveLength(GROUPS.length);
+      // Raised once; the other sender goes on.
+      expect(other.trySend(message(2, 3))).toBe(0);
+      const after = await pollUntil(rx, (g) => (g.get('other')?.length ?? 0) === 1);
+      expect(after.errors).toEqual([]);
+      // Not accepted any more: a new process of that name is refused until accepted again
+      // (maxSenders 2: the freed entries are taken again, not new ones).
+      expect(() => SegmentSender.connect('tx', 'rx', { domain: d })).toThrow(UsageError);
+      rx.accept('tx');
+      const again = startPostboxChild('segment-sender', d, 'tx', 'rx', '5', 'close');
+      await again.waitFor('closed');
+      await again.exit;
+      const next = await pollUntil(rx, (g) => (g.get('tx')?.length ?? 0) === 5);
+      expect(next.got.get('tx')).toEqual(Array.from({ length: 5 }, (_, i) => segmentMessage(i)));
+      // It closed before its process ended: dropped without an error.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const quiet = await pollUntil(rx, () => objectsOf(d).filter((o) => o.startsWith(`sg.${d}.seg.rx.tx.`)).length === 0);
+      expect(quiet.errors).toEqual([]);
+    } finally {
+      tx.process.kill('SIGKILL');
+      await tx.exit;
     }
   });
 });
