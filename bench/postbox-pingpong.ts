@@ -76,7 +76,9 @@ class PostboxPingPong {
     let peer: Peer | undefined;
     try {
       const script = fileURLToPath(new URL('./postbox-peer.js', import.meta.url));
-      peer = Peer.start('postbox peer', selfCommand(script, [domain, 'pong', 'echo', String(process.pid), JSON.stringify(BENCH_OPTIONS)]));
+      // Its own session, as UCX's two processes have (lib/peer.ts: autogroup scheduling); it
+      // watches our pid and exits when we die.
+      peer = Peer.start('postbox peer', selfCommand(script, [domain, 'pong', 'echo', String(process.pid), JSON.stringify(BENCH_OPTIONS)]), { ownSession: true });
       if (cpus) pinThread(peer.pid, [cpus[1]]);
       await peer.waitFor('its postbox', () => peer!.stdout.includes('ready'), 15_000);
       return new PostboxPingPong(box, peer);
