@@ -63,7 +63,7 @@ pinThread(0, [0]);
 const domain = `tailsprobe${process.pid}`;
 const box = Postbox.open('ping', { ...OPTS, domain });
 const peerOut = `/tmp/memwire-tails-peer-${process.pid}.json`;
-const child = spawn(process.execPath, [new URL(import.meta.url).pathname, 'peer', domain, String(n), peerOut], { stdio: ['ignore', 'pipe', 'inherit'], detached: process.env.SETSID === '1' });
+const child = spawn(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname, 'peer', domain, String(n), peerOut], { stdio: ['ignore', 'pipe', 'inherit'], detached: process.env.SETSID === '1' });
 await new Promise((r) => child.stdout.once('data', r));
 const msg = new Uint8Array(size).fill(0x5a);
 let got = -1;
