@@ -54,7 +54,7 @@ const RDMA_FLAGS: FlagSpec = {
   ...ROUNDS_FLAG,
 };
 /** Every flag, for the help text: `--transport rdma` takes RDMA_FLAGS, shm (the default) SHM_FLAGS. */
-export const FLAGS: FlagSpec = { ...TRANSPORT_FLAG, ...SHM_FLAGS, ...RDMA_FLAGS, iterations: { kind: 'count', help: `${SHM_FLAGS.iterations.help}; rdma: ${RDMA_FLAGS.iterations.help}` }, sizes: { kind: 'sizes', help: `${SHM_FLAGS.sizes.help}; rdma: ${RDMA_FLAGS.sizes.help}` } };
+export const FLAGS: FlagSpec = { ...TRANSPORT_FLAG, ...SHM_FLAGS, ...RDMA_FLAGS, iterations: { kind: 'count', help: `${SHM_FLAGS.iterations.help}; rdma: ${RDMA_FLAGS.iterations.help}` }, sizes: { kind: 'sizes', help: `${SHM_FLAGS.sizes.help}; rdma: ${RDMA_FLAGS.sizes.help}` }, rounds: { kind: 'count', help: `${SHM_FLAGS.rounds.help}; rdma: ${RDMA_FLAGS.rounds.help}` } };
 
 const DEFAULT_SIZES = [64, 256, 1024, 4096, 65536, 1 << 20];
 const ANCHOR_UCX = ANCHOR_UCX_LAT;

@@ -1,10 +1,13 @@
 // Diagnostic, not a bench: where a slow postbox ping-pong round trip spends its time (issue 12's
 // large-size tails; findings in bench/README.md, "postbox-pingpong tails"). Needs `npm run build`.
 //
-//   node scripts/postbox-tails-probe.mjs <size> <round trips>        (also: bun, same arguments)
+//   node scripts/postbox-tails-probe.mjs <size> <round trips>
+//
+// Node only for the segments: Bun's process.hrtime is not on one clock across processes (its
+// 'deliver' came out at -153 ms), so under Bun only the round trips and the per-side counts hold.
 //
 // Two processes pinned to CPUs 0 and 1, a Postbox each, as the bench's. Per round trip it records
-// five timestamps (CLOCK_MONOTONIC, comparable across the two processes): the sender's trySend
+// five timestamps (Node: CLOCK_MONOTONIC, comparable across the two processes): the sender's trySend
 // start (t0) and return (t1), the echo's handler start (tA) and its reply published (tB), the
 // reply seen (t2); and, outside the timed segments, each side's run-queue wait and timeslices from
 // /proc/thread-self/schedstat and its minor faults from /proc/self/stat. It prints the median of
