@@ -13,7 +13,7 @@
  *
  * memwire's side: this process trySend()s to the peer and poll()s for the echo; the peer polls,
  * reads the message in place and trySend()s the same bytes back. Both busy-poll (no FFI call per
- * message) on two different CPUs, as UCX does. Sizes are interleaved (memwire, UDS, UCX per size).
+ * message) on two different CPUs, as UCX does. Sizes are interleaved (per size memwire and UCX, in rounds from 64 KiB, then UDS).
  *
  * `--transport rdma`: the same ping-pong between two nodes on two RDMA devices (lib/postbox-rdma.ts:
  * node A on dev0 echoes, node B on dev1 measures; a mount namespace, a /dev/shm and an agent each),
