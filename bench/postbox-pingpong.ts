@@ -7,12 +7,13 @@
  *  - `ucx-posix`: `ucx_perftest -t tag_lat` over POSIX shared memory (UCX_TLS=posix,self), its
  *    50.0%ile column against our p50 and its 99.0%ile column against our p99, ours taken like its
  *    own in windows of 2048 measured round trips, upper median over the windows (anchors.ts
- *    latencyLikeUcx; the last window's and all round trips' beside);
+ *    latencyLikeUcx; the last window's and all round trips' beside); from 64 KiB on memwire and
+ *    UCX alternate in `--rounds` (default 3) and the ratio is the median of the per-round ratios;
  *  - `<runtime>-uds`: a Unix-domain-socket echo with a plain JS child of the same runtime.
  *
  * memwire's side: this process trySend()s to the peer and poll()s for the echo; the peer polls,
  * reads the message in place and trySend()s the same bytes back. Both busy-poll (no FFI call per
- * message) on two different CPUs, as UCX does. Sizes are interleaved (memwire, UDS, UCX per size).
+ * message) on two different CPUs, as UCX does. Sizes are interleaved (per size memwire and UCX, in rounds from 64 KiB, then UDS).
  *
  * `--transport rdma`: the same ping-pong between two nodes on two RDMA devices (lib/postbox-rdma.ts:
  * node A on dev0 echoes, node B on dev1 measures; a mount namespace, a /dev/shm and an agent each),
@@ -27,7 +28,7 @@ import { Postbox, SendStatus, platform } from '../src/index.js';
 import { allIterationsNote, latencyLikeUcx, ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 import { allowedCpus, pinThread } from './lib/cpu.js';
 import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
-import { DEFAULT_ROUNDS, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound, column } from './lib/perftest.js';
+import { DEFAULT_ROUNDS, median, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound, column } from './lib/perftest.js';
 import { PostboxRdmaRig, takeTransport, TRANSPORT_FLAG } from './lib/postbox-rdma.js';
 import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames } from './lib/rdma-devices.js';
 import { Peer } from './lib/peer.js';
@@ -36,7 +37,13 @@ import { nowNs, percentiles, progress, timerCostNs } from './lib/timing.js';
 import { statesNote, withState, type StateAround } from './lib/machine-state.js';
 import { measureAgain, NO_WARMUP, orderCheckNote, warmUntilStable, warmupNote, type OrderCheck, type WarmupResult } from './lib/warmup.js';
 
-const SHM_FLAGS: FlagSpec = latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30);
+const SHM_FLAGS: FlagSpec = {
+  ...latencyFlags('64,256,1KiB,4KiB,64KiB,1MiB', 30),
+  rounds: { kind: 'count', help: 'sizes ≥ 64 KiB: alternate memwire and UCX this many times; medians, ratio = median of per-round ratios (default 3, --quick 1)' },
+};
+/** Sizes from which memwire and UCX alternate in rounds (below, 6–100 windows of 2048 round trips each take milliseconds). */
+const ROUNDS_FROM = 64 << 10;
+const DEFAULT_SHM_ROUNDS = 3;
 const RDMA_FLAGS: FlagSpec = {
   ...COMMON_FLAGS,
   iterations: { kind: 'count', help: 'measured round trips per size (default 2000, --quick 300; fewer above 4 KiB); ib_write_lat gets the same -n' },
@@ -47,7 +54,7 @@ const RDMA_FLAGS: FlagSpec = {
   ...ROUNDS_FLAG,
 };
 /** Every flag, for the help text: `--transport rdma` takes RDMA_FLAGS, shm (the default) SHM_FLAGS. */
-export const FLAGS: FlagSpec = { ...TRANSPORT_FLAG, ...SHM_FLAGS, ...RDMA_FLAGS, iterations: { kind: 'count', help: `${SHM_FLAGS.iterations.help}; rdma: ${RDMA_FLAGS.iterations.help}` }, sizes: { kind: 'sizes', help: `${SHM_FLAGS.sizes.help}; rdma: ${RDMA_FLAGS.sizes.help}` } };
+export const FLAGS: FlagSpec = { ...TRANSPORT_FLAG, ...SHM_FLAGS, ...RDMA_FLAGS, iterations: { kind: 'count', help: `${SHM_FLAGS.iterations.help}; rdma: ${RDMA_FLAGS.iterations.help}` }, sizes: { kind: 'sizes', help: `${SHM_FLAGS.sizes.help}; rdma: ${RDMA_FLAGS.sizes.help}` }, rounds: { kind: 'count', help: `${SHM_FLAGS.rounds.help}; rdma: ${RDMA_FLAGS.rounds.help}` } };
 
 const DEFAULT_SIZES = [64, 256, 1024, 4096, 65536, 1 << 20];
 const ANCHOR_UCX = ANCHOR_UCX_LAT;
@@ -76,7 +83,9 @@ class PostboxPingPong {
     let peer: Peer | undefined;
     try {
       const script = fileURLToPath(new URL('./postbox-peer.js', import.meta.url));
-      peer = Peer.start('postbox peer', selfCommand(script, [domain, 'pong', 'echo', String(process.pid), JSON.stringify(BENCH_OPTIONS)]));
+      // Its own session, as UCX's two processes have (lib/peer.ts: autogroup scheduling); it
+      // watches our pid and exits when we die.
+      peer = Peer.start('postbox peer', selfCommand(script, [domain, 'pong', 'echo', String(process.pid), JSON.stringify(BENCH_OPTIONS)]), { ownSession: true });
       if (cpus) pinThread(peer.pid, [cpus[1]]);
       await peer.waitFor('its postbox', () => peer!.stdout.includes('ready'), 15_000);
       return new PostboxPingPong(box, peer);
@@ -130,6 +139,19 @@ class PostboxPingPong {
   }
 }
 
+/** Component-wise medians of several rounds' latencies (null if none). */
+function medianLatency(list: readonly Latency[]): Latency | null {
+  if (list.length === 0) return null;
+  if (list.length === 1) return list[0];
+  const pick = (f: (l: Latency) => number | undefined) => median(list.map((l) => f(l) ?? NaN));
+  const withAll = list.every((l) => l.all && l.last);
+  return {
+    p50: pick((l) => l.p50),
+    p99: pick((l) => l.p99),
+    ...(withAll ? { all: { p50: pick((l) => l.all!.p50), p99: pick((l) => l.all!.p99) }, last: { p50: pick((l) => l.last!.p50), p99: pick((l) => l.last!.p99) }, windows: list[0].windows } : {}),
+  };
+}
+
 function toLatency(samplesNs: Float64Array): Latency {
   const [p50, p99] = percentiles(samplesNs, [50, 99]);
   return { p50: p50 / 1000, p99: p99 / 1000 };
@@ -168,6 +190,8 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   const warmups = new Map<string, WarmupResult>();
   let orderCheck: OrderCheck | null = null;
   const states = new Map<string, { memwire?: StateAround; anchor?: StateAround }>();
+  const shmRounds = Math.max(1, flags.count.get('rounds') ?? (quick ? 1 : DEFAULT_SHM_ROUNDS));
+  const perRound = new Map<number, { ours: Latency[]; theirs: (Latency | null)[] }>();
   if (cpus) pinThread(0, [cpus[0]]);
   let pp: PostboxPingPong | undefined;
   let socket: UdsPingPong | undefined;
@@ -190,14 +214,48 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
     for (const size of sizes) {
       const n = iterations(size);
       const w = warmup(size);
+      const label = sizeLabel(size);
       let started = Date.now();
       const live = pp;
-      const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, w) : NO_WARMUP;
-      warmups.set(sizeLabel(size), warm);
-      const measured = await withState(cpus, () => latencyLikeUcx(live.measure(size, n, 0, timeoutMs)));
-      memwire.set(size, measured.value);
-      states.set(sizeLabel(size), { memwire: measured.state });
-      progress(`${sizeLabel(size)}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms`);
+      // Large sizes alternate memwire and UCX in rounds (A B, B A, ...), as the RDMA benches
+      // alternate with perftest: a window of 2048 round trips lasts 0.1–1 s there, and which
+      // side met the host's busy seconds decided the p99 ratio (UCX's own 1 MiB p99 moved 71 µs –
+      // 4.2 ms between runs). The ratio judged is the median of the per-round ratios.
+      const sizeRounds = size >= ROUNDS_FROM ? shmRounds : 1;
+      const ours: Latency[] = [];
+      const theirs: (Latency | null)[] = [];
+      for (let round = 1; round <= sizeRounds; round++) {
+        const tag = sizeRounds > 1 ? ` (round ${round}/${sizeRounds})` : '';
+        const key = sizeRounds > 1 ? `${label}#${round}` : label;
+        const measureOurs = async () => {
+          started = Date.now();
+          const warm = w > 0 ? await warmUntilStable((count) => toLatency(live.measure(size, count, 0, timeoutMs)).p50, w) : NO_WARMUP;
+          if (round === 1) warmups.set(label, warm);
+          const measured = await withState(cpus, () => latencyLikeUcx(live.measure(size, n, 0, timeoutMs)));
+          ours.push(measured.value);
+          states.set(key, { ...states.get(key), memwire: measured.state });
+          progress(`${label}: memwire, ${warm.p50s.length} warm-up rounds of ${w} (p50 ${warm.p50s.map((p) => p.toFixed(3)).join(' → ')} µs${warm.stable ? '' : ', not stable'}), then ${n} round trips, ${Date.now() - started} ms${tag}`);
+        };
+        const exe = ucxExe;
+        const measureUcx = exe
+          ? async () => {
+              started = Date.now();
+              try {
+                const measured = await withState(cpus, () => ucxLatency(exe, size, n, w, cpus, timeoutMs));
+                theirs.push(measured.value);
+                states.set(key, { ...states.get(key), anchor: measured.state });
+                progress(`${label}: ${ANCHOR_UCX}, ${Date.now() - started} ms${tag}`);
+              } catch (error) {
+                report.notes.push(`ucx_perftest failed for ${label}${tag}, its anchor is null${sizeRounds > 1 ? ' in that round' : ''}: ${(error as Error).message}`);
+                theirs.push(null);
+              }
+            }
+          : null;
+        await runRound(round, measureOurs, measureUcx);
+      }
+      memwire.set(size, medianLatency(ours)!);
+      if (ucxExe) ucx.set(size, medianLatency(theirs.filter((l): l is Latency => l !== null)));
+      if (sizeRounds > 1) perRound.set(size, { ours, theirs });
       if (socket) {
         started = Date.now();
         try {
@@ -209,19 +267,6 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
           uds.set(size, null);
           await socket.close();
           socket = undefined;
-        }
-      }
-      if (ucxExe) {
-        started = Date.now();
-        try {
-          const exe = ucxExe;
-          const measured = await withState(cpus, () => ucxLatency(exe, size, n, w, cpus, timeoutMs));
-          ucx.set(size, measured.value);
-          states.set(sizeLabel(size), { ...states.get(sizeLabel(size)), anchor: measured.state });
-          progress(`${sizeLabel(size)}: ${ANCHOR_UCX}, ${Date.now() - started} ms`);
-        } catch (error) {
-          report.notes.push(`ucx_perftest failed for ${sizeLabel(size)}, its anchor is null: ${(error as Error).message}`);
-          ucx.set(size, null);
         }
       }
     }
@@ -246,6 +291,18 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   if (!flags.boolean.has('no-ucx')) anchors.push([ANCHOR_UCX, ucx]);
   if (useUds) anchors.push([ANCHOR_UDS, uds]);
   const rows = latencyRows(sizes, memwire, anchors);
+  for (const [size, { ours, theirs }] of perRound) {
+    // Rounds: each figure the median of its rounds, the ratio the median of the per-round ratios.
+    const label = sizeLabel(size);
+    for (const metric of ['p50', 'p99'] as const) {
+      const at = rows.findIndex((r) => r.case === label && r.metric === metric && r.anchorName === ANCHOR_UCX);
+      if (at < 0) continue;
+      const a = ours.map((l) => l[metric]);
+      const b = theirs.map((l) => l?.[metric] ?? NaN);
+      rows[at] = pairedRow(label, metric, 'us', a, b, ANCHOR_UCX, 'lower');
+      report.notes.push(`${label} ${metric} rounds (µs): memwire ${a.map((x) => x.toPrecision(3)).join(', ')}; ${ANCHOR_UCX} ${b.map((x) => x.toPrecision(3)).join(', ')}${roundRatios(a, b)}`);
+    }
+  }
   report.rows = rows;
   const targets: Target[] = [];
   if (sizes.includes(64)) {
@@ -262,7 +319,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   }
   report.targets = judgeTargets(rows, targets);
   report.notes.unshift(
-    `one-way latency = round trip / 2; p50/p99 in windows of ${UCX_TIMING_QUEUE} measured round trips after warm-up, as UCX takes its one window, upper median over the windows (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})`,
+    `one-way latency = round trip / 2; p50/p99 in windows of ${UCX_TIMING_QUEUE} measured round trips after warm-up, as UCX takes its one window, upper median over the windows (${sizes.map((s) => `${sizeLabel(s)}: ${iterations(s)}`).join(', ')})${sizes.some((s) => s >= ROUNDS_FROM) && shmRounds > 1 ? `; from ${sizeLabel(ROUNDS_FROM)} on, ${shmRounds} rounds alternating memwire and UCX (A B, B A, ...): each figure the median of its rounds, the ratio the median of the per-round ratios` : ''}`,
     warmupNote('memwire', `${sizes.map((s) => warmup(s)).join('/')} round trips`, warmups),
     ...(orderCheck ? [orderCheckNote(orderCheck)] : []),
     allIterationsNote(sizes, memwire),

@@ -102,22 +102,31 @@ export class Peer {
    * `lifetimeSeconds` is for programs that cannot notice our death (a ucx_perftest server waits
    * for its client for ever): they run in their own process group under coreutils `timeout -s
    * KILL`, so they die by then whatever happens to us, and kill() takes the whole group.
+   *
+   * Either way such a child runs in a session of its own (spawn's `detached`: setsid), and with
+   * the kernel's autogroup scheduling (`/proc/sys/kernel/sched_autogroup_enabled`, on by default)
+   * a session is one scheduling group whose weight is shared by its runnable threads across the
+   * CPUs. `ownSession` gives a peer that: a measured side must get the same treatment as the
+   * anchor it is compared with (UCX's server and client each have their own session through the
+   * lifetime bound). A peer in our session halves its weight and ours on a loaded host
+   * (bench/README.md, "postbox-pingpong tails"). It must notice our death by itself.
    */
   static start(
     label: string,
     argv: readonly string[],
-    options: { env?: NodeJS.ProcessEnv; captureStderr?: boolean; lifetimeSeconds?: number } = {},
+    options: { env?: NodeJS.ProcessEnv; captureStderr?: boolean; lifetimeSeconds?: number; ownSession?: boolean } = {},
   ): Peer {
     installExitHook();
     const timeout = options.lifetimeSeconds ? findExecutable('timeout') : null;
     const full = timeout ? [timeout, '-s', 'KILL', String(Math.ceil(options.lifetimeSeconds ?? 0)), ...argv] : argv;
     const [command, ...args] = full;
+    const ownGroup = timeout !== null || options.ownSession === true;
     const child = spawn(command, args, {
       stdio: ['ignore', 'pipe', options.captureStderr ? 'pipe' : 'inherit'],
       env: options.env ?? process.env,
-      detached: timeout !== null,
+      detached: ownGroup,
     });
-    const peer = new Peer(label, child, timeout !== null);
+    const peer = new Peer(label, child, ownGroup);
     livePeers.add(peer);
     return peer;
   }
