@@ -133,7 +133,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   let peer: Peer | undefined;
   try {
     const script = fileURLToPath(new URL('./postbox-peer.js', import.meta.url));
-    peer = Peer.start('postbox sink', selfCommand(script, [domain, 'sink', 'sink', String(process.pid), JSON.stringify(STREAM_OPTIONS)]));
+    peer = Peer.start('postbox sink', selfCommand(script, [domain, 'sink', 'sink', String(process.pid), JSON.stringify(STREAM_OPTIONS)]), { ownSession: true });
     if (cpus) pinThread(peer.pid, [cpus[1]]);
     await peer.waitFor('its postbox', () => peer!.stdout.includes('ready'), 15_000);
     for (const [size, count] of counts) {

@@ -115,7 +115,7 @@ class RegionPingPong {
     let peer: Peer | undefined;
     try {
       const script = fileURLToPath(new URL('./region-pingpong-peer.js', import.meta.url));
-      peer = Peer.start('region-pingpong peer', selfCommand(script, [name, String(capacity), String(process.pid)]));
+      peer = Peer.start('region-pingpong peer', selfCommand(script, [name, String(capacity), String(process.pid)]), { ownSession: true });
       if (cpus) pinThread(peer.pid, [cpus[1]]);
       const control = region.view('int32', 0, 16);
       await peer.waitFor('attaching to the region', () => Atomics.load(control, CONTROL_READY) !== 0, 15_000);

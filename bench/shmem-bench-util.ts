@@ -54,7 +54,7 @@ export async function runC<T>(label: string, argv: readonly string[], timeoutMs:
 /** Start bench/shmem-peer.js with `role` on pool `pool`, pinned to `cpu` when given. */
 export function startPoolPeer(role: string, pool: string, args: readonly (string | number)[], cpu: number | null): Peer {
   const script = fileURLToPath(new URL('./shmem-peer.js', import.meta.url));
-  const peer = Peer.start(`shmem-peer ${role}`, selfCommand(script, [role, pool, String(process.pid), ...args.map(String)]));
+  const peer = Peer.start(`shmem-peer ${role}`, selfCommand(script, [role, pool, String(process.pid), ...args.map(String)]), { ownSession: true });
   if (cpu !== null) pinThread(peer.pid, [cpu]);
   return peer;
 }
