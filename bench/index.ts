@@ -13,6 +13,7 @@ import { platform } from '../src/index.js';
 import { runtimeCommand } from './lib/environment.js';
 import { flagHelp, FlagError, type FlagSpec } from './lib/flags.js';
 import { printReport, type BenchReport } from './lib/report.js';
+import { inOwnSession } from './lib/session.js';
 
 const RUNTIMES = ['node', 'bun', 'deno'] as const;
 
@@ -45,6 +46,8 @@ function onOtherRuntime(name: string, argv: string[]): number | null {
 
 interface BenchEntry {
   description: string;
+  /** Its anchor runs in sessions of its own: so does the process that measures memwire (lib/session.ts). */
+  ownSession?: true;
   load(): Promise<{ FLAGS: FlagSpec; run(argv: readonly string[]): Promise<{ report: BenchReport; json: boolean }> }>;
 }
 
@@ -55,14 +58,17 @@ const BENCHES: Record<string, BenchEntry> = {
   },
   'region-pingpong': {
     description: 'one-way latency through a SharedRegion between two processes, vs UCX shm and a Unix socket',
+    ownSession: true,
     load: () => import('./region-pingpong.js'),
   },
   'postbox-pingpong': {
     description: 'one-way latency of Postbox messages between two processes, 64 B–1 MiB, vs UCX tag_lat over shm and a Unix socket',
+    ownSession: true,
     load: () => import('./postbox-pingpong.js'),
   },
   'postbox-stream': {
     description: 'one-directional Postbox message rate (64 B) and throughput (1 MiB), vs UCX tag_bw over shm',
+    ownSession: true,
     load: () => import('./postbox-stream.js'),
   },
   'shmem-lock': {
@@ -119,8 +125,15 @@ export async function runBench(name: string, argv: string[]): Promise<number> {
   }
   const delegated = onOtherRuntime(name, argv);
   if (delegated !== null) return delegated;
+  const help = argv.includes('--help') || argv.includes('-h');
+  // Not across nodes (`--transport rdma`, in the rxe guest: perftest's anchor is started otherwise).
+  const rdma = argv.some((a, i) => a === '--transport=rdma' || (a === '--transport' && argv[i + 1] === 'rdma'));
+  if (entry.ownSession && !help && !rdma) {
+    const code = await inOwnSession(name, argv);
+    if (code !== null) return code;
+  }
   const bench = await entry.load();
-  if (argv.includes('--help') || argv.includes('-h')) {
+  if (help) {
     console.log(`usage: memwire bench ${name} [flags]\n${entry.description}\n\nflags:\n${flagHelp(bench.FLAGS)}`);
     return 0;
   }

@@ -27,6 +27,7 @@ import { findExecutable, selfCommand } from './lib/environment.js';
 import { Postbox, SendStatus, platform } from '../src/index.js';
 import { allIterationsNote, latencyLikeUcx, ANCHOR_UCX_LAT, ANCHOR_UDS, latencyFlags, latencyRows, ucxLatency, UCX_TIMING_QUEUE, UCX_TLS, UdsPingPong, type Latency } from './anchors.js';
 import { allowedCpus, pinThread } from './lib/cpu.js';
+import { leadsSession } from './lib/session.js';
 import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { DEFAULT_ROUNDS, median, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound, column } from './lib/perftest.js';
 import { PostboxRdmaRig, takeTransport, TRANSPORT_FLAG } from './lib/postbox-rdma.js';
@@ -176,6 +177,7 @@ async function runShm(argv: readonly string[]): Promise<{ report: BenchReport; j
   const useUds = !flags.boolean.has('no-uds');
   const cpusBefore = allowedCpus();
   let cpus: [number, number] | null = null;
+  report.notes.push(leadsSession() ? 'measured from a process leading a session of its own (autogroup scheduling), as UCX\'s client and server and the echo peer each are' : 'measured from a process in the caller\'s session (not a session of its own as UCX\'s processes are): autogroup scheduling shares its weight with whatever else that session runs');
   if (!flags.boolean.has('no-pin') && cpusBefore.length >= 2) cpus = [cpusBefore[0], cpusBefore[1]];
   else report.notes.push(flags.boolean.has('no-pin') ? 'not pinned (--no-pin)' : `only ${cpusBefore.length} CPU: both sides share it`);
   let ucxExe: string | null = null;

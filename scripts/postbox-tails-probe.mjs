@@ -15,7 +15,9 @@
 // trips slower than max(2 x p50, p99) with the segment that grew and the run-queue wait around
 // them, every thread's CPU and wait time, and the block offsets each side saw.
 // Environment: SETSID=1 starts the echo in a session of its own (autogroup); READ=1 makes the
-// sender copy each reply out (by default it reads one byte, as the bench does).
+// sender copy each reply out (by default it reads one byte, as the bench does); LIGHT=1 reads
+// schedstat only at the start and end of the run (no per-round-trip /proc reads: 5 syscalls per
+// round trip and side that ucx_perftest does not make) and prints each side's totals only.
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Postbox, SendStatus } from '../dist/src/index.js';
@@ -32,6 +34,7 @@ function threads() { // per-thread [comm, on-cpu ms, runqueue ms, slices]
 }
 function faults() { const s = readFileSync('/proc/self/stat', 'utf8'); const f = s.slice(s.lastIndexOf(')') + 2).split(' '); return [Number(f[7]), Number(f[9])]; }
 const OPTS = { poolBytes: 4 << 20 };
+const LIGHT = process.env.LIGHT === '1';
 const [role, ...rest] = process.argv.slice(2);
 if (role === 'peer') {
   const [domain, nText, outFile] = rest;
@@ -52,11 +55,13 @@ if (role === 'peer') {
   while (!stop) {
     if (box.poll(echo, 1) === 0) continue;
     if (stop) break;
+    if (LIGHT) { rec.tA.push(tA); rec.tB.push(tB); continue; }
     const s1 = sched(), f1 = faults();
     rec.tA.push(tA); rec.tB.push(tB); rec.wait.push(s1[1] - s0[1]); rec.slices.push(s1[2] - s0[2]); rec.minflt.push(f1[0] - f0[0]); rec.cpu.push(s1[0] - s0[0]); rec.off.push(offAt);
     s0 = sched(); f0 = faults();
   }
   rec.threads = threads();
+  if (LIGHT) { const s1 = sched(); rec.total = [s1[0] - s0[0], s1[1] - s0[1], s1[2] - s0[2]]; }
   writeFileSync(outFile, JSON.stringify(rec));
   box.close();
   process.exit(0);
@@ -84,6 +89,7 @@ for (let i = -warm; i < n; i++) {
   while (box.poll(onReply, 1) === 0);
   const t2 = hr();
   if (got !== size) throw new Error('mismatch');
+  if (LIGHT) { if (i === -warm) s0 = sched(); if (i >= 0) { rec.t0.push(t0); rec.t1.push(t1); rec.t2.push(t2); } continue; }
   const s1 = sched(), f1 = faults();
   if (i >= 0) { rec.t0.push(t0); rec.t1.push(t1); rec.t2.push(t2); rec.wait.push(s1[1] - s0[1]); rec.slices.push(s1[2] - s0[2]); rec.minflt.push(f1[0] - f0[0]); rec.cpu.push(s1[0] - s0[0]); }
   s0 = sched(); f0 = faults();
@@ -91,6 +97,14 @@ for (let i = -warm; i < n; i++) {
 while (box.trySend('pong', new Uint8Array(0)) !== SendStatus.OK);
 await new Promise((r) => child.on('exit', r));
 const peer = JSON.parse(readFileSync(peerOut, 'utf8'));
+if (LIGHT) { // totals over warm-up and measurement, read only at both ends
+  const s1 = sched(); const me = [s1[0] - s0[0], s1[1] - s0[1], s1[2] - s0[2]]; const rts = n + warm;
+  const rt = rec.t0.map((t, i) => (rec.t2[i] - t) / 2).sort((a, b) => a - b);
+  const q = (p) => rt[Math.min(rt.length - 1, Math.floor(p / 100 * rt.length))];
+  const side = (name, t) => `${name} on-cpu ${(t[0] / 1e6).toFixed(0)} ms, run-queue wait ${(t[1] / 1e6).toFixed(0)} ms over ${t[2]} slices (${(t[2] / rts).toFixed(3)} per round trip)`;
+  console.log(`${process.versions.bun ? 'bun' : 'node'} LIGHT size ${size} n ${n}+${warm} warm-up: one-way p50 ${(q(50) / 1e3).toFixed(2)} µs p99 ${(q(99) / 1e3).toFixed(2)}; wall ${((rec.t2.at(-1) - rec.t0[0]) / 1e6).toFixed(0)} ms measured; ${side('ping', me)}; ${side('peer', peer.total)}; load ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
+  unlinkSync(peerOut); box.close(); process.exit(0);
+}
 unlinkSync(peerOut);
 box.close();
 const k = peer.tA.length - n; // the peer also recorded the warm-up
