@@ -102,7 +102,7 @@ if (LIGHT) { // totals over warm-up and measurement, read only at both ends
   const rt = rec.t0.map((t, i) => (rec.t2[i] - t) / 2).sort((a, b) => a - b);
   const q = (p) => rt[Math.min(rt.length - 1, Math.floor(p / 100 * rt.length))];
   const side = (name, t) => `${name} on-cpu ${(t[0] / 1e6).toFixed(0)} ms, run-queue wait ${(t[1] / 1e6).toFixed(0)} ms over ${t[2]} slices (${(t[2] / rts).toFixed(3)} per round trip)`;
-  console.log(`${process.versions.bun ? 'bun' : 'node'} LIGHT size ${size} n ${n}+${warm} warm-up: one-way p50 ${(q(50) / 1e3).toFixed(2)} µs p99 ${(q(99) / 1e3).toFixed(2)}; wall ${((rec.t2.at(-1) - rec.t0[0]) / 1e6).toFixed(0)} ms measured; ${side('ping', me)}; ${side('peer', peer.total)}; load ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
+  console.log(`${process.versions.bun ? 'bun' : 'node'} LIGHT size ${size} n ${n}+${warm} warm-up: one-way p50 ${(q(50) / 1e3).toFixed(2)} µs p98 ${(q(98) / 1e3).toFixed(0)} p99 ${(q(99) / 1e3).toFixed(0)} p99.5 ${(q(99.5) / 1e3).toFixed(0)}, ${rt.filter((v) => v > 1e6).length} over 1 ms; wall ${((rec.t2.at(-1) - rec.t0[0]) / 1e6).toFixed(0)} ms measured; ${side('ping', me)}; ${side('peer', peer.total)}; load ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
   unlinkSync(peerOut); box.close(); process.exit(0);
 }
 unlinkSync(peerOut);
