@@ -13,7 +13,7 @@
  *
  *   node scripts/coalesce-js-cost.mjs [--runs 5] [--warmup 400] [--requests 1000] [--steady 100000]
  *   bun scripts/coalesce-js-cost.mjs ...        (the children run under the same runtime)
- *   node scripts/coalesce-js-cost.mjs --dist /path/to/other/dist   (submit sides only: a build before prepare())
+ *   node scripts/coalesce-js-cost.mjs --base /path/to/other/dist   (adds that build's submit sides, e.g. before prepare())
  *
  * Prints, per side, the medians over the runs of µs of wall and user CPU time per request for the
  * first `--requests` after `--warmup` (what a bench round measures), and per request at steady
@@ -26,8 +26,10 @@ import { fileURLToPath } from 'node:url';
 
 import { pathToFileURL } from 'node:url';
 
-// --dist DIR: another build's dist/ (e.g. a checkout of the commit before a change), for a before/after.
+// --base DIR: also run the submit sides on another build's dist/ (e.g. the commit before a
+// change), interleaved with this build's. --dist DIR: a child runs on that build.
 const distAt = process.argv.indexOf('--dist');
+const baseAt = process.argv.indexOf('--base');
 const dist = distAt > 0 ? pathToFileURL(`${process.argv[distAt + 1]}/src/index.js`) : new URL('../dist/src/index.js', import.meta.url);
 
 function arg(name, fallback) {
@@ -150,32 +152,34 @@ async function main() {
   if (at > 0) return child(process.argv[at + 1], Number(process.argv[at + 2]));
   const runs = arg('runs', 5);
   const pass = [];
-  if (distAt > 0) pass.push('--dist', process.argv[distAt + 1]);
   for (const name of ['warmup', 'requests', 'steady']) {
     const v = arg(name, undefined);
     if (v !== undefined) pass.push(`--${name}`, String(v));
   }
   const prof = process.argv.includes('--cpu-prof');
   if (prof) mkdirSync('.scratch/prof', { recursive: true });
-  const sides = distAt > 0 ? [['submit', 32], ['submit', 1]] : [['submit', 32], ['prepared', 32], ['submit', 1], ['prepared', 1]];
+  const sides = [['submit', 32], ['prepared', 32], ['submit', 1], ['prepared', 1]];
+  if (baseAt > 0) sides.push(['submit', 32, process.argv[baseAt + 1]], ['submit', 1, process.argv[baseAt + 1]]);
   const results = sides.map(() => []);
   const script = fileURLToPath(import.meta.url);
   // Interleaved: run r of every side, then run r + 1, so the host's load drifts over all alike.
   for (let r = 0; r < runs; r++) {
-    sides.forEach(([side, maxSge], k) => {
+    sides.forEach(([side, maxSge, base], k) => {
       const flags = prof && process.versions.bun === undefined ? ['--cpu-prof', '--cpu-prof-dir=.scratch/prof', `--cpu-prof-name=${side}-${maxSge}-${r}.cpuprofile`] : [];
-      const out = spawnSync(process.execPath, [...flags, script, '--child', side, String(maxSge), ...pass], { encoding: 'utf8' });
+      const out = spawnSync(process.execPath, [...flags, script, '--child', side, String(maxSge), ...pass, ...(base ? ['--dist', base] : [])], { encoding: 'utf8' });
       if (out.status !== 0) throw new Error(`${side} ${maxSge}: ${out.stderr}`);
       results[k].push(JSON.parse(out.stdout.trim().split('\n').pop()));
     });
   }
   const runtime = process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.versions.node}`;
   console.log(`${runtime}, ${runs} runs per side (medians), µs per request:`);
-  console.log('side                 WRs/req  first wall  first user  steady wall  steady user');
-  sides.forEach(([side, maxSge], k) => {
+  if (baseAt > 0) console.log(`base = ${process.argv[baseAt + 1]}`);
+  console.log('side                      WRs/req  first wall  first user  steady wall  steady user');
+  sides.forEach(([side, maxSge, base], k) => {
     const x = results[k];
+    const name = `${base ? 'base ' : ''}${side}, maxSge ${maxSge}`;
     const f = (v) => v.toFixed(2).padStart(10);
-    console.log(`${`${side}, maxSge ${maxSge}`.padEnd(20)} ${String(x[0].wrsPerRequest).padStart(7)} ${f(median(x.map((y) => y.first.wall)))}  ${f(median(x.map((y) => y.first.user)))}  ${f(median(x.map((y) => y.later.wall)))}   ${f(median(x.map((y) => y.later.user)))}`);
+    console.log(`${name.padEnd(25)} ${String(x[0].wrsPerRequest).padStart(7)} ${f(median(x.map((y) => y.first.wall)))}  ${f(median(x.map((y) => y.first.user)))}  ${f(median(x.map((y) => y.later.wall)))}   ${f(median(x.map((y) => y.later.user)))}`);
   });
 }
 
