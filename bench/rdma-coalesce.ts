@@ -16,8 +16,11 @@
  *    per ibv_post_send) against `ib_write_bw -l 16`, the same work on both sides. Target: at least
  *    0.95× at both sizes. Run by rdma-write-bw itself; its rows and notes are carried over.
  *
- * The engine runs submit/progress (no allocation per request) with idle 'yield' (a poll that
- * finds nothing yields the vCPU to rxe's ksoftirqd; --spin: spin as perftest does);
+ * The engine runs submitPrepared/progress (no allocation per request; each side's request is
+ * prepared once — RequestEngine.prepare, with that side's maxSge — so a submission walks no
+ * element; --unprepared: submit() the elements every time, as before 2026-12-07 night) with
+ * idle 'yield' (a poll that finds nothing yields the vCPU to rxe's ksoftirqd; --spin: spin as
+ * perftest does);
  * up to `IN_FLIGHT` requests are submitted at once and the engine posts them as send-queue slots
  * free up (tx depth 128, chains of up to 16 work requests, a completion every 32 work requests
  * and at the end of each request). MB/s counts 2^20 bytes, as perftest. The server is a process of
@@ -50,6 +53,7 @@ export const FLAGS: FlagSpec = {
   'idle-variants': { kind: 'boolean', help: 'also measure, in each round of 32x64B and 32MiB, every memwire side with the other idle mode (diagnostic, not judged)' },
   timeout: { kind: 'seconds', help: 'limit for each measurement (default 180, --quick 60)' },
   'warmup-requests': { kind: 'count', help: '32x64B: unmeasured requests per side before the measured ones, for the JIT (default 400, --quick 100; under TCG a runtime reaches its top tier late)' },
+  unprepared: { kind: 'boolean', help: 'every side submits its elements with submit() (checked, planned and formatted at each request) instead of a request prepared once (prepare + submitPrepared)' },
   slices: { kind: 'count', help: '32x64B: the measured requests of a round run in this many slices, the sides taking turns slice by slice (default 10; 1: each side whole, one after the other)' },
   ...DEVICE_FLAGS,
   ...ROUNDS_FLAG,
@@ -91,7 +95,7 @@ interface EngineSide {
  * both alike. Every slice settles completely before the next side posts: the engines never have
  * work on the queue pair at the same time.
  */
-async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, sides: readonly EngineSide[], cpus: [number, number] | null, timeoutMs: number, signalEvery: number, slices: number, warmupRequests: number): Promise<Measured[]> {
+async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements: (side: BenchSide) => RequestElement[], requests: number, sides: readonly EngineSide[], cpus: [number, number] | null, timeoutMs: number, signalEvery: number, slices: number, warmupRequests: number, prepared: boolean): Promise<Measured[]> {
   const client = new BenchSide(pair.dev1, pair.gidIndex, bufferBytes, TX_DEPTH, false, ELEMENTS);
   let peer: Awaited<ReturnType<typeof startServerPeer>>['peer'] | undefined;
   // Requests submitted together go out together (postOnSubmit false): up to 16 work requests
@@ -109,11 +113,14 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
     const remote = { addr: started.remote.addr, rkey: started.remote.rkey, length: bufferBytes };
     const chain = makeElements(client);
     const chainBytes = chain.reduce((s, e) => s + e.length, 0);
+    // Each side's request prepared once with its own maxSge (the same call on every side).
+    const preparedRequests = engines.map((engine, k) => (prepared ? engine.prepare('write', remote, chain, { maxSge: sides[k].maxSge }) : null));
     // Runs `count` requests on side `k` to completion; returns ns and checks the bytes the engine
     // reports moved (its completion accounting), not only the bytes asked for.
     const loop = (k: number, count: number): number => {
       const engine = engines[k];
       const options = { maxSge: sides[k].maxSge };
+      const request = preparedRequests[k];
       let submitted = 0;
       let settled = 0;
       let polls = 0;
@@ -121,7 +128,8 @@ async function measureEngine(pair: DevicePair, bufferBytes: number, makeElements
       const t0 = process.hrtime.bigint();
       while (settled < count) {
         while (submitted < count && submitted - settled < IN_FLIGHT) {
-          if (engine.submit('write', remote, chain, submitted, options) < 0) break;
+          const id = request ? engine.submitPrepared(request, submitted) : engine.submit('write', remote, chain, submitted, options);
+          if (id < 0) break;
           submitted++;
         }
         const n = engine.progress();
@@ -193,6 +201,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   const idle = flags.boolean.has('spin') ? 'spin' : 'yield';
   const otherIdle = idle === 'spin' ? 'yield' : 'spin';
   const variants = flags.boolean.has('idle-variants');
+  const prepared = !flags.boolean.has('unprepared');
   progress(`rdma-coalesce on ${platform.runtime}: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (loopback)' : ''}, GID index ${pair.gidIndex}; ${cpus ? `CPUs ${cpus.join(' and ')}` : 'not pinned'}`);
 
   const rows: Row[] = [];
@@ -221,7 +230,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
         ];
         if (variants) sides.push({ maxSge: ELEMENTS, idle: otherIdle, name: `coalesced, idle ${otherIdle}`, into: otherCoalesced }, { maxSge: 1, idle: otherIdle, name: `one WR per element, idle ${otherIdle}`, into: otherSingle });
         if (round % 2 === 0) for (let i = 0; i + 1 < sides.length; i += 2) [sides[i], sides[i + 1]] = [sides[i + 1], sides[i]];
-        const measured = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, sides, cpus, timeoutMs, 32, slices, warmupRequests);
+        const measured = await measureEngine(pair, ELEMENTS * LOCAL_STRIDE, small, requests, sides, cpus, timeoutMs, 32, slices, warmupRequests, prepared);
         sides.forEach((side, i) => {
           const m = measured[i];
           side.into.push(m.requestsPerSec * ELEMENTS);
@@ -257,7 +266,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
             const sides: EngineSide[] = [{ maxSge: ELEMENTS, idle }];
             if (variants) sides.push({ maxSge: ELEMENTS, idle: otherIdle });
             if (round % 2 === 0) sides.reverse();
-            const measured = await measureEngine(pair, LARGE, large, largeRequests, sides, cpus, timeoutMs, 1, 1, 1);
+            const measured = await measureEngine(pair, LARGE, large, largeRequests, sides, cpus, timeoutMs, 1, 1, 1, prepared);
             sides.forEach((side, i) => {
               const m = measured[i];
               (side.idle === idle ? ours : other).push(m.bytesPerSec / MIB);
@@ -306,7 +315,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
     const passOn: string[] = [];
     for (let i = 0; i < argv.length; i++) {
       if (/^--(requests|large-requests)$/.test(argv[i])) i++;
-      else if (!/^--(requests|large-requests)=|^--(no-post-list|json|no-small|no-large|no-cold|spin|idle-variants)$/.test(argv[i])) passOn.push(argv[i]);
+      else if (!/^--(requests|large-requests)=|^--(no-post-list|json|no-small|no-large|no-cold|spin|idle-variants|unprepared)$/.test(argv[i])) passOn.push(argv[i]);
     }
     passOn.push('--post-list', '16');
     if (idle === 'yield') passOn.push('--idle-yield'); // the same polling as the engine's sides
@@ -323,7 +332,7 @@ export async function run(argv: readonly string[]): Promise<{ report: BenchRepor
   report.targets = judgeTargets(rows, usePerftest ? targets : targets.filter((t) => t.case === '32x64B'));
   report.notes.unshift(
     `devices: server ${pair.dev0}, client ${pair.dev1}${pair.loopback ? ' (one device: loopback)' : ''}, GID index ${pair.gidIndex}; RC, tx depth ${TX_DEPTH}, up to ${IN_FLIGHT} requests submitted at once, chains of up to 16 work requests, a completion every 32 and at the end of each request`,
-    `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second${maxMsg ? `; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw` : ''}`,
+    `32x64B: ratio = memwire coalescing (1 WR of 32 SGEs per request) / the same engine with maxSge 1 (32 WRs per request), elements per second, ${prepared ? 'each side a request prepared once (prepare + submitPrepared)' : 'each side submit() of the elements (--unprepared)'}${maxMsg ? `; 32MiB: max_msg_sz ${maxMsg} B, MB/s = 2^20 bytes per second, ratio = memwire / ib_write_bw` : ''}`,
     `${rounds} round${rounds > 1 ? 's' : ''} per case, the two sides alternating (A B, B A, ...)${flags.boolean.has('no-small') ? '' : `; within a 32x64B round the engine sides take turns in ${slices} slice${slices > 1 ? 's' : ''}`}; each figure is the median of its rounds, each ratio the median of the per-round ratios`,
   );
   return { report, json: flags.boolean.has('json') };

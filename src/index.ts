@@ -81,6 +81,7 @@ export { MemlockLimitError, memlockLimit, noneRegistrar, VerbsRegistrar } from '
 export type { BlockMemory, Registrar, Registration } from './regcache/registrar.js';
 // RDMA requests (seed 002): coalesce small elements, divide large ones, continue as slots free up.
 export { DISPOSE_FLUSH_MS, ENGINE_WR_ID, RequestEngine } from './coalesce/engine.js';
+export { PreparedRequest } from './coalesce/prepared.js';
 export { countWorkRequests, planRequest } from './coalesce/plan.js';
 export type { PlanElement, PlanLimits, PlannedWr } from './coalesce/plan.js';
 export type {

@@ -6,7 +6,7 @@
 import { C } from '../../ffi/verbs-layout.js';
 import { ClosedError, UsageError } from '../errors.js';
 import type { QueuePair } from '../verbs/queue-pair.js';
-import type { RemoteRegion, RequestElement, RequestEngineOptions, RequestFailure, RequestLimits } from './types.js';
+import type { RemoteRegion, RequestElement, RequestEngineOptions, RequestFailure, RequestLimits, SubmitOptions } from './types.js';
 
 /** Largest SGE length (struct ibv_sge.length is a u32); also the ceiling of maxMessageSize. */
 const MAX_SGE_BYTES = 2 ** 31;
@@ -47,6 +47,44 @@ export function defaultLimits(qp: QueuePair, options: RequestEngineOptions): Req
     postList: lowered('postList', Math.min(sendWr, 256), options.postList ?? Math.min(16, sendWr)),
     maxRequests: lowered('maxRequests', 1 << 20, options.maxRequests ?? 1024),
   };
+}
+
+/**
+ * The engine's options that are not limits: `idle` ('spin' or 'yield') and `sendSlots` (1..the
+ * queue pair's maxSendWr; default all of them). UsageError otherwise.
+ */
+export function checkEngineOptions(qp: QueuePair, options: RequestEngineOptions): { yieldIdle: boolean; sendSlots: number } {
+  if (options.idle !== undefined && options.idle !== 'spin' && options.idle !== 'yield') throw new UsageError(`idle must be 'spin' or 'yield', got ${JSON.stringify(options.idle)}`);
+  const sendSlots = options.sendSlots;
+  if (sendSlots !== undefined && (!Number.isInteger(sendSlots) || sendSlots < 1 || sendSlots > qp.maxSendWr)) {
+    throw new UsageError(`sendSlots must be an integer 1..${qp.maxSendWr} (the queue pair's maxSendWr), got ${String(sendSlots)}`);
+  }
+  return { yieldIdle: options.idle === 'yield', sendSlots: Math.max(1, sendSlots ?? qp.maxSendWr) };
+}
+
+/**
+ * The limits one request is formatted by: the engine's (`limits`), lowered by the request's
+ * `options`, written into `out` (no allocation). UsageError for a value above the engine's limit
+ * or not a positive integer; `method` names the caller in messages.
+ */
+export function requestLimits(limits: RequestLimits, isRead: boolean, options: SubmitOptions | undefined, method: string, out: { maxMessageSize: number; maxSge: number }): { maxMessageSize: number; maxSge: number } {
+  const maxSge = isRead ? limits.maxReadSge : limits.maxWriteSge;
+  const maxMsg = limits.maxMessageSize;
+  out.maxMessageSize = maxMsg;
+  out.maxSge = maxSge;
+  if (options) {
+    const m = options.maxMessageSize;
+    if (m !== undefined) {
+      if (!Number.isSafeInteger(m) || m < 1 || m > maxMsg) throw new UsageError(`${method}: maxMessageSize must be an integer 1..${maxMsg}, got ${m}`);
+      out.maxMessageSize = m;
+    }
+    const g = options.maxSge;
+    if (g !== undefined) {
+      if (!Number.isInteger(g) || g < 1 || g > maxSge) throw new UsageError(`${method}: maxSge must be an integer 1..${maxSge}, got ${g}`);
+      out.maxSge = g;
+    }
+  }
+  return out;
 }
 
 /**

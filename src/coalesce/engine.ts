@@ -14,8 +14,10 @@
  *    With the option idle 'yield', a poll that finds nothing while work is in flight yields the
  *    CPU (sched_yield) before returning.
  *  - applications: `write()` / `read()` return a promise of the bytes moved; the engine then
- *    drives the completion queue itself (a poll per turn of the event loop while completions
- *    come, then one a millisecond).
+ *    drives the completion queue itself (engine-promise.ts).
+ * A request moved again and again can be prepared once (`prepare()`, prepared.ts): checked,
+ * planned and its SGE lists formatted in native memory, so `submitPrepared()` / `runPrepared()`
+ * walk no element and write only each work request's header.
  *
  * Completions and accounting. Each work request's wr_id is ENGINE_WR_ID + a sequence number.
  * Only some ask for a completion: every `signalEvery`-th, the last of each request, the last one
@@ -44,8 +46,11 @@ import type { Completion } from '../verbs/completion-queue.js';
 import { completionError, FlushedError } from '../verbs/errors.js';
 import type { QueuePair } from '../verbs/queue-pair.js';
 import { WorkRequestChain } from './chain.js';
-import { formatNext, FormattedWr, RequestCursor } from './plan.js';
-import { defaultLimits, failWith, validateRequest } from './engine-checks.js';
+import { formatNext, FormattedWr } from './plan.js';
+import { checkEngineOptions, defaultLimits, failWith, requestLimits, validateRequest } from './engine-checks.js';
+import { RequestWaiters } from './engine-promise.js';
+import { PreparedRequest } from './prepared.js';
+import { FREE, POSTED, QUEUED, RequestTable } from './request-table.js';
 import type { RemoteRegion, RequestElement, RequestEngineOptions, RequestLimits, RequestOp, SettledRequests, SubmitOptions } from './types.js';
 
 /** wr_id of the engine's work requests: this + a sequence number (below 2^52: a safe integer). */
@@ -56,14 +61,6 @@ export const DISPOSE_FLUSH_MS = 5000;
 
 const EAGAIN = 11;
 
-/** Empty polls of the promise form's driver before it polls once a millisecond instead of every turn. */
-const IDLE_POLLS = 64;
-
-// Request slot states.
-const FREE = 0;
-const QUEUED = 1; // submitted, not fully posted (the cursor is not at the end)
-const POSTED = 2; // every work request posted; settles when all are accounted for
-
 export class RequestEngine {
   readonly qp: QueuePair;
   readonly limits: RequestLimits;
@@ -71,22 +68,9 @@ export class RequestEngine {
   readonly settled: SettledRequests;
 
   // The request table: a ring of slots in submission order; requests settle in that order.
-  readonly #state: Uint8Array;
-  readonly #isRead: Uint8Array;
-  readonly #elements: (readonly RequestElement[] | undefined)[];
-  readonly #remoteAddr: Float64Array;
-  readonly #rkey: Uint32Array;
-  readonly #tag: Float64Array;
-  readonly #total: Float64Array;
-  readonly #done: Float64Array; // bytes of accounted (completed) work requests
-  readonly #posted: Int32Array; // work requests posted
-  readonly #accounted: Int32Array; // of those, accounted for (completed, failed or flushed)
-  readonly #maxMsg: Float64Array;
-  readonly #maxSge: Int32Array;
-  readonly #cursors: RequestCursor[]; // seed 002's REQUEST STATE, one per slot
-  readonly #errors: (Error | undefined)[];
-  readonly #resolve: (((bytes: number) => void) | undefined)[];
-  readonly #reject: (((error: Error) => void) | undefined)[];
+  readonly #t: RequestTable;
+  readonly #waiters: RequestWaiters;
+  readonly #preparedHere = new Set<PreparedRequest>(); // disposed with the engine
   #first = 0; // oldest unsettled slot
   #count = 0; // unsettled slots
   #posting = 0; // the slot being posted (first QUEUED), valid while #queued > 0
@@ -106,14 +90,13 @@ export class RequestEngine {
   readonly #chain: WorkRequestChain;
   readonly #formatted: FormattedWr;
   readonly #limitsScratch = { maxMessageSize: 0, maxSge: 0 };
+  readonly #requestScratch = { maxMessageSize: 0, maxSge: 0 };
 
   #failure: MemwireError | undefined; // set once the queue pair failed: later requests flush
   readonly #postOnSubmit: boolean;
   readonly #yieldIdle: boolean;
   #disposed = false;
   #closing = false; // dispose() is flushing the queue pair
-  #promised = 0;
-  #driving = false;
   readonly #onOther: ((c: Completion) => void) | undefined;
 
   /**
@@ -131,34 +114,15 @@ export class RequestEngine {
     this.limits = limits;
     this.#onOther = options.onOtherCompletion;
     this.#postOnSubmit = options.postOnSubmit !== false;
-    if (options.idle !== undefined && options.idle !== 'spin' && options.idle !== 'yield') throw new UsageError(`idle must be 'spin' or 'yield', got ${JSON.stringify(options.idle)}`);
-    this.#yieldIdle = options.idle === 'yield';
-    const n = limits.maxRequests;
-    this.#state = new Uint8Array(n);
-    this.#isRead = new Uint8Array(n);
-    this.#elements = new Array(n).fill(undefined);
-    this.#remoteAddr = new Float64Array(n);
-    this.#rkey = new Uint32Array(n);
-    this.#tag = new Float64Array(n);
-    this.#total = new Float64Array(n);
-    this.#done = new Float64Array(n);
-    this.#posted = new Int32Array(n);
-    this.#accounted = new Int32Array(n);
-    this.#maxMsg = new Float64Array(n);
-    this.#maxSge = new Int32Array(n);
-    this.#cursors = Array.from({ length: n }, () => new RequestCursor());
-    this.#errors = new Array(n).fill(undefined);
-    this.#resolve = new Array(n).fill(undefined);
-    this.#reject = new Array(n).fill(undefined);
-    this.settled = { count: 0, id: new Int32Array(n), tag: new Float64Array(n), bytes: new Float64Array(n), error: new Array(n).fill(undefined) };
-
     // Others may post on the same queue pair (a control link's SENDs, RDMA atomics): sendSlots
     // caps what the engine keeps posted so their slots stay free.
-    const sendSlots = options.sendSlots;
-    if (sendSlots !== undefined && (!Number.isInteger(sendSlots) || sendSlots < 1 || sendSlots > qp.maxSendWr)) {
-      throw new UsageError(`sendSlots must be an integer 1..${qp.maxSendWr} (the queue pair's maxSendWr), got ${String(sendSlots)}`);
-    }
-    const wrCapacity = Math.max(1, sendSlots ?? qp.maxSendWr);
+    const { yieldIdle, sendSlots } = checkEngineOptions(qp, options);
+    this.#yieldIdle = yieldIdle;
+    const n = limits.maxRequests;
+    this.#t = new RequestTable(n);
+    this.#waiters = new RequestWaiters(this, n);
+    this.settled = { count: 0, id: new Int32Array(n), tag: new Float64Array(n), bytes: new Float64Array(n), error: new Array(n).fill(undefined) };
+    const wrCapacity = sendSlots;
     this.#wrSlot = new Int32Array(wrCapacity);
     this.#wrBytes = new Float64Array(wrCapacity);
     this.#wrRead = new Uint8Array(wrCapacity);
@@ -209,36 +173,63 @@ export class RequestEngine {
     const isRead = op === 'read' ? 1 : 0;
     if (!isRead && op !== 'write') throw new UsageError(`submit: op must be 'write' or 'read', got ${JSON.stringify(op)}`);
     const total = validateRequest(this.qp, isRead === 1, remote, elements, 'submit');
-    const maxSge = isRead ? this.limits.maxReadSge : this.limits.maxWriteSge;
-    let maxMsg = this.limits.maxMessageSize;
-    let sges = maxSge;
-    if (options) {
-      if (options.maxMessageSize !== undefined) {
-        if (!Number.isSafeInteger(options.maxMessageSize) || options.maxMessageSize < 1 || options.maxMessageSize > maxMsg) throw new UsageError(`submit: maxMessageSize must be an integer 1..${maxMsg}, got ${options.maxMessageSize}`);
-        maxMsg = options.maxMessageSize;
-      }
-      if (options.maxSge !== undefined) {
-        if (!Number.isInteger(options.maxSge) || options.maxSge < 1 || options.maxSge > maxSge) throw new UsageError(`submit: maxSge must be an integer 1..${maxSge}, got ${options.maxSge}`);
-        sges = options.maxSge;
-      }
-    }
+    const limits = requestLimits(this.limits, isRead === 1, options, 'submit', this.#requestScratch);
     if (this.#count === this.limits.maxRequests) return -EAGAIN;
+    const slot = this.#enqueue(isRead, tag, total);
+    this.#t.elements[slot] = elements;
+    this.#t.remoteAddr[slot] = remote.addr;
+    this.#t.rkey[slot] = remote.rkey;
+    this.#t.maxMsg[slot] = limits.maxMessageSize;
+    this.#t.maxSge[slot] = limits.maxSge;
+    return this.#submitted(slot);
+  }
+
+  /**
+   * Check, plan and format a request once, for submitting it many times (`submitPrepared`,
+   * `runPrepared`): its SGE lists go into native memory now, so each submission walks no element
+   * and formats only its work requests' headers. `options` lower the limits as submit's do. The
+   * caller keeps the elements' regions registered while the prepared request is used; dispose() it
+   * (or the engine) to free its native memory. UsageError / ClosedError as submit.
+   */
+  prepare(op: RequestOp, remote: RemoteRegion, elements: readonly RequestElement[], options?: SubmitOptions): PreparedRequest {
+    if (this.#disposed) throw new ClosedError('request engine');
+    if (op !== 'read' && op !== 'write') throw new UsageError(`prepare: op must be 'write' or 'read', got ${JSON.stringify(op)}`);
+    const total = validateRequest(this.qp, op === 'read', remote, elements, 'prepare');
+    const limits = requestLimits(this.limits, op === 'read', options, 'prepare', { maxMessageSize: 0, maxSge: 0 });
+    for (const p of this.#preparedHere) if (p.disposed) this.#preparedHere.delete(p);
+    const prepared = new PreparedRequest(this, op, remote, elements, total, limits);
+    this.#preparedHere.add(prepared);
+    return prepared;
+  }
+
+  /**
+   * Submit a prepared request (see prepare): as submit(), with nothing checked or planned again
+   * but that the prepared request and its regions are alive. The same prepared request may be
+   * submitted again before earlier submissions settle. Returns the request id or -EAGAIN (-11).
+   * UsageError for another engine's prepared request; ClosedError once it, a region of it or the
+   * engine is disposed.
+   */
+  submitPrepared(prepared: PreparedRequest, tag = 0): number {
+    if (this.#disposed) throw new ClosedError('request engine');
+    if (prepared.owner !== this) throw new UsageError('submitPrepared: a request prepared by another engine');
+    if (this.#count === this.limits.maxRequests) return -EAGAIN;
+    prepared.acquire(); // ClosedError for it or a region disposed
+    const slot = this.#enqueue(prepared.isRead, tag, prepared.bytes);
+    this.#t.prepared[slot] = prepared;
+    this.#t.elements[slot] = prepared.elements;
+    return this.#submitted(slot);
+  }
+
+  /** The next request slot, QUEUED with its accounting reset (the caller checked there is room). */
+  #enqueue(isRead: number, tag: number, total: number): number {
     const slot = (this.#first + this.#count) % this.limits.maxRequests;
     this.#count++;
-    this.#state[slot] = QUEUED;
-    this.#isRead[slot] = isRead;
-    this.#elements[slot] = elements;
-    this.#remoteAddr[slot] = remote.addr;
-    this.#rkey[slot] = remote.rkey;
-    this.#tag[slot] = tag;
-    this.#total[slot] = total;
-    this.#done[slot] = 0;
-    this.#posted[slot] = 0;
-    this.#accounted[slot] = 0;
-    this.#maxMsg[slot] = maxMsg;
-    this.#maxSge[slot] = sges;
-    this.#cursors[slot].reset();
-    this.#errors[slot] = undefined;
+    this.#t.open(slot, isRead, tag, total);
+    return slot;
+  }
+
+  /** A filled slot joins the posting queue; posts what fits unless postOnSubmit is false. */
+  #submitted(slot: number): number {
     if (this.#queued === 0) this.#posting = slot;
     this.#queued++;
     this.settled.count = 0;
@@ -297,68 +288,34 @@ export class RequestEngine {
 
   /** RDMA WRITE the elements to `remote`; resolves with the bytes written. Errors as submit / RequestFailure. */
   write(remote: RemoteRegion, elements: readonly RequestElement[], options?: SubmitOptions): Promise<number> {
-    return this.#promise('write', remote, elements, options);
+    return this.#promise(() => this.submit('write', remote, elements, 0, options), 'write');
   }
 
   /** RDMA READ `remote` into the elements; resolves with the bytes read. Errors as submit / RequestFailure. */
   read(remote: RemoteRegion, elements: readonly RequestElement[], options?: SubmitOptions): Promise<number> {
-    return this.#promise('read', remote, elements, options);
+    return this.#promise(() => this.submit('read', remote, elements, 0, options), 'read');
   }
 
-  #promise(op: RequestOp, remote: RemoteRegion, elements: readonly RequestElement[], options?: SubmitOptions): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      const id = this.submit(op, remote, elements, 0, options);
-      if (id < 0) throw new UsageError(`${op}: ${this.limits.maxRequests} requests are already in flight (maxRequests)`);
-      if (this.#state[id] === FREE) {
-        // Settled within submit (an empty request, or a failed queue pair): report it now.
-        const k = this.settled.count - 1;
-        const error = this.settled.error[k];
-        if (error) reject(error);
-        else resolve(this.settled.bytes[k]);
-        return;
-      }
-      this.#resolve[id] = resolve;
-      this.#reject[id] = reject;
-      this.#promised++;
-      this.#drive();
-    });
+  /** Submit a prepared request (see prepare); resolves with the bytes moved. Errors as submitPrepared / RequestFailure. */
+  runPrepared(prepared: PreparedRequest): Promise<number> {
+    return this.#promise(() => this.submitPrepared(prepared), prepared.op);
   }
 
-  /**
-   * Drive the CQ while promises wait: progress() once per turn of the event loop (setImmediate)
-   * while completions come, then every millisecond (setTimeout) after IDLE_POLLS empty polls, so
-   * an idle wait does not spin. Not the CQ's wait(): it polls into the CQ's shared completion
-   * array, which any other poll before this loop resumes would overwrite (completions lost).
-   */
-  #drive(): void {
-    if (this.#driving) return;
-    this.#driving = true;
-    const loop = async () => {
-      try {
-        let idle = 0;
-        while (this.#promised > 0 && !this.#disposed) {
-          const settled = this.progress();
-          if (this.#promised === 0 || this.#disposed) break;
-          idle = settled > 0 ? 0 : idle + 1;
-          await new Promise((resolve) => (idle < IDLE_POLLS ? setImmediate(resolve) : setTimeout(resolve, 1)));
-        }
-      } finally {
-        // Synchronously with the last settle: a promise made in its continuation starts a new loop.
-        this.#driving = false;
-      }
-    };
-    loop().catch((error: unknown) => {
-      const e = error instanceof Error ? error : new Error(String(error));
-      for (let k = 0; k < this.#count; k++) {
-        const slot = (this.#first + k) % this.limits.maxRequests;
-        const reject = this.#reject[slot];
-        if (reject) {
-          this.#resolve[slot] = this.#reject[slot] = undefined;
-          this.#promised--;
-          reject(e);
-        }
-      }
-    });
+  #promise(submit: () => number, op: RequestOp): Promise<number> {
+    let id: number;
+    try {
+      id = submit();
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    if (id < 0) return Promise.reject(new UsageError(`${op}: ${this.limits.maxRequests} requests are already in flight (maxRequests)`));
+    if (this.#t.state[id] === FREE) {
+      // Settled within submit (an empty request, or a failed queue pair): report it now.
+      const k = this.settled.count - 1;
+      const error = this.settled.error[k];
+      return error ? Promise.reject(error) : Promise.resolve(this.settled.bytes[k]);
+    }
+    return this.#waiters.wait(id);
   }
 
   /** One polled completion: the engine's are accounted, the rest go to onOtherCompletion. */
@@ -376,12 +333,12 @@ export class RequestEngine {
     while (this.#wrHead <= last) this.#accountOne(true);
     if (!ok) {
       const slot = this.#wrSlot[seq % this.#wrSlot.length];
-      if (!this.#errors[slot]) {
+      if (!this.#t.errors[slot]) {
         // A flush under dispose() is the dispose's doing: ClosedError, as for requests never posted.
-        if (c.status !== C.IBV_WC_WR_FLUSH_ERR) this.#errors[slot] = completionError(c);
-        else this.#errors[slot] = this.#closing ? this.#closed() : new FlushedError(c);
+        if (c.status !== C.IBV_WC_WR_FLUSH_ERR) this.#t.errors[slot] = completionError(c);
+        else this.#t.errors[slot] = this.#closing ? this.#closed() : new FlushedError(c);
       }
-      if (!this.#failure) this.#failure = this.#errors[slot] as MemwireError;
+      if (!this.#failure) this.#failure = this.#t.errors[slot] as MemwireError;
       this.#accountOne(false);
     }
     this.#settleReady();
@@ -390,9 +347,9 @@ export class RequestEngine {
   #accountOne(ok: boolean): void {
     const i = this.#wrHead % this.#wrSlot.length;
     const slot = this.#wrSlot[i];
-    if (ok) this.#done[slot] += this.#wrBytes[i];
+    if (ok) this.#t.done[slot] += this.#wrBytes[i];
     if (this.#wrRead[i]) this.#readsInFlight--;
-    this.#accounted[slot]++;
+    this.#t.accounted[slot]++;
     this.#wrHead++;
   }
 
@@ -401,14 +358,14 @@ export class RequestEngine {
     const cap = this.limits.maxRequests;
     while (this.#count > 0) {
       const slot = this.#first;
-      const state = this.#state[slot];
+      const state = this.#t.state[slot];
       const stuck = state === QUEUED && this.#failure !== undefined; // will post nothing more
-      if (!(state === POSTED || stuck) || this.#accounted[slot] !== this.#posted[slot]) return;
+      if (!(state === POSTED || stuck) || this.#t.accounted[slot] !== this.#t.posted[slot]) return;
       if (state === QUEUED) {
         this.#queued--;
         if (this.#queued > 0) this.#posting = (slot + 1) % cap;
       }
-      let error = this.#errors[slot];
+      let error = this.#t.errors[slot];
       if (!error && this.#failure) error = this.#flushed(slot);
       this.#settle(slot, error);
     }
@@ -421,7 +378,7 @@ export class RequestEngine {
   /** The FlushedError of a request the failed queue pair never ran (ClosedError under dispose). */
   #flushed(slot: number): Error {
     if (this.#closing) return this.#closed();
-    const opcode = this.#isRead[slot] ? C.IBV_WC_RDMA_READ : C.IBV_WC_RDMA_WRITE;
+    const opcode = this.#t.isRead[slot] ? C.IBV_WC_RDMA_READ : C.IBV_WC_RDMA_WRITE;
     return new FlushedError({ wrId: 0, status: C.IBV_WC_WR_FLUSH_ERR, opcode, vendorErr: 0, qpNum: this.qp.qpn });
   }
 
@@ -429,22 +386,18 @@ export class RequestEngine {
     const s = this.settled;
     const k = s.count++;
     s.id[k] = slot;
-    s.tag[k] = this.#tag[slot];
-    s.bytes[k] = this.#done[slot];
-    s.error[k] = error ? failWith(error, this.#done[slot], this.#total[slot], this.qp) : undefined;
-    this.#state[slot] = FREE;
-    this.#elements[slot] = undefined;
-    this.#errors[slot] = undefined;
+    s.tag[k] = this.#t.tag[slot];
+    s.bytes[k] = this.#t.done[slot];
+    s.error[k] = error ? failWith(error, this.#t.done[slot], this.#t.total[slot], this.qp) : undefined;
+    this.#t.close(slot);
+    const prepared = this.#t.prepared[slot];
+    if (prepared) {
+      this.#t.prepared[slot] = undefined;
+      prepared.release(); // its SGE lists may go now (if disposed): nothing of it is left to post
+    }
     this.#first = (this.#first + 1) % this.limits.maxRequests;
     this.#count--;
-    const resolve = this.#resolve[slot];
-    const reject = this.#reject[slot];
-    if (resolve && reject) {
-      this.#resolve[slot] = this.#reject[slot] = undefined;
-      this.#promised--;
-      if (s.error[k]) reject(s.error[k]!);
-      else resolve(s.bytes[k]);
-    }
+    this.#waiters.settle(slot, s.bytes[k], s.error[k]);
   }
 
   /**
@@ -461,6 +414,7 @@ export class RequestEngine {
     const limits = this.#limitsScratch;
     const out = this.#formatted;
     const chain = this.#chain;
+    const t = this.#t;
     while (this.#queued > 0) {
       const free = Math.min(this.qp.sendSlotsFree, wrCap - (this.#wrTail - this.#wrHead));
       const chainMax = Math.min(free, this.limits.postList);
@@ -468,30 +422,45 @@ export class RequestEngine {
       let stop = chainMax === free; // filling every free slot: posting stops after this chain
       while (k < chainMax && this.#queued > 0) {
         const slot = this.#posting;
-        const isRead = this.#isRead[slot];
+        const isRead = t.isRead[slot];
         if (isRead && this.#readsInFlight >= this.limits.maxReadsInFlight) {
           stop = true;
           break;
         }
-        const cursor = this.#cursors[slot];
+        const cursor = t.cursors[slot];
         chain.undoSlot[k] = slot;
         chain.undoElement[k] = cursor.element;
         chain.undoOffset[k] = cursor.offset;
-        limits.maxMessageSize = this.#maxMsg[slot];
-        limits.maxSge = this.#maxSge[slot];
-        const elements = this.#elements[slot]!;
-        const finished = formatNext(elements, cursor, limits, out);
-        if (out.sgeCount === 0) {
-          // Nothing (left) to move: an empty request is posted as soon as it is its turn.
-          this.#advancePosting(slot, cap);
-          continue;
+        const prepared = t.prepared[slot];
+        let finished: boolean;
+        let bytes: number;
+        if (prepared) {
+          // Formatted at prepare(): the cursor counts its work requests.
+          const i = cursor.element;
+          if (i >= prepared.workRequests) {
+            this.#advancePosting(slot, cap); // an empty request: settled as soon as it is its turn
+            continue;
+          }
+          cursor.element = i + 1;
+          finished = i + 1 === prepared.workRequests;
+          bytes = prepared.wrBytes[i];
+        } else {
+          limits.maxMessageSize = t.maxMsg[slot];
+          limits.maxSge = t.maxSge[slot];
+          finished = formatNext(t.elements[slot]!, cursor, limits, out);
+          if (out.sgeCount === 0) {
+            // Nothing (left) to move: an empty request is posted as soon as it is its turn.
+            this.#advancePosting(slot, cap);
+            continue;
+          }
+          bytes = out.bytes;
         }
         const seq = this.#wrTail++;
         const w = seq % wrCap;
         this.#wrSlot[w] = slot;
-        this.#wrBytes[w] = out.bytes;
+        this.#wrBytes[w] = bytes;
         this.#wrRead[w] = isRead;
-        this.#posted[slot]++;
+        t.posted[slot]++;
         this.#sinceSignal++;
         let signaled = finished || this.#sinceSignal >= this.limits.signalEvery;
         if (isRead) {
@@ -499,7 +468,8 @@ export class RequestEngine {
           this.#readsSinceSignal++;
           if (this.#readsInFlight >= this.limits.maxReadsInFlight || this.#readsSinceSignal * 2 >= this.limits.maxReadsInFlight) signaled = true;
         }
-        chain.write(k, elements, out, isRead, this.#remoteAddr[slot], this.#rkey[slot], ENGINE_WR_ID + seq);
+        if (prepared) chain.writePrepared(k, prepared, cursor.element - 1, ENGINE_WR_ID + seq);
+        else chain.write(k, t.elements[slot]!, out, isRead, t.remoteAddr[slot], t.rkey[slot], ENGINE_WR_ID + seq);
         chain.signaled[k] = signaled ? 1 : 0;
         if (signaled) this.#markSignaled(k, isRead);
         k++;
@@ -527,7 +497,7 @@ export class RequestEngine {
 
   /** The slot being posted is fully formatted: it is POSTED, the next queued one is up. */
   #advancePosting(slot: number, cap: number): void {
-    this.#state[slot] = POSTED;
+    this.#t.state[slot] = POSTED;
     this.#queued--;
     this.#posting = (slot + 1) % cap;
   }
@@ -544,18 +514,18 @@ export class RequestEngine {
       this.#wrTail--;
       const w = this.#wrTail % this.#wrSlot.length;
       if (this.#wrRead[w]) this.#readsInFlight--;
-      this.#posted[slot]--;
-      const cursor = this.#cursors[slot];
+      this.#t.posted[slot]--;
+      const cursor = this.#t.cursors[slot];
       cursor.element = this.#chain.undoElement[i];
       cursor.offset = this.#chain.undoOffset[i];
-      if (this.#state[slot] === POSTED) {
-        this.#state[slot] = QUEUED;
+      if (this.#t.state[slot] === POSTED) {
+        this.#t.state[slot] = QUEUED;
         this.#queued++;
       }
       this.#posting = slot;
     }
     const error = errnoError('ibv_post_send', rc, { qp_num: this.qp.qpn, wr_id: this.#chain.ids[taken] });
-    this.#errors[this.#chain.undoSlot[taken]] = error;
+    this.#t.errors[this.#chain.undoSlot[taken]] = error;
     this.#failure = error;
   }
 
@@ -563,8 +533,8 @@ export class RequestEngine {
   #closeAll(error: Error): void {
     while (this.#count > 0) {
       const slot = this.#first;
-      if (this.#state[slot] === QUEUED) this.#queued--;
-      this.#settle(slot, this.#errors[slot] ?? error);
+      if (this.#t.state[slot] === QUEUED) this.#queued--;
+      this.#settle(slot, this.#t.errors[slot] ?? error);
     }
     this.#queued = 0;
     this.#wrHead = this.#wrTail;
@@ -604,6 +574,8 @@ export class RequestEngine {
     // Requests whose own completion failed keep that error; the rest were closed under them.
     this.#closeAll(this.#closed());
     this.#chain.free();
+    for (const p of this.#preparedHere) p.dispose();
+    this.#preparedHere.clear();
   }
 
   [Symbol.dispose](): void {

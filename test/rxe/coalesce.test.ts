@@ -4,8 +4,10 @@
  * a send queue of depth 4 so that every request continues as completions free slots; an error in
  * the middle of a request (a remote range past the peer's region, a wrong rkey) settles it with
  * the typed error and the bytes known completed, and later requests with FlushedError; dispose
- * with requests in flight rejects them with ClosedError after the flush. After every test, no
- * verbs object is left alive.
+ * with requests in flight rejects them with ClosedError after the flush. Prepared requests
+ * (prepare / submitPrepared / runPrepared) the same: byte-exact, several submissions of one at
+ * once through a send queue of depth 4, a failure mid-request. After every test, no verbs object
+ * is left alive.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { backend } from '../../ffi/backend.js';
@@ -287,6 +289,75 @@ describe.skipIf(!!skipReason)(`RDMA requests on ${DEV0}/${DEV1} (${runtimeName},
     expect(a.qp.outstanding.send).toBe(0);
     expect(Buffer.compare(dst, src)).toBe(0);
     expect(() => a.qp.prepareSend([])).toThrow(UsageError);
+  });
+
+  it('prepared requests: WRITE and READ byte-exact, each submitted many times at once through a send queue of depth 4', async () => {
+    pair = connectedPair({ maxSendWr: 4, maxSendSge: 8 });
+    const [a, b] = pair;
+    const maxMsg = 1500;
+    using engine = new RequestEngine(a.qp, { maxMessageSize: maxMsg, postOnSubmit: false });
+    const bytes = 1 << 17;
+    const local = pattern(bytes, 21);
+    const back = new Uint8Array(bytes);
+    const lmr = a.pd.registerMemory(local);
+    const bmr = a.pd.registerMemory(back);
+    const remote = new Uint8Array(bytes);
+    const rmr = b.pd.registerMemory(remote, { remoteWrite: true, remoteRead: true });
+    for (let seed = 1; seed <= 6; seed++) {
+      const rand = prng(seed * 104729);
+      const elements = randomChain(rand, lmr, bytes, maxMsg, 2 + rand(30));
+      const maxSge = 1 + rand(8);
+      const total = elements.reduce((s, e) => s + e.length, 0);
+      using write = engine.prepare('write', rmr.remote(), elements, { maxSge });
+      expect(write.workRequests).toBe(countWorkRequests(elements, { maxMessageSize: maxMsg, maxSge }));
+      remote.fill(0);
+      // The same prepared WRITE three times at once (its work requests continue through 4 slots), then READ back.
+      const ids = [0, 1, 2].map((r) => engine.submitPrepared(write, r));
+      expect(ids.every((id) => id >= 0)).toBe(true);
+      const settled: [number, number][] = [];
+      const deadline = Date.now() + 30_000;
+      while (settled.length < 3) {
+        const n = engine.progress();
+        for (let i = 0; i < n; i++) {
+          expect(engine.settled.error[i]).toBeUndefined();
+          settled.push([engine.settled.tag[i], engine.settled.bytes[i]]);
+        }
+        if (Date.now() > deadline) throw new Error(`seed ${seed}: only ${settled.length} of 3 prepared WRITEs settled`);
+      }
+      expect(settled).toEqual([[0, total], [1, total], [2, total]]);
+      for (const e of elements) expect(Buffer.compare(remote.subarray(e.remoteOffset, e.remoteOffset + e.length), local.subarray(e.offset!, e.offset! + e.length)), `seed ${seed}`).toBe(0);
+      back.fill(0);
+      using read = engine.prepare('read', rmr.remote(), elements.map((e) => ({ ...e, mr: bmr })), { maxSge: Math.min(maxSge, engine.limits.maxReadSge) });
+      expect(await engine.runPrepared(read)).toBe(total);
+      for (const e of elements) expect(Buffer.compare(back.subarray(e.offset!, e.offset! + e.length), local.subarray(e.offset!, e.offset! + e.length)), `seed ${seed}`).toBe(0);
+    }
+    expect(a.qp.outstanding.send).toBe(0);
+  });
+
+  it('a prepared request that fails mid-way: RemoteAccessError with the bytes known completed; later submissions flush', async () => {
+    pair = connectedPair({ maxSendWr: 4, maxSendSge: 4 });
+    const [a, b] = pair;
+    using engine = new RequestEngine(a.qp, { maxMessageSize: 1024 });
+    const src = pattern(16384, 19);
+    const smr = a.pd.registerMemory(src);
+    const real = new Uint8Array(4096);
+    const rmr = b.pd.registerMemory(real, { remoteWrite: true });
+    const good = engine.prepare('write', rmr.remote(), [{ mr: smr, offset: 0, length: 2048, remoteOffset: 0 }]);
+    // Claims 16 KiB of a 4 KiB region: work requests 0-3 land, the 5th is refused.
+    const failing = engine.prepare('write', { ...rmr.remote(), length: 16384 }, [{ mr: smr, offset: 0, length: 8192, remoteOffset: 0 }]);
+    const first = engine.runPrepared(good);
+    const broken = engine.runPrepared(failing);
+    const later = engine.runPrepared(good);
+    expect(await first).toBe(2048);
+    const error = (await broken.catch((e: unknown) => e)) as RemoteAccessError & RequestFailure;
+    expect(error).toBeInstanceOf(RemoteAccessError);
+    expect([error.bytesCompleted, error.requestBytes, error.qpState]).toEqual([4096, 8192, 'ERR']);
+    expect(Buffer.compare(real, src.subarray(0, 4096))).toBe(0);
+    await expect(later).rejects.toBeInstanceOf(FlushedError);
+    await expect(engine.runPrepared(good)).rejects.toBeInstanceOf(FlushedError);
+    expect([good.inUse, failing.inUse, engine.inFlight, a.qp.outstanding.send]).toEqual([0, 0, 0, 0]);
+    smr.dispose();
+    expect(() => engine.submitPrepared(good)).toThrow(ClosedError); // its region is gone
   });
 
   it('an empty request settles at once with 0 bytes', async () => {
