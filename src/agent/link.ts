@@ -115,7 +115,7 @@ export class AgentLink {
    * a turn; measured in the TCG guest (issue 12), a sender's doorbells to a busy agent piled up
    * in this queue (7,352 RNR NAKs in 6 minutes even with 64 receives posted) and a FIND or
    * IS_ALIVE behind them went unanswered for over 10 s. So a doorbell waiting for a slot takes
-   * in a later one for the same word (a wake is a wake: count 0 — all — wins, else the larger),
+   * in a later one for the same word (the counts add up; 0 — all — wins),
    * doorbells hold at most BELL_SLOTS slots, and requests never queue behind them. Order still
    * holds where it matters: a doorbell is posted after every RDMA WRITE posted before send() was
    * called (writes do not wait here), so its reader sees them.
@@ -126,7 +126,8 @@ export class AgentLink {
       const key = `${message.offset} ${message.name}`;
       const waiting = this.#bells.get(key);
       if (waiting) {
-        const count = waiting.count === 0 || message.count === 0 ? 0 : Math.max(waiting.count, message.count);
+        // Each doorbell may wake `count` waiters (0: all): together, the sum.
+        const count = waiting.count === 0 || message.count === 0 ? 0 : Math.min(waiting.count + message.count, 0x7fffffff);
         this.#bells.set(key, { ...waiting, count });
       } else {
         encode(message); // refused now (ProtocolError), not when posted
