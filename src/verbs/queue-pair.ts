@@ -224,6 +224,20 @@ export class QueuePair {
   }
 
   /**
+   * RTS → RTS with a new min_rnr_timer (IB encoding 0–31: 1 = 0.01 ms … 12 = 0.64 ms … 0 =
+   * 655.36 ms): how long a peer whose SEND found no posted receive here waits before it retries.
+   * rdma_cm moves its QPs to RTR with 0 — the longest — so an rdma_cm connection calls this once
+   * it is in RTS (rdma-cm.ts).
+   */
+  setMinRnrTimer(minRnrTimer: number): void {
+    this.#requireState('setMinRnrTimer', 'RTS');
+    if (!Number.isInteger(minRnrTimer) || minRnrTimer < 0 || minRnrTimer > 31) throw new UsageError(`minRnrTimer must be 0–31, got ${String(minRnrTimer)}`);
+    this.#clearAttr();
+    this.#scratch.view.setUint8(ATTR_AT + IBV_QP_ATTR.fields.min_rnr_timer, minRnrTimer);
+    this.#modify('RTS', C.IBV_QP_MIN_RNR_TIMER, { min_rnr_timer: minRnrTimer });
+  }
+
+  /**
    * Work requests posted whose completion has not been polled yet (send, receive). The receives
    * of a QP with an SRQ are the SRQ's: see `srq.outstanding`.
    */
@@ -259,6 +273,16 @@ export class QueuePair {
     if (rc !== 0) throw errnoError('ibv_query_qp', rc > 0 ? rc : 22, { qp_num: this.qpn, attr_mask: 'STATE' });
     this.#state = STATE_NAMES[this.#scratch.view.getUint32(ATTR_AT + IBV_QP_ATTR.fields.qp_state, true)] ?? this.#state;
     return this.#state;
+  }
+
+  /** ibv_query_qp for min_rnr_timer (IB encoding; see setMinRnrTimer). */
+  queryMinRnrTimer(): number {
+    const handle = this.handle;
+    const at = this.#scratch.address + ATTR_AT;
+    this.#scratch.bytes.fill(0, ATTR_AT, 256);
+    const rc = loadVerbs().ibv_query_qp(handle, at, C.IBV_QP_MIN_RNR_TIMER, this.#scratch.address + INIT_OUT_AT) as number;
+    if (rc !== 0) throw errnoError('ibv_query_qp', rc > 0 ? rc : 22, { qp_num: this.qpn, attr_mask: 'MIN_RNR_TIMER' });
+    return this.#scratch.view.getUint8(ATTR_AT + IBV_QP_ATTR.fields.min_rnr_timer);
   }
 
   /** This side's connection facts, to send to the peer out of band. */

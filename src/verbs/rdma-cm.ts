@@ -334,6 +334,16 @@ function connectionParts(id: number, options: CmConnectionOptions) {
 }
 
 /**
+ * The min_rnr_timer of every rdma_cm connection's QP (IB encoding: 12 = 0.64 ms, the value
+ * QueuePair.toRtr uses too). The kernel's connection manager moves an rdma_cm QP to RTR with 0,
+ * which encodes the LONGEST wait, 655.36 ms: each time a SEND finds no posted receive at this
+ * end (the peer sent faster than this process re-posted), the peer's QP stalls 655 ms — with
+ * everything queued behind it on that QP, RDMA WRITEs included. Measured in the TCG guest before
+ * this (issue 12): agent control calls unanswered for 10 s, reconnects taking 11–43 s.
+ */
+export const CM_MIN_RNR_TIMER = 12;
+
+/**
  * Connect to a listener: resolve the address and the route, make the queue pair, send the
  * connect request with `privateData`, wait for ESTABLISHED. Each step is bounded by timeoutMs.
  * ConnectionError for REJECTED / UNREACHABLE / ADDR_ERROR / ROUTE_ERROR (with the peer's
@@ -373,6 +383,7 @@ export async function rdmaConnect(target: ConnectTarget): Promise<CmConnection> 
     check('rdma_connect', cm.rdma_connect(id, param) as number, { dst: `${target.address}:${target.port}`, qp_num: parts.qp.qpn });
     const established = await channel.expect(C.RDMA_CM_EVENT_ESTABLISHED, timeoutMs, `connecting to ${target.address}:${target.port}`);
     parts.qp.markConnected();
+    parts.qp.setMinRnrTimer(CM_MIN_RNR_TIMER);
     return new CmConnection(id, channel, parts, established.privateData);
   } catch (error) {
     parts?.context.dispose();
@@ -461,8 +472,11 @@ export class CmListener {
         parts = connectionParts(id, options);
         const param = channel.connParam(options.privateData, MAX_ACCEPT_PRIVATE_DATA, options);
         check('rdma_accept', rdmacm().rdma_accept(id, param) as number, { id: hex(id), qp_num: parts.qp.qpn });
-        await channel.expect(C.RDMA_CM_EVENT_ESTABLISHED, timeoutMs, 'accepting');
+        // rdma_accept moved the QP to RTS before it answered: the short RNR timer is in place
+        // (almost always) before the peer's first SEND can come.
         parts.qp.markConnected();
+        parts.qp.setMinRnrTimer(CM_MIN_RNR_TIMER);
+        await channel.expect(C.RDMA_CM_EVENT_ESTABLISHED, timeoutMs, 'accepting');
         return new CmConnection(id, channel, parts, request.privateData);
       } catch (error) {
         if (!parts) rdmacm().rdma_reject(id, 0, 0);

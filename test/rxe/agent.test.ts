@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend } from '../../ffi/backend.js';
 import { runtimeName } from '../../ffi/runtime.js';
 import { AgentClient, AgentError, ClosedError, deviceAddress, PeerGoneError, rdmaConnect, RdmaImage, SharedRegion, targetRegionName, WorkCompletionError } from '../../src/index.js';
+import { BELL_SLOTS } from '../../src/agent/link.js';
 import { encode, HEADER_BYTES, MAX_MESSAGE_BYTES, W_TYPE } from '../../src/agent/wire.js';
 import { DEV0, DEV1, pattern, skipReason, suffix } from './helpers.js';
 import { asleepInFutex, twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
@@ -142,6 +143,29 @@ describe.skipIf(!!skipReason)(`node agent across two nodes ${DEV0} → ${DEV1} (
       owner.close();
     } finally {
       client.close();
+    }
+  });
+
+  it('doorbells to one word wait as one, at most BELL_SLOTS in flight, and a FIND goes ahead of them', async () => {
+    // Issue 12: a sender's doorbell per message piled up in the link's queue and a FIND or
+    // IS_ALIVE behind them went unanswered for over 10 s (src/agent/link.ts, send()).
+    const owner = await clientOfB();
+    const client = await clientOfB();
+    try {
+      const name = `bells.${process.pid}`;
+      await owner.allocate(name, 4096);
+      await client.find(name);
+      for (let i = 0; i < 10_000; i++) client.doorbell(name, 0, 1);
+      expect(client.link.bellsInFlight).toBeGreaterThan(0);
+      expect(client.link.bellsInFlight).toBeLessThanOrEqual(BELL_SLOTS);
+      expect(client.link.bellsWaiting).toBe(1);
+      const found = await client.find(name);
+      expect(found).toMatchObject({ name, size: 4096 });
+      await until(() => client.link.bellsWaiting === 0 && client.link.bellsInFlight === 0, 10_000, 'the doorbells sent');
+      await owner.remove(name);
+    } finally {
+      client.close();
+      owner.close();
     }
   });
 

@@ -47,11 +47,12 @@ const MID_STREAM = 80;
 /** A postbox's slots (the fixture's Postbox keeps the default): messages placed and not yet acknowledged are at most this many. */
 const SLOTS = 64;
 /**
- * The restart halves (a receiver restarted under the same name, an agent restarted under the same
- * address: reached again by the old sender) do not pass yet (issue 12; docs/messaging-faults.md):
- * they run only with MEMWIRE_XNODE_RESTART=1, so the tier judges the parts that work.
+ * The agent-restart half (an agent restarted under the same address serves a new sender, and the
+ * old sender reconnects) does not pass yet: in the guest (2026-12-07, Bun) a new sender's first
+ * send() through the restarted agent did not settle within 60 s (docs/messaging-faults.md). It
+ * runs only with MEMWIRE_XNODE_RESTART=1; the receiver-restart half always runs.
  */
-const RESTART = process.env.MEMWIRE_XNODE_RESTART === '1';
+const AGENT_RESTART = process.env.MEMWIRE_XNODE_RESTART === '1';
 
 interface Counts {
   first: number;
@@ -122,6 +123,11 @@ async function sendError(proc: Proc, peer: string, timeoutMs: number): Promise<{
   return { kind: m[1], at: Number(m[2]), n: Number(m[3]), text: m[4] };
 }
 
+/** What `proc` said about failing sends to `peer` (why a reconnection took the time it took). */
+function failures(proc: Proc, peer: string): string {
+  return proc.output().split('\n').filter((l) => l.startsWith(`send-error ${peer} `) || l.startsWith(`still-failing ${peer} `) || l.startsWith(`resumed ${peer} `)).join('\n');
+}
+
 function shmHas(node: TwoNodeNode, name: string): boolean {
   return node.shm().some((n) => n.endsWith(targetRegionName(name)));
 }
@@ -138,10 +144,9 @@ describe.skipIf(!!skipReason)(`postbox faults across two nodes ${DEV0} / ${DEV1}
     procs = [];
   }, 60_000);
 
-  it(`a remote receiver SIGKILLed mid-stream: PeerGoneError within ${NOTICE_BOUND_MS} ms, its memory on its node reclaimed, the other receiver unaffected${RESTART ? '; restarted under the same name, reached again' : ''}`, async () => {
+  it(`a remote receiver SIGKILLed mid-stream: PeerGoneError within ${NOTICE_BOUND_MS} ms, its memory on its node reclaimed, the other receiver unaffected; restarted under the same name, reached again`, async () => {
     const [A, B] = nodes();
-    const r = await start(B, A, 'r1', []);
-    const k = await start(B, A, 'k1', []);
+    const [r, k] = await Promise.all([start(B, A, 'r1', []), start(B, A, 'k1', [])]);
     const s = await start(A, B, 's1', ['r1@B', 'k1@B']);
     await receives(r, 's1@A', MID_STREAM);
     expect(shmHas(B, 'pb.xf.ep.r1')).toBe(true);
@@ -170,12 +175,12 @@ describe.skipIf(!!skipReason)(`postbox faults across two nodes ${DEV0} / ${DEV1}
     }
     console.log(`[${runtimeName}] reclaimed ${Date.now() - killedAt} ms after the kill; agent of B:\n${agentLog(B).split('\n').filter((l) => l.includes('r1')).join('\n')}`);
 
-    if (!RESTART) return;
     // Restarted under the same name: the sender's retries (one send() every 50 ms) reach it again.
     const restartedAt = Date.now();
     const r2 = await start(B, A, 'r1', []);
+    const readyAt = Date.now();
     const back = await s.take(/^resumed r1@B (\d+) (\d+)$/, 60_000);
-    console.log(`[${runtimeName}] receiver restarted: the sender's send() reached it ${Number(back[1]) - restartedAt} ms after it was started (from message ${back[2]})`);
+    console.log(`[${runtimeName}] receiver restarted: the sender's send() reached it ${Number(back[1]) - readyAt} ms after it said "ready" (${readyAt - restartedAt} ms after it was started; from message ${back[2]})\n${failures(s, 'r1@B')}`);
     const rc = await receives(r2, 's1@A', 20);
     expect(rc, 'r1 (restarted) counts').toMatchObject({ first: Number(back[2]), lost: 0, bad: 0 });
     expect(rc!.ok).toBeGreaterThan(0);
@@ -184,8 +189,7 @@ describe.skipIf(!!skipReason)(`postbox faults across two nodes ${DEV0} / ${DEV1}
   it(`a remote sender SIGKILLed mid-stream: what it sent arrived intact and in order, its memory space on the receiver's node reclaimed, the other sender unaffected`, async () => {
     const [A, B] = nodes();
     const r = await start(B, A, 'r2', []);
-    const s = await start(A, B, 's2', ['r2@B']);
-    const t = await start(A, B, 't2', ['r2@B']);
+    const [s, t] = await Promise.all([start(A, B, 's2', ['r2@B']), start(A, B, 't2', ['r2@B'])]);
     await receives(r, 's2@A', MID_STREAM);
     await receives(r, 't2@A', 20);
     expect(shmHas(B, 'pb.xf.data.s2')).toBe(true);
@@ -220,10 +224,8 @@ describe.skipIf(!!skipReason)(`postbox faults across two nodes ${DEV0} / ${DEV1}
 
   it(`garbage in a sender's memory space on the receiving node: CorruptionError for that channel only, at both ends`, async () => {
     const [A, B] = nodes();
-    const r = await start(B, A, 'r4', []);
-    const q = await start(B, A, 'q4', []);
-    const s = await start(A, B, 's4', ['r4@B', 'q4@B']);
-    const t = await start(A, B, 't4', ['r4@B']);
+    const [r, q] = await Promise.all([start(B, A, 'r4', []), start(B, A, 'q4', [])]);
+    const [s, t] = await Promise.all([start(A, B, 's4', ['r4@B', 'q4@B']), start(A, B, 't4', ['r4@B'])]);
     await receives(r, 's4@A', 20);
     await receives(r, 't4@A', 20);
     await receives(q, 's4@A', 20);
@@ -276,7 +278,7 @@ describe.skipIf(!!skipReason)(`postbox faults across two nodes ${DEV0} / ${DEV1}
   }, 200_000);
 
   // Last: it kills and restarts B's agent.
-  it(`the receiving node's agent SIGKILLed mid-stream: PeerGoneError within ${NOTICE_BOUND_MS} ms, what it delivered before intact${RESTART ? '; an agent restarted under the same address serves new and old senders' : ''}`, async () => {
+  it(`the receiving node's agent SIGKILLed mid-stream: PeerGoneError within ${NOTICE_BOUND_MS} ms, what it delivered before intact${AGENT_RESTART ? '; an agent restarted under the same address serves new and old senders' : ''}`, async () => {
     const [A, B] = nodes();
     const r = await start(B, A, 'r3', []);
     const s = await start(A, B, 's3', ['r3@B']);
@@ -297,16 +299,18 @@ describe.skipIf(!!skipReason)(`postbox faults across two nodes ${DEV0} / ${DEV1}
     expect(before, 's3 counts before the agent died').toMatchObject({ first: 0, bad: 0, lost: 0 });
     expect(before!.ok).toBeGreaterThanOrEqual(MID_STREAM);
 
-    if (!RESTART) return;
+    if (!AGENT_RESTART) return;
     // A new agent on the same address: it removes what the dead one left, and serves again.
     const restartedAt = Date.now();
     await B.startAgent(PORT);
     const u = await start(A, B, 'u3', ['r3@B']);
-    await placesMore(u, 'r3@B', 40);
+    await placesMore(u, 'r3@B', 40).catch((error: Error) => {
+      throw new Error(`${error.message}\n--- agents of B\n${agentLog(B)}\n--- s3\n${s.output().split('\n').slice(-30).join('\n')}\n--- r3\n${r.output().split('\n').filter((l) => !/^(count|report-end)/.test(l)).join('\n')}`);
+    });
     const back = await s.take(/^resumed r3@B (\d+) (\d+)$/, 60_000).catch((error: Error) => {
       throw new Error(`${error.message}\n--- agents of B\n${agentLog(B)}\n--- r3\n${r.output()}`);
     });
-    console.log(`[${runtimeName}] agent restarted: the old sender's send() reconnected ${Number(back[1]) - restartedAt} ms after the restart (from message ${back[2]})`);
+    console.log(`[${runtimeName}] agent restarted: the old sender's send() reconnected ${Number(back[1]) - restartedAt} ms after the restart (from message ${back[2]})\n${failures(s, 'r3@B')}`);
     await receives(r, 'u3@A', 20);
     const sc0 = (await counts(r)).get('s3@A')!.ok;
     await until(() => placed(s, 'r3@B') >= Number(back[2]) + 40, 60_000, 's3 placing after its reconnection');

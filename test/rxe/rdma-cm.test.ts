@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { backend } from '../../ffi/backend.js';
 import { runtimeName } from '../../ffi/runtime.js';
 import { ClosedError, CmListener, ConnectionError, liveVerbsObjects, rdmaConnect, TimeoutError, type CmConnection } from '../../src/index.js';
+import { CM_MIN_RNR_TIMER } from '../../src/verbs/rdma-cm.js';
 import { DEV0, DEV1, expectNothingLive, IP0, IP1, pattern, skipReason, suffix } from './helpers.js';
 
 const cmSkip = skipReason || (!IP0 || !IP1 ? 'needs MEMWIRE_RXE_IP0/IP1 (the devices\' IPv4 addresses)' : '');
@@ -46,6 +47,9 @@ describe.skipIf(!!cmSkip)(`rdma_cm between ${DEV0} and ${DEV1} (${runtimeName}, 
     expect(client.context.device.name).toBe(DEV0);
     expect(server.context.device.name).toBe(DEV1);
     expect(client.qp.state).toBe('RTS');
+    // rdma_cm leaves min_rnr_timer 0 (655.36 ms per RNR NAK); both ends are set to CM_MIN_RNR_TIMER.
+    expect(client.qp.queryMinRnrTimer()).toBe(CM_MIN_RNR_TIMER);
+    expect(server.qp.queryMinRnrTimer()).toBe(CM_MIN_RNR_TIMER);
     expect(liveVerbsObjects()).toMatchObject({ qps: 2, cqs: 2, pds: 2, cmIds: 3 });
 
     // SEND/RECV, then an RDMA WRITE into memory the server announced.
