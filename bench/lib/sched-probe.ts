@@ -2,7 +2,7 @@
  * Where the CPUs went during a measurement: a snapshot of every thread's scheduler statistics
  * (/proc/<pid>/task/<tid>/schedstat: time on a CPU, time waiting in a run queue, time slices;
  * /proc/.../status: voluntary and involuntary context switches) and of the RDMA devices' packet
- * counters, and the difference of two snapshots summed per process. For the RDMA ping-pong's
+ * counters, and the difference of two snapshots per thread. For the RDMA ping-pong's
  * diagnosis (issue 12): is a busy-polling peer preempted (run-queue wait), by whom (who ran), and
  * how many packets crossed per round trip (a doorbell or a control message is a packet beyond the
  * data's). Reading every thread costs tens of milliseconds under TCG: taken outside the timing.
@@ -12,6 +12,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 interface ThreadStat {
   pid: number;
   comm: string;
+  /** The thread's own name (libuv-worker, V8 DefaultWorke, …). */
+  thread: string;
   runNs: number;
   waitNs: number;
   slices: number;
@@ -25,12 +27,12 @@ export interface SchedSnapshot {
   packets: Map<string, number>;
 }
 
-/** One process's (or kernel thread's) share of an interval, per round trip where `per` is given. */
+/** One thread's share of an interval; switches per round trip. */
 export interface SchedRow {
   name: string;
   /** Percent of one CPU over the interval. */
   cpuPct: number;
-  /** Percent of the interval its threads waited runnable in a run queue (summed over threads). */
+  /** Percent of the interval it waited runnable in a run queue. */
   waitPct: number;
   /** Context switches (voluntary + involuntary) and involuntary ones, per round trip. */
   switchesPer: number;
@@ -73,6 +75,7 @@ export function schedSnapshot(): SchedSnapshot {
       threads.set(`${pid}/${tid}`, {
         pid: Number(pid),
         comm,
+        thread: tid === pid ? 'main' : read(`/proc/${pid}/task/${tid}/comm`).trim(),
         runNs: s[0],
         waitNs: s[1],
         slices: s[2],
@@ -98,32 +101,23 @@ export function schedSnapshot(): SchedSnapshot {
 }
 
 /**
- * Per process, what changed between two snapshots; rows using at least `minPct` of a CPU or
+ * Per thread, what changed between two snapshots; rows using at least `minPct` of a CPU or
  * waiting at least that much, busiest first. `per`: round trips in the interval. `names` labels
  * known pids (e.g. "agent A").
  */
 export function schedDelta(before: SchedSnapshot, after: SchedSnapshot, per: number, names: ReadonlyMap<number, string> = new Map(), minPct = 1): { rows: SchedRow[]; packetsPer: Record<string, number> } {
   const ms = Math.max(1e-6, after.at - before.at);
-  const byPid = new Map<number, { comm: string; run: number; wait: number; sw: number; inv: number }>();
+  const rows: SchedRow[] = [];
+  // Per thread: a process's helper threads (the libuv pool, V8's workers) run on its CPUs too.
   for (const [key, t] of after.threads) {
     const b = before.threads.get(key);
-    const run = t.runNs - (b?.runNs ?? 0);
-    const wait = t.waitNs - (b?.waitNs ?? 0);
+    const cpuPct = ((t.runNs - (b?.runNs ?? 0)) / 1e6 / ms) * 100;
+    const waitPct = ((t.waitNs - (b?.waitNs ?? 0)) / 1e6 / ms) * 100;
+    if (cpuPct < minPct && waitPct < minPct) continue;
     const sw = t.voluntary + t.involuntary - (b ? b.voluntary + b.involuntary : 0);
     const inv = t.involuntary - (b?.involuntary ?? 0);
-    const agg = byPid.get(t.pid) ?? { comm: t.comm, run: 0, wait: 0, sw: 0, inv: 0 };
-    agg.run += run;
-    agg.wait += wait;
-    agg.sw += sw;
-    agg.inv += inv;
-    byPid.set(t.pid, agg);
-  }
-  const rows: SchedRow[] = [];
-  for (const [pid, a] of byPid) {
-    const cpuPct = (a.run / 1e6 / ms) * 100;
-    const waitPct = (a.wait / 1e6 / ms) * 100;
-    if (cpuPct < minPct && waitPct < minPct) continue;
-    rows.push({ name: `${names.get(pid) ?? a.comm} (${pid})`, cpuPct, waitPct, switchesPer: a.sw / per, preemptedPer: a.inv / per });
+    const tid = key.split('/')[1];
+    rows.push({ name: `${names.get(t.pid) ?? t.comm}${t.thread === 'main' ? '' : `/${t.thread}`} (${t.pid === Number(tid) ? t.pid : key})`, cpuPct, waitPct, switchesPer: sw / per, preemptedPer: inv / per });
   }
   rows.sort((x, y) => y.cpuPct - x.cpuPct);
   const packetsPer: Record<string, number> = {};

@@ -54,7 +54,21 @@ export interface PumpTask {
   readonly drivenAt: number;
 }
 
+/** @internal What the pump did since the process started (diagnosis: bench/, docs/across-machines.md). */
+export interface PumpStats {
+  /** Turns run (each services every task). */
+  turns: number;
+  /** Off-thread polls started; those that ended with a readable fd, and those whose time ran out. */
+  sleeps: number;
+  woken: number;
+  sliceEnds: number;
+  /** Turns queued on a timer (tasks left to their owners, added during a sleep, or not waitable). */
+  timed: number;
+}
+
 class Pump {
+  /** @internal */
+  readonly stats: PumpStats = { turns: 0, sleeps: 0, woken: 0, sliceEnds: 0, timed: 0 };
   readonly #tasks = new Set<PumpTask>();
   /** A turn is queued (setImmediate or setTimeout). */
   #scheduled = false;
@@ -84,7 +98,10 @@ class Pump {
     if (this.#scheduled || this.#tasks.size === 0) return;
     this.#scheduled = true;
     if (delay === 0) setImmediate(this.#turn);
-    else setTimeout(this.#turn, delay);
+    else {
+      this.stats.timed++;
+      setTimeout(this.#turn, delay);
+    }
   }
 
   #serviceAll(tasks: Iterable<PumpTask>, now: number): boolean {
@@ -102,6 +119,7 @@ class Pump {
 
   #turn = (): void => {
     this.#scheduled = false;
+    this.stats.turns++;
     if (this.#serviceAll(this.#tasks, performance.now())) this.#schedule(0);
     else this.#rest();
   };
@@ -157,10 +175,13 @@ class Pump {
     }
     this.#block ??= new NativeBlock(MAX_FDS * POLLFD.size, 'agent link pump pollfds');
     this.#sleeping = true;
+    this.stats.sleeps++;
     this.#covered = new Set(this.#tasks);
     pollAny(this.#block, 0, fds, driven ? DRIVEN_MS : SLEEP_SLICE_MS).then(
       (readable) => {
         this.#sleeping = false;
+        if (readable.includes(true)) this.stats.woken++;
+        else this.stats.sliceEnds++;
         let at = 0;
         for (let i = 0; i < owners.length; i++) {
           const mine = readable.slice(at, at + counts[i]);
