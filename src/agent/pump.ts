@@ -16,10 +16,11 @@
  * for ever under the rxe guest's TCG, ~0.4 ms a turn, taking ticks from the busy-polling
  * processes on the same vCPUs).
  *
- * A task its owner drives itself (the Postbox's polls reap its images' completions through
- * link.progress()) is not armed while that lasts (DRIVEN_MS since its last progress()): arming it
- * would wake the pump's helper thread at every message of a busy sender — a thread wake-up per
- * message on the spinner's vCPU. The pump then looks at it every DRIVEN_MS instead.
+ * While its owner drives a task itself (the Postbox's polls reap its images' completions through
+ * link.progress(); DRIVEN_MS since its last progress()) the process is busy in its own loop: the
+ * pump neither arms nor sleeps then — arming would wake its helper thread at every message of a
+ * busy sender, and every off-thread poll costs that process's CPU — but runs a turn every
+ * DRIVEN_MS on a timer (the process's other links: control answers, disconnects).
  */
 import { NativeBlock } from '../native-block.js';
 import { pollAny } from '../verbs/native.js';
@@ -28,11 +29,11 @@ import { POLLFD } from '../../ffi/verbs-layout.js';
 /** Longest single off-thread poll(2) of the pump (a helper thread is parked at most this long). */
 export const SLEEP_SLICE_MS = 250;
 /**
- * A task progressed by its owner within this long is left to the owner (not armed); the pump's
- * sleep is then at most this long, so a task whose owner stopped driving it is armed within
- * DRIVEN_MS.
+ * A task progressed by its owner within this long is left to the owner: the pump turns on a timer
+ * of this period instead of sleeping on fds, so a task whose owner stopped driving it is armed
+ * within DRIVEN_MS.
  */
-export const DRIVEN_MS = 20;
+export const DRIVEN_MS = 50;
 /** While a sleep is in flight, tasks added since (not in its fd set) are serviced this often. */
 const UNCOVERED_DELAY_MS = 4;
 /** When the off-thread poll itself fails (it should not): serviced on this timer instead. */
@@ -129,7 +130,6 @@ class Pump {
     if (this.#tasks.size === 0) return;
     if (this.#sleeping) {
       // A poll is in flight; a task added since is not in its set: serviced on a short timer until it returns.
-      // (Tasks left to their owners when it began are in #covered: the poll's own timeout is DRIVEN_MS then.)
       for (const task of this.#tasks) {
         if (!this.#covered.has(task)) {
           this.#schedule(UNCOVERED_DELAY_MS);
@@ -139,16 +139,21 @@ class Pump {
       return;
     }
     const now = performance.now();
+    for (const task of this.#tasks) {
+      if (task.drivenAt > 0 && now - task.drivenAt < DRIVEN_MS) {
+        // Its owner polls it: a process busy with its own loop. No helper-thread poll then — each
+        // koffi async call costs ~0.1 ms of CPU natively, milliseconds under TCG, on the busy
+        // process's CPU (guest run 2: a pool thread at 8–11 % of the pinned CPU at 20 ms) — only
+        // a turn every DRIVEN_MS for its other links (control answers, disconnects).
+        this.#schedule(DRIVEN_MS);
+        return;
+      }
+    }
     const fds: number[] = [];
     const owners: PumpTask[] = [];
     const counts: number[] = [];
-    let driven = false;
     let unwaitable = false;
     for (const task of this.#tasks) {
-      if (task.drivenAt > 0 && now - task.drivenAt < DRIVEN_MS) {
-        driven = true;
-        continue;
-      }
       let taskFds: readonly number[] | undefined;
       try {
         taskFds = task.arm();
@@ -170,14 +175,14 @@ class Pump {
       return;
     }
     if (unwaitable || fds.length === 0) {
-      this.#schedule(unwaitable ? UNCOVERED_DELAY_MS : DRIVEN_MS);
+      this.#schedule(UNCOVERED_DELAY_MS);
       return;
     }
     this.#block ??= new NativeBlock(MAX_FDS * POLLFD.size, 'agent link pump pollfds');
     this.#sleeping = true;
     this.stats.sleeps++;
     this.#covered = new Set(this.#tasks);
-    pollAny(this.#block, 0, fds, driven ? DRIVEN_MS : SLEEP_SLICE_MS).then(
+    pollAny(this.#block, 0, fds, SLEEP_SLICE_MS).then(
       (readable) => {
         this.#sleeping = false;
         if (readable.includes(true)) this.stats.woken++;
