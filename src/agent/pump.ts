@@ -143,8 +143,9 @@ class Pump {
       if (task.drivenAt > 0 && now - task.drivenAt < DRIVEN_MS) {
         // Its owner polls it: a process busy with its own loop. No helper-thread poll then — each
         // koffi async call costs ~0.1 ms of CPU natively, milliseconds under TCG, on the busy
-        // process's CPU (guest run 2: a pool thread at 8–11 % of the pinned CPU at 20 ms) — only
-        // a turn every DRIVEN_MS for its other links (control answers, disconnects).
+        // process's CPU (bench/README.md, RDMA postbox run 7: a pool thread at 8–11 % of the
+        // pinned CPU with 20 ms sleeps) — only a turn every DRIVEN_MS for its other links
+        // (control answers, disconnects).
         this.#schedule(DRIVEN_MS);
         return;
       }
