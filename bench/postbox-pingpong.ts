@@ -31,6 +31,7 @@ import { leadsSession } from './lib/session.js';
 import { COMMON_FLAGS, parseFlags, sizeLabel, type FlagSpec } from './lib/flags.js';
 import { DEFAULT_ROUNDS, median, pairedRow, roundRatios, ROUNDS_FLAG, runPerftest, runRound, column } from './lib/perftest.js';
 import { PostboxRdmaRig, takeTransport, TRANSPORT_FLAG } from './lib/postbox-rdma.js';
+import { formatSched } from './lib/sched-probe.js';
 import { DEVICE_FLAGS, pickCpus, pickDevices, takeDeviceNames } from './lib/rdma-devices.js';
 import { Peer } from './lib/peer.js';
 import { judgeTargets, newReport, type BenchReport, type Row, type Target } from './lib/report.js';
@@ -372,6 +373,7 @@ async function runRdma(argv: readonly string[]): Promise<{ report: BenchReport; 
               `${label}: memwire p50 ${one.p50.toFixed(2)} µs, p99 ${one.p99.toFixed(2)} µs over ${n} round trips (${Date.now() - started} ms)${tag}; ` +
                 `measuring side per round trip: trySend p50 ${one.sendP50.toFixed(1)} µs, empty polls p50 ${one.pollsP50}, event-loop turns ${one.turnsMean.toFixed(2)}`,
             );
+            if (one.sched) progress(`${label}: where the CPUs went${tag}: ${formatSched(one.sched)}`);
           },
           usePerftest
             ? async () => {

@@ -23,6 +23,7 @@
 import { createInterface } from 'node:readline';
 import { Postbox, RdmaTransport, SendStatus, type PostboxOptions, type RdmaTransportOptions } from '../src/index.js';
 import type { LatencyResult } from './lib/postbox-rdma.js';
+import { schedDelta, schedSnapshot, type SchedSnapshot } from './lib/sched-probe.js';
 import { percentiles } from './lib/timing.js';
 
 const [domain, name, peer, rdmaText, optionsText] = process.argv.slice(2, 7);
@@ -82,7 +83,13 @@ async function pingPong(size: number, iterations: number, warmup: number, timeou
   const pollCounts = new Float64Array(iterations);
   // One unmeasured round trip first, so that sample 0 measures a round trip, not the set-up.
   let prev = 0n;
+  let before: SchedSnapshot | undefined;
   for (let i = -Math.max(1, warmup); i < iterations; i++) {
+    if (i === 0) {
+      // Every thread's scheduler statistics, outside the timing (sample 0 starts after it).
+      before = schedSnapshot();
+      prev = process.hrtime.bigint();
+    }
     message[0] = i & 0xff;
     const sendStart = process.hrtime.bigint();
     await place(message, guard);
@@ -106,10 +113,11 @@ async function pingPong(size: number, iterations: number, warmup: number, timeou
     prev = now;
     if (replyLength !== size || replyFirst !== (i & 0xff)) throw new Error(`echo mismatch at iteration ${i}: ${replyLength} bytes back for ${size}`);
   }
+  const sched = before ? schedDelta(before, schedSnapshot(), iterations) : undefined;
   const [p50, p99] = percentiles(samples, [50, 99]);
   const [sendP50] = percentiles(sends, [50]);
   const [pollsP50] = percentiles(pollCounts, [50]);
-  return { p50: p50 / 1000, p99: p99 / 1000, sendP50: sendP50 / 1000, pollsP50, turnsMean: turns / iterations };
+  return { p50: p50 / 1000, p99: p99 / 1000, sendP50: sendP50 / 1000, pollsP50, turnsMean: turns / iterations, sched };
 }
 
 async function stream(size: number, count: number, timeoutMs: number): Promise<{ seconds: number; count: number; size: number }> {

@@ -12,6 +12,7 @@ import { DEFAULT_AGENT_PORT, type PostboxOptions, type RdmaTransportOptions } fr
 import { FlagError, type FlagSpec } from './flags.js';
 import type { DevicePair } from './rdma-devices.js';
 import { distFile, twoNodes, type Proc, type TwoNodeNode } from './two-node.js';
+import type { SchedRow } from './sched-probe.js';
 
 export type BenchTransport = 'shm' | 'rdma';
 
@@ -53,6 +54,8 @@ export interface LatencyResult {
   /** Median empty polls per round trip, and event-loop turns per round trip (mean). */
   pollsP50: number;
   turnsMean: number;
+  /** Every process's CPU, run-queue wait and context switches, and packets per round trip, over the measured round trips (lib/sched-probe.ts). */
+  sched?: { rows: SchedRow[]; packetsPer: Record<string, number> };
 }
 
 export interface StreamResult {
@@ -106,7 +109,8 @@ export class PostboxRdmaRig {
       const description =
         `node A: ${a.device} (${a.address}), its agent and the ${mode} peer${cpus ? ` on CPU ${cpus[0]}` : ''}; ` +
         `node B: ${b.device} (${b.address}), its agent and the measuring side${cpus ? ` on CPU ${cpus[1]}` : ''}; ` +
-        'each node its own mount namespace and /dev/shm, agents on port ' + port;
+        'each node its own mount namespace and /dev/shm, agents on port ' + port +
+        ` (pids: agent A ${a.agents[0]?.child.pid}, agent B ${b.agents[0]?.child.pid}, ${mode} ${peer.child.pid}, measuring side ${side.child.pid})`;
       return new PostboxRdmaRig(nodes, side, description);
     } catch (error) {
       await Promise.all(nodes.map((n) => n.dispose()));

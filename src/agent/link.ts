@@ -4,8 +4,8 @@
  * RECV_SLOTS posted receive buffers of MAX_MESSAGE_BYTES each, and — on a client's side — the
  * RDMA WRITEs into targets the agent registered on this very connection's protection domain.
  *
- * Everything is driven by the process's pump (pump.ts): completions are polled, never waited
- * on. A link is lost — once, with the reason given to its owner — when the peer disconnects
+ * Everything is driven by the process's pump (pump.ts), which sleeps on the link's completion
+ * channel and rdma_cm channel while nothing happens, or by its user's progress(). A link is lost — once, with the reason given to its owner — when the peer disconnects
  * (rdma_cm DISCONNECTED), a work request fails (the QP went to error), or the peer sends a
  * message wire.ts refuses (ProtocolError). Then the connection, its QP, CQ, PD and every memory
  * region registered on that PD are destroyed.
@@ -16,7 +16,7 @@ import type { Completion } from '../verbs/completion-queue.js';
 import { completionError } from '../verbs/errors.js';
 import type { MemoryRegion } from '../verbs/memory-region.js';
 import type { CmConnection } from '../verbs/rdma-cm.js';
-import { pump } from './pump.js';
+import { pump, type PumpTask } from './pump.js';
 import { decode, encode, MAX_MESSAGE_BYTES, type Message } from './wire.js';
 
 /**
@@ -34,7 +34,10 @@ export const SEND_SLOTS = 16;
  * IS_ALIVE never waits for a doorbell's completion (see send()).
  */
 export const BELL_SLOTS = SEND_SLOTS - 4;
-/** How often the connection manager's channel is checked for a disconnect. */
+/**
+ * How often the connection manager's channel is checked for a disconnect while the link is
+ * serviced (a sleeping pump is woken by the channel itself).
+ */
 export const CM_CHECK_MS = 50;
 const RECV_WR_BASE = 1;
 const SEND_WR_BASE = 1000;
@@ -80,9 +83,16 @@ export class AgentLink {
   #writeSeq = 0;
   #lastCmCheck = 0;
   #cmCheckInFlight = false;
+  /** The rdma_cm channel was readable when the pump woke: look at it in the next service. */
+  #cmDue = false;
   #lost: Error | undefined;
   #flushWaiters: (() => void)[] = [];
-  readonly #task = (now: number) => this.#service(now);
+  readonly #task: PumpTask & { drivenAt: number } = {
+    service: (now) => this.#service(now),
+    arm: () => this.#arm(),
+    woke: (readable) => this.#woke(readable),
+    drivenAt: 0,
+  };
 
   /** Wrap an established connection: register the message buffers and post every receive. */
   constructor(connection: CmConnection, owner: LinkOwner, label: string) {
@@ -207,9 +217,34 @@ export class AgentLink {
     return this.#queued.length === 0 && this.#bells.size === 0 && this.#freeSend.length === SEND_SLOTS;
   }
 
-  /** Poll the completion queue now (non-blocking), for a caller that cannot wait for the pump. */
+  /**
+   * Poll the completion queue now (non-blocking), for a caller that cannot wait for the pump.
+   * While a user calls this, the pump leaves the link to it (pump.ts, DRIVEN_MS).
+   */
   progress(): void {
-    this.#service(performance.now());
+    const now = performance.now();
+    this.#task.drivenAt = now;
+    this.#service(now);
+  }
+
+  /** The pump is about to sleep: ask for an event on the next completion; the fds to wait on. */
+  #arm(): readonly number[] | undefined {
+    if (this.#lost) return undefined;
+    const cq = this.connection.cq;
+    cq.armEvents();
+    const fds = [cq.eventFd, this.connection.eventFd];
+    return fds[0] < 0 || fds[1] < 0 ? undefined : fds;
+  }
+
+  /** The pump woke: acknowledge the CQ's events (so it can be armed again); note a CM event. */
+  #woke(readable: readonly boolean[]): void {
+    if (this.#lost) return;
+    try {
+      if (readable[0]) this.connection.cq.takeEvents();
+    } catch {
+      /* a CQ that fails here fails its next poll too, which loses the link with the reason */
+    }
+    if (readable[1]) this.#cmDue = true;
   }
 
   /** Resolves when every queued and posted message has completed (or the link is lost, or timeoutMs passes). */
@@ -306,8 +341,9 @@ export class AgentLink {
         this.#owner.onMessage(this, message);
       }
     }
-    if (!this.#lost && !this.#cmCheckInFlight && now - this.#lastCmCheck >= CM_CHECK_MS) {
+    if (!this.#lost && !this.#cmCheckInFlight && (this.#cmDue || now - this.#lastCmCheck >= CM_CHECK_MS)) {
       this.#lastCmCheck = now;
+      this.#cmDue = false;
       this.#cmCheckInFlight = true;
       // A zero timeout makes this a non-blocking look at the channel: TimeoutError means "no event".
       this.connection.disconnected({ timeoutMs: 0 }).then(

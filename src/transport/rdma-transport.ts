@@ -44,6 +44,18 @@ export interface RdmaTransportOptions {
   readonly idle?: 'yield' | 'spin';
 }
 
+/**
+ * How long a process of another node that its agent said is alive is taken to be alive without
+ * asking again — unless the agent's GONE notice for it comes first (it pushes one when a process
+ * of its node ends), or the connection to that agent is lost. The Postbox checks each remote
+ * channel every LIVENESS_INTERVAL_MS (100 ms) in both directions: without this every check was a
+ * control round trip, ~20 IS_ALIVE per second to each agent of a two-process ping-pong, and each
+ * costs the agent milliseconds of CPU under the rxe guest's TCG (issue 12: the agents, always
+ * behind, took scheduler ticks from the busy-polling processes). A death that the agent does not
+ * push (it missed the process's disconnect) is seen at most this much later.
+ */
+export const REMOTE_ALIVE_TRUST_MS = 1000;
+
 function notFound(error: unknown): boolean {
   return error instanceof AgentError && error.reason === 'NOT_FOUND';
 }
@@ -77,6 +89,8 @@ export class RdmaTransport implements Transport {
   readonly self: ProcessIdentity = { pid: selfPid, start: selfStartTime };
   readonly #options: RdmaTransportOptions;
   readonly #clients = new Map<string, Promise<AgentClient>>();
+  /** `node pid start` → until when (performance.now()) a positive IS_ALIVE answer is trusted. */
+  readonly #aliveUntil = new Map<string, number>();
   readonly #images = new Set<RdmaImage>();
   readonly #local: RdmaLocalNode;
   #disposed = false;
@@ -115,6 +129,11 @@ export class RdmaTransport implements Transport {
         c.close();
         throw new UsageError(`the agent at ${agent.address} is node ${JSON.stringify(c.node)}, not ${JSON.stringify(node)}`);
       }
+      // A trusted "alive" ends with the process's GONE notice, or with the connection to its agent.
+      c.onGone((pid, start) => this.#aliveUntil.delete(aliveKey(node, pid, start)));
+      void c.closed.then(() => {
+        for (const key of [...this.#aliveUntil.keys()]) if (key.startsWith(`${node} `)) this.#aliveUntil.delete(key);
+      });
       return c;
     } catch (error) {
       if (this.#clients.get(node) === connecting) this.#clients.delete(node);
@@ -209,9 +228,22 @@ export class RdmaTransport implements Transport {
     }
   }
 
+  /**
+   * Whether process `who` of `node` runs. On another node its agent is asked — at most once per
+   * REMOTE_ALIVE_TRUST_MS while it keeps answering "alive" and sends no GONE notice for it.
+   */
   async isAliveAsync(who: ProcessIdentity, node = this.node): Promise<boolean> {
     if (node === this.node) return this.isAlive(who);
-    return (await this.client(node)).isAlive(who.pid, who.start);
+    const client = await this.client(node); // throws when that agent is unreachable: never "alive" from memory then
+    const key = aliveKey(node, who.pid, who.start);
+    const until = this.#aliveUntil.get(key);
+    if (until !== undefined && performance.now() < until) return true;
+    const alive = await client.isAlive(who.pid, who.start);
+    if (alive && !client.lost) {
+      if (this.#aliveUntil.size >= 4096) this.#aliveUntil.clear(); // bounded: only a cache
+      this.#aliveUntil.set(key, performance.now() + REMOTE_ALIVE_TRUST_MS);
+    } else this.#aliveUntil.delete(key);
+    return alive;
   }
 
   async removeAsync(name: string, node = this.node): Promise<void> {
@@ -250,4 +282,8 @@ export class RdmaTransport implements Transport {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+function aliveKey(node: string, pid: number, start: bigint): string {
+  return `${node} ${pid} ${start}`;
 }

@@ -247,6 +247,28 @@ export class CompletionQueue {
   }
 
   /**
+   * @internal For a caller that multiplexes several CQs in one poll(2) (the agent links' pump,
+   * src/agent/pump.ts): the channel's fd (-1 without a channel). Arm with armEvents(), poll the CQ
+   * once more (a completion that came before the arming raises no event), wait for the fd, then
+   * takeEvents() before the next arming. Not to be mixed with wait() on the same CQ.
+   */
+  get eventFd(): number {
+    return this.#handle ? this.#fd : -1;
+  }
+
+  /** @internal Ask for an event on the next completion (ibv_req_notify_cq), unless already asked. */
+  armEvents(): void {
+    if (this.#armed || !this.#handle || !this.#channel) return;
+    checkStatus('ibv_req_notify_cq', this.context.inline.ibv_req_notify_cq(this.#handle, 0), { cq: hex(this.#handle) });
+    this.#armed = true;
+  }
+
+  /** @internal Read and acknowledge the channel's pending events (non-blocking), so its fd is quiet again. */
+  takeEvents(): void {
+    if (this.#handle && this.#channel) this.#drainEvents(loadVerbs());
+  }
+
+  /**
    * The next completion, as a record; a failed status is thrown as its typed error (e.g.
    * RemoteAccessError), a timeout as TimeoutError. For control paths and tests, not the hot path.
    */

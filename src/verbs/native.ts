@@ -6,7 +6,8 @@
  *
  * Also: the two helpers that turn a verbs failure into a SystemError (verbs functions return
  * NULL and set errno, or return an errno value directly), and the two that every event fd of the
- * verbs (completion channel, async fd, rdma_cm channel) is waited on with.
+ * verbs (completion channel, async fd, rdma_cm channel) is waited on with (one fd, or several at
+ * once for the agent links' pump).
  */
 import { errno as lastErrno, libc, pollAsync } from '../../ffi/libc.js';
 import { C, POLLFD } from '../../ffi/verbs-layout.js';
@@ -74,6 +75,29 @@ export async function pollReadable(block: NativeBlock, at: number, fd: number, l
   const r = await pollAsync(block.address + at, 1, slice);
   if (r.value < 0 && r.errno !== 4 /* EINTR */) throw errnoError('poll', r.errno, { fd, timeout: slice });
   return r.value > 0;
+}
+
+/**
+ * One bounded wait for any of `fds` to become readable, off the main thread (as pollReadable):
+ * an array of struct pollfd written into `block` at `at` (the block must outlive the wait; room
+ * for fds.length entries of POLLFD.size), poll(2) for `timeoutMs` (at least 1). Resolves with one
+ * flag per fd (readable, or POLLERR/POLLHUP/POLLNVAL: its owner finds out on its next call); all
+ * false when the time ran out or a signal came (EINTR). SystemError for any other poll failure.
+ */
+export async function pollAny(block: NativeBlock, at: number, fds: readonly number[], timeoutMs: number): Promise<boolean[]> {
+  const dv = block.view;
+  for (let i = 0; i < fds.length; i++) {
+    const o = at + i * POLLFD.size;
+    dv.setInt32(o + POLLFD.fields.fd, fds[i], true);
+    dv.setInt16(o + POLLFD.fields.events, C.POLLIN, true);
+    dv.setInt16(o + POLLFD.fields.revents, 0, true);
+  }
+  const slice = Math.max(1, Math.ceil(timeoutMs));
+  const r = await pollAsync(block.address + at, fds.length, slice);
+  if (r.value < 0 && r.errno !== 4 /* EINTR */) throw errnoError('poll', r.errno, { nfds: fds.length, timeout: slice });
+  const out: boolean[] = [];
+  for (let i = 0; i < fds.length; i++) out.push(r.value > 0 && dv.getInt16(at + i * POLLFD.size + POLLFD.fields.revents, true) !== 0);
+  return out;
 }
 
 /** Format an address for messages. */

@@ -252,6 +252,11 @@ export class CmConnection {
     return this.#id === 0;
   }
 
+  /** @internal The event channel's fd (readable when an rdma_cm event waits), -1 once disposed; for the agent links' pump. */
+  get eventFd(): number {
+    return this.#id ? this.#channel.fd : -1;
+  }
+
   /** rdma_disconnect, then wait (bounded) for RDMA_CM_EVENT_DISCONNECTED. */
   async disconnect(options: { timeoutMs?: number } = {}): Promise<void> {
     if (!this.#id) throw new ClosedError('rdma_cm connection');
