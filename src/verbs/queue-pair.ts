@@ -25,12 +25,13 @@ import { loadVerbs } from './device.js';
 import { countLive } from './live.js';
 import type { MemoryRegion } from './memory-region.js';
 import { checkPointer, getU64, hex, NativeBlock, setU64 } from './native.js';
+import { checkCreateOptions, writeInitAttr } from './queue-pair-create.js';
 import type { ProtectionDomain } from './protection-domain.js';
 import { PostedRing, sgeList, stageChain, writeRecvChain, writeSgeList } from './queue-pair-posting.js';
 import { PreparedRecv, writeSendChain, type PreparedRequests, type PreparedSend } from './queue-pair-prepared.js';
 import { initAttributes, rtrAttributes, rtsAttributes, writeSendWr } from './queue-pair-transitions.js';
 import {
-  DEFAULT_QKEY, intIn, maskText, STATE_NAMES,
+  DEFAULT_QKEY, maskText, STATE_NAMES,
   type ConnectOptions, type InitOptions, type QueuePairEndpoint, type QueuePairOptions, type QueuePairState, type QueuePairType,
   type RecvRequest, type RtrOptions, type RtsOptions, type Sge, type SendRequest,
 } from './queue-pair-types.js';
@@ -110,40 +111,15 @@ export class QueuePair {
     make: ((initAttr: number) => number) | undefined,
     destroy: ((qp: number) => number) | undefined,
   ) {
-    const o = options ?? ({} as QueuePairOptions);
-    const sendCq = o.sendCq;
-    const recvCq = o.recvCq ?? o.sendCq;
-    if (!sendCq || typeof sendCq.poll !== 'function') throw new UsageError('createQueuePair needs { sendCq } (a CompletionQueue)');
-    if (sendCq.context !== pd.context || recvCq.context !== pd.context) throw new UsageError('the completion queues must belong to the protection domain\'s context');
-    const srq = o.srq;
-    if (srq !== undefined) {
-      if (!srq || typeof srq.postRecv !== 'function') throw new UsageError('srq must be a SharedReceiveQueue');
-      // Same PD, so the PD's dispose() (and a Context's) can destroy the QPs before the SRQ.
-      if (srq.pd !== pd) throw new UsageError('the shared receive queue must belong to the queue pair\'s protection domain');
-    }
-    // With an SRQ the receive queue capacities are the SRQ's; the QP asks for none (C callers
-    // leave them 0 too; providers ignore them when init_attr.srq is set).
-    const maxSendWr = o.maxSendWr ?? 128;
-    const maxRecvWr = srq ? 0 : (o.maxRecvWr ?? 128);
-    const maxSendSge = o.maxSendSge ?? 4;
-    const maxRecvSge = srq ? 0 : (o.maxRecvSge ?? 4);
-    const maxInline = o.maxInlineData ?? 64;
-    intIn('maxSendWr', maxSendWr, 1, 1 << 20);
-    if (!srq) intIn('maxRecvWr', maxRecvWr, 1, 1 << 20);
-    intIn('maxSendSge', maxSendSge, 1, 255);
-    if (!srq) intIn('maxRecvSge', maxRecvSge, 1, 255);
-    intIn('maxInlineData', maxInline, 0, 1 << 16);
-    const type = o.type ?? 'RC';
-    if (type !== 'RC' && type !== 'UD') throw new UsageError(`type must be 'RC' or 'UD', got ${JSON.stringify(type)}`);
-    const maxChain = o.maxChain ?? Math.min(Math.max(maxSendWr, maxRecvWr), 32);
-    intIn('maxChain', maxChain, 1, 4096);
+    const spec = checkCreateOptions(pd, options);
+    const { sendCq, recvCq, srq, maxSendWr, maxRecvWr, maxSendSge, maxRecvSge, maxInline, type, maxChain } = spec;
 
     this.pd = pd;
     this.srq = srq;
     this.sendCq = sendCq;
     this.recvCq = recvCq;
     this.type = type;
-    this.#signalAll = o.signalAll === true;
+    this.#signalAll = spec.signalAll;
     this.maxChain = maxChain;
     this.#sendWrAt = ARENA_AT;
     this.#sendSgeAt = this.#sendWrAt + maxChain * IBV_SEND_WR.size;
@@ -158,16 +134,7 @@ export class QueuePair {
 
     const dv = scratch.view;
     const f = IBV_QP_INIT_ATTR.fields;
-    setU64(dv, ATTR_AT + f.send_cq, sendCqHandle);
-    setU64(dv, ATTR_AT + f.recv_cq, recvCqHandle);
-    setU64(dv, ATTR_AT + f.srq, srqHandle);
-    dv.setUint32(ATTR_AT + f['cap.max_send_wr'], maxSendWr, true);
-    dv.setUint32(ATTR_AT + f['cap.max_recv_wr'], maxRecvWr, true);
-    dv.setUint32(ATTR_AT + f['cap.max_send_sge'], maxSendSge, true);
-    dv.setUint32(ATTR_AT + f['cap.max_recv_sge'], maxRecvSge, true);
-    dv.setUint32(ATTR_AT + f['cap.max_inline_data'], maxInline, true);
-    dv.setUint32(ATTR_AT + f.qp_type, type === 'UD' ? C.IBV_QPT_UD : C.IBV_QPT_RC, true);
-    dv.setInt32(ATTR_AT + f.sq_sig_all, this.#signalAll ? 1 : 0, true);
+    writeInitAttr(dv, ATTR_AT, spec, sendCqHandle, recvCqHandle, srqHandle);
     const v = loadVerbs();
     let handle: number;
     try {
@@ -237,10 +204,6 @@ export class QueuePair {
     this.#modify('RTS', C.IBV_QP_MIN_RNR_TIMER, { min_rnr_timer: minRnrTimer });
   }
 
-  /**
-   * Work requests posted whose completion has not been polled yet (send, receive). The receives
-   * of a QP with an SRQ are the SRQ's: see `srq.outstanding`.
-   */
   /** The port this QP was bound to (toInit; 1 until then). */
   get port(): number {
     return this.#port;
@@ -259,30 +222,34 @@ export class QueuePair {
     return this.#sendRing.capacity - this.#sendRing.size;
   }
 
+  /**
+   * Work requests posted whose completion has not been polled yet (send, receive). The receives
+   * of a QP with an SRQ are the SRQ's: see `srq.outstanding`.
+   */
   get outstanding(): { send: number; recv: number } {
     return { send: this.#sendRing.size, recv: this.#recvRing.size };
   }
 
   /** ibv_query_qp for the current state (e.g. ERR after a failed work request). */
   queryState(): QueuePairState {
-    const handle = this.handle;
-    const at = this.#scratch.address + ATTR_AT;
-    this.#scratch.bytes.fill(0, ATTR_AT, 256);
-    // The init_attr out-parameter is required; the part of the block after qp_attr serves.
-    const rc = loadVerbs().ibv_query_qp(handle, at, C.IBV_QP_STATE, this.#scratch.address + INIT_OUT_AT) as number;
-    if (rc !== 0) throw errnoError('ibv_query_qp', rc > 0 ? rc : 22, { qp_num: this.qpn, attr_mask: 'STATE' });
+    this.#query(C.IBV_QP_STATE, 'STATE');
     this.#state = STATE_NAMES[this.#scratch.view.getUint32(ATTR_AT + IBV_QP_ATTR.fields.qp_state, true)] ?? this.#state;
     return this.#state;
   }
 
   /** ibv_query_qp for min_rnr_timer (IB encoding; see setMinRnrTimer). */
   queryMinRnrTimer(): number {
-    const handle = this.handle;
-    const at = this.#scratch.address + ATTR_AT;
-    this.#scratch.bytes.fill(0, ATTR_AT, 256);
-    const rc = loadVerbs().ibv_query_qp(handle, at, C.IBV_QP_MIN_RNR_TIMER, this.#scratch.address + INIT_OUT_AT) as number;
-    if (rc !== 0) throw errnoError('ibv_query_qp', rc > 0 ? rc : 22, { qp_num: this.qpn, attr_mask: 'MIN_RNR_TIMER' });
+    this.#query(C.IBV_QP_MIN_RNR_TIMER, 'MIN_RNR_TIMER');
     return this.#scratch.view.getUint8(ATTR_AT + IBV_QP_ATTR.fields.min_rnr_timer);
+  }
+
+  /** ibv_query_qp of the attributes in `mask` into the attribute struct at ATTR_AT. */
+  #query(mask: number, maskName: string): void {
+    const handle = this.handle;
+    this.#scratch.bytes.fill(0, ATTR_AT, 256);
+    // The init_attr out-parameter is required; the part of the block after qp_attr serves.
+    const rc = loadVerbs().ibv_query_qp(handle, this.#scratch.address + ATTR_AT, mask, this.#scratch.address + INIT_OUT_AT) as number;
+    if (rc !== 0) throw errnoError('ibv_query_qp', rc > 0 ? rc : 22, { qp_num: this.qpn, attr_mask: maskName });
   }
 
   /** This side's connection facts, to send to the peer out of band. */
