@@ -99,6 +99,12 @@ const RETURN_RETRY_MS = 100;
  */
 export const SENDER_CHECK_MS = 100;
 
+/** The sender's process as group 0's target names it (SG_TX_*; pid ≤ 0: none or forged). */
+function senderProcess(w0: Int32Array): ProcessIdentity {
+  const start = (BigInt(Atomics.load(w0, SG_TX_START_HI >> 2) >>> 0) << 32n) | BigInt(Atomics.load(w0, SG_TX_START_LO >> 2) >>> 0);
+  return { pid: Atomics.load(w0, SG_TX_PID >> 2), start };
+}
+
 /** Thrown inside a drain to unwind it once the sender was found corrupt (and dropped). */
 class SenderCorrupt extends Error {}
 
@@ -322,8 +328,7 @@ export class SegmentReceiver {
     // served instead: keep everything. (One whose connect read the entries just before they were
     // freed and writes its process just after is not seen: it finds no receiver reading — accept
     // it again. The window is one connect within SENDER_CHECK_MS of its predecessor's death.)
-    const pid = Atomics.load(w0, SG_TX_PID >> 2);
-    const start = (BigInt(Atomics.load(w0, SG_TX_START_HI >> 2) >>> 0) << 32n) | BigInt(Atomics.load(w0, SG_TX_START_LO >> 2) >>> 0);
+    const { pid, start } = senderProcess(w0);
     if (pid !== a.process!.pid || start !== a.process!.start) {
       for (const g of a.groups) Atomics.store(this.#manager.int32, (MG_ENTRIES + g.entry * MG_ENTRY_BYTES + ME_STATE) >> 2, ENTRY_READY);
       a.ended = undefined;
@@ -439,9 +444,8 @@ export class SegmentReceiver {
       this.#corrupt(a, g0, `return segment ${descriptor.name}@${descriptor.node} of ${descriptor.size} bytes is not this sender's`);
     }
     const w0 = g0.target.int32;
-    const pid = w0[SG_TX_PID >> 2];
+    const { pid, start } = senderProcess(w0);
     if (pid <= 0) this.#corrupt(a, g0, `sender process id ${pid}`);
-    const start = (BigInt(w0[SG_TX_START_HI >> 2] >>> 0) << 32n) | BigInt(w0[SG_TX_START_LO >> 2] >>> 0);
     if (a.process?.pid !== pid || a.process.start !== start) {
       a.process = { pid, start };
       a.checkedAt = 0;
